@@ -1,0 +1,10 @@
+"""What shufflebench measures: the guideline micro-benchmarks and whole networks, as torch modules, by name.
+
+``blocks.build("g1", c1=128, c2=128)`` returns a :class:`Workload`; ``blocks.list_workloads("shufflenet*")`` lists
+names. Importing this package registers every workload; it changes no global torch setting.
+"""
+
+from blocks import guidelines  # noqa: F401  (registers g1..g4)
+from blocks.registry import Param, Workload, WorkloadError, build, list_workloads, params, register_workload
+
+__all__ = ["Param", "Workload", "WorkloadError", "build", "list_workloads", "params", "register_workload"]

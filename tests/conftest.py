@@ -1,0 +1,25 @@
+"""Shared test helpers: example parameters for every registered workload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+# Parameters for the workloads whose builders have required parameters; every other workload is built with its
+# defaults. A new workload with required parameters must be added here, or the registry-wide tests fail.
+EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {
+    "g1": {"c1": 32, "c2": 64, "hw": 28},
+    "g2": {"g": 4, "c": 64, "hw": 28},
+    "g3": {"structure": "4-fragment-parallel", "c": 64, "hw": 28},
+    "g4": {"c": 64, "hw": 28},
+}
+
+
+def example_params(name: str) -> dict[str, Any]:
+    return EXAMPLE_PARAMS.get(name, {})
+
+
+@pytest.fixture
+def tmp_results(tmp_path):
+    return tmp_path / "results"
