@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 SB := $(VENV)/bin/shufflebench
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test selfbench
+.PHONY: setup test bench validate-timing selfbench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -22,6 +22,14 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Measure configs/default.yaml on this device; resumes if interrupted (FRESH=1 to measure everything again).
+bench: $(STAMP)
+	$(SB) run configs/default.yaml $(if $(FRESH),--fresh)
+
+# shufflebench's timer against torch.utils.benchmark, and its overhead against a bare loop.
+validate-timing: $(STAMP)
+	$(PY) scripts/validate_timing.py
 
 # The project's own speed targets (pytest-benchmark), e.g. counting a ResNet-50 takes well under a second.
 selfbench: $(STAMP)

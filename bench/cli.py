@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from bench.errors import UserError
@@ -82,6 +84,71 @@ def cmd_cost(args: argparse.Namespace) -> None:
     print(f"elementwise ops  {totals['elementwise_ops']:>16,}  output elements of element-wise ops")
 
 
+def cmd_device(args: argparse.Namespace) -> None:
+    from bench import device
+
+    meta = device.collect()
+    print(json.dumps(meta, indent=2) if args.json else device.describe(meta))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from bench import backends, config, runner
+
+    sweep = config.load(args.config)
+    if args.backend:
+        wanted = {backends.parse(b).name for b in args.backend}
+        sweep.cells[:] = [c for c in sweep.cells if c.backend in wanted]
+    if args.dry_run:
+        for cell in sweep.cells:
+            print(cell.key)
+        print(f"{len(sweep.cells)} cells x {sweep.run.processes} processes", file=sys.stderr)
+        return
+    rows = runner.run_sweep(sweep, Path(args.results), fresh=args.fresh)
+    if rows:
+        print(runner.summary_table(rows))
+
+
+def cmd_time(args: argparse.Namespace) -> None:
+    from bench import config, device, runner
+    from bench.measure import MeasureSettings
+
+    settings: dict[str, Any] = {"batch": args.batch}
+    if args.threads is not None:
+        settings["threads"] = args.threads
+    cell = config.single_cell(args.name, parse_assignments(args.params), args.backend, settings)
+    run = config.RunSettings(processes=args.processes, measure=MeasureSettings(min_time=args.min_time))
+    meta = device.collect()
+    rows: list[dict] = []
+    with runner.device_lock(meta["device_id"], f"pid {os.getpid()}, shufflebench time {cell.key}"):
+        runner.Measurer(meta, Path(args.results) / meta["device_id"], run, sys.stderr).measure([cell], rows.append)
+    row = rows[0]
+    if args.json:
+        print(json.dumps(row, indent=2))
+    elif row["status"] != "ok":
+        raise UserError(f"{cell.key}: {row['status']}: {row['error']}")
+    else:
+        print(describe_row(row))
+    if row["status"] == "error" and args.json:
+        sys.exit(1)
+
+
+def describe_row(row: dict[str, Any]) -> str:
+    """The statistics of one measured cell, for a terminal."""
+    lines = [
+        row["cell"],
+        f"median  {row['median_ms']:.4f} ms   95% CI [{row['ci95_low_ms']:.4f}, {row['ci95_high_ms']:.4f}]   "
+        f"IQR {row['iqr_ms']:.4f} ms ({100 * row['iqr_ms'] / row['median_ms']:.1f}%)",
+        f"p10 {row['p10_ms']:.4f}  p90 {row['p90_ms']:.4f}  p99 {row['p99_ms']:.4f}  mean {row['mean_ms']:.4f}  "
+        f"std {row['std_ms']:.4f} ms",
+        f"throughput  {row['images_per_s']:.1f} images/s, {row['batches_per_s']:.1f} batches/s",
+        f"{row['samples']} samples of {row['number']} calls in {row['processes']} processes; "
+        f"FLOPs {row['flops']:,}  MAC {row['mac']:,}",
+    ]
+    if row["is_noisy"]:
+        lines.append(f"noisy: {row['noise']}")
+    return "\n".join(lines)
+
+
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     cells = [[f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
@@ -105,6 +172,30 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-layer", action="store_true", help="also print one row per layer (module path)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
+
+    p = verbs.add_parser("device", help="this device's fingerprint: id, CPU, GPU, library versions")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    p.set_defaults(func=cmd_device)
+
+    p = verbs.add_parser("run", help="measure the cells of a sweep file and write results/<device>/<sweep>.csv")
+    p.add_argument("config", help="sweep file, e.g. configs/default.yaml")
+    p.add_argument("--backend", action="append", help="only cells of this backend (repeatable)")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--fresh", action="store_true", help="discard this sweep's earlier rows on this device")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    p.set_defaults(func=cmd_run)
+
+    p = verbs.add_parser("time", help="measure one cell without a sweep file")
+    p.add_argument("name", help="workload name (see `shufflebench list`)")
+    p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters")
+    p.add_argument("--backend", default="torch-cpu", help="torch-cpu (default), torch-cuda, ort-cpu, ort-cuda, ort:<EP>")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--processes", type=int, default=3, help="worker processes (default 3)")
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds of sampling per process (default 1)")
+    p.add_argument("--results", default="results", help="where exported ONNX files are cached")
+    p.add_argument("--json", action="store_true", help="print the results row as JSON")
+    p.set_defaults(func=cmd_time)
     return parser
 
 

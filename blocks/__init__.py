@@ -5,6 +5,7 @@ names. Importing this package registers every workload; it changes no global tor
 """
 
 from blocks import guidelines  # noqa: F401  (registers g1..g4)
-from blocks.registry import Param, Workload, WorkloadError, build, list_workloads, params, register_workload
+from blocks.registry import Param, Workload, WorkloadError, build, list_workloads, params, register_workload, resolve
 
-__all__ = ["Param", "Workload", "WorkloadError", "build", "list_workloads", "params", "register_workload"]
+__all__ = ["Param", "Workload", "WorkloadError", "build", "list_workloads", "params", "register_workload",
+           "resolve"]

@@ -98,8 +98,11 @@ def require(condition: bool, message: str) -> None:
         raise WorkloadError(message)
 
 
-def build(name: str, **kwargs: Any) -> Workload:
-    """Build workload ``name`` with parameters given as Python values or strings (``"128"``, ``"true"``).
+def resolve(name: str, **kwargs: Any) -> dict[str, Any]:
+    """Validate and convert the parameters of workload ``name`` without building it; defaults filled in.
+
+    Values may be Python values or strings (``"128"``, ``"true"``). Rules across parameters are checked by the
+    builder, so only :func:`build` catches those.
 
     Raises:
         WorkloadError: unknown name (close matches listed first), unknown or missing parameter, a value of the wrong
@@ -117,6 +120,12 @@ def build(name: str, **kwargs: Any) -> Workload:
             raise WorkloadError(f"{name}: missing parameter {p.name!r}; parameters are: {_signature(spec)}")
         else:
             values[p.name] = p.default
+    return values
+
+
+def build(name: str, **kwargs: Any) -> Workload:
+    """Build workload ``name``; see :func:`resolve` for the parameters and the errors."""
+    values = resolve(name, **kwargs)
     batch = values.pop("batch")
     try:
         module, sample_shape = _BUILDERS[name](**values)

@@ -1,0 +1,277 @@
+"""YAML sweep files -> validated cells.
+
+A sweep file (see configs/default.yaml for a commented example)::
+
+    sweep: default                # name of the results file; defaults to the file name
+    base: ../default.yaml         # optional: start from another file; mappings merge, lists are replaced
+    settings:                     # axes combined as a grid over every workload entry
+      backend: [torch-cpu, ort-cpu]
+      batch: 1
+      threads: physical           # an integer, "physical" or "logical" cores
+      opt_level: all              # ONNX Runtime graph optimisation: disable, basic, extended, all
+    measure: {processes: 3, min_time: 0.5}
+    workloads:
+      - name: g1
+        zip: {c1: [128, 90], c2: [128, 180]}   # values that go together
+        grid: {hw: [56]}                         # every combination
+        settings: {batch: [1, 8]}                # overrides the axes above for this entry
+
+A cell is one workload x one backend x one settings tuple. Settings that do not apply to a backend are dropped from
+its cells (threads for torch-cuda, opt_level for torch), so no cell is measured twice. Every error names the file,
+the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from bench import backends
+from bench.errors import UserError
+from bench.measure import MeasureSettings
+
+TOP_KEYS = ("sweep", "description", "base", "settings", "measure", "workloads")
+ENTRY_KEYS = ("name", "grid", "zip", "settings")
+SETTING_KEYS = ("backend", *backends.SETTING_DEFAULTS)
+
+
+class ConfigError(UserError):
+    """An invalid sweep file."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How the runner repeats and isolates cells, on top of the per-process MeasureSettings."""
+
+    processes: int = 5  # worker processes per cell (methodology R3.2)
+    seed: int = 0  # for the shuffled cell order
+    timeout: float = 600.0  # s per worker process before it counts as hung
+    measure: MeasureSettings = MeasureSettings()
+
+
+@dataclass(frozen=True)
+class Cell:
+    workload: str
+    args: dict[str, Any]  # workload parameters, defaults filled in, batch excluded
+    backend: str
+    settings: dict[str, Any]  # only the settings that apply to the backend, batch first
+
+    @property
+    def key(self) -> str:
+        """Stable id, e.g. ``g1/c1=128,c2=128,hw=56/torch-cpu/batch=1,threads=2``."""
+        return f"{self.workload}/{_kv(self.args)}/{self.backend}/{_kv(self.settings)}"
+
+    @property
+    def batch(self) -> int:
+        return self.settings["batch"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"workload": self.workload, "args": self.args, "backend": self.backend, "settings": self.settings}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        return cls(data["workload"], data["args"], data["backend"], data["settings"])
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: Path
+    cells: list[Cell] = field(default_factory=list)
+    run: RunSettings = RunSettings()
+    description: str = ""
+
+
+def load(path: str | Path) -> Sweep:
+    """Read, inherit, validate and expand the sweep file at ``path``."""
+    path = Path(path)
+    data = _read_with_base(path, seen=())
+    where = str(path)
+    _check_keys(data, TOP_KEYS, where)
+    name = data.get("sweep", path.stem)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"{where}: sweep: must be a name without '/', got {name!r}")
+    run = _run_settings(data.get("measure") or {}, f"{where}: measure")
+    top_settings = _mapping(data.get("settings") or {}, f"{where}: settings")
+    entries = data.get("workloads")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{where}: workloads: must be a non-empty list of {{name: ..., grid: ..., zip: ...}}")
+    cells: dict[str, Cell] = {}
+    for i, entry in enumerate(entries):
+        for cell in _expand(entry, top_settings, f"{where}: workloads[{i}]"):
+            cells.setdefault(cell.key, cell)
+    return Sweep(name, path, list(cells.values()), run, str(data.get("description", "")))
+
+
+def single_cell(workload: str, args: dict[str, Any], backend: str, settings: dict[str, Any]) -> Cell:
+    """One cell from command-line values (``shufflebench time``), validated like a config entry."""
+    entry = {"name": workload, "grid": args, "settings": {"backend": backend, **settings}}
+    cells = _expand(entry, {}, "command line")
+    return cells[0]
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: base: inheritance loops back to {path}")
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the sweep file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from None
+    data = _mapping(data, str(path))
+    if "base" not in data:
+        return data
+    base = data["base"]
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: must be a path relative to this file, got {base!r}")
+    merged = _merge(_read_with_base(path.parent / base, (*seen, path.resolve())), data)
+    merged.pop("base")
+    if "sweep" not in data:  # the name comes from this file, not from its base
+        merged.pop("sweep", None)
+    return merged
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _run_settings(data: Any, where: str) -> RunSettings:
+    data = dict(_mapping(data, where))
+    run_fields = {f.name: f for f in fields(RunSettings) if f.name != "measure"}
+    measure_fields = {f.name: f for f in fields(MeasureSettings)}
+    _check_keys(data, (*run_fields, *measure_fields), where)
+    values = {}
+    for key, value in data.items():
+        default = (run_fields.get(key) or measure_fields[key]).default
+        if value is None and default is None:  # target_ci: null turns it off
+            values[key] = None
+            continue
+        kind = int if isinstance(default, int) else float
+        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number_ok or value < (1 if kind is int and key != "seed" else 0) or (kind is int and value % 1):
+            wanted = "a positive integer" if kind is int else "a non-negative number"
+            raise ConfigError(f"{where}.{key}: must be {wanted}, got {value!r}")
+        values[key] = kind(value)
+    run_values = {k: v for k, v in values.items() if k in run_fields}
+    measure_values = {k: v for k, v in values.items() if k in measure_fields}
+    return RunSettings(**run_values, measure=MeasureSettings(**measure_values))
+
+
+def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
+    import_error = _blocks_or_none()
+    if import_error:
+        raise ConfigError(f"{where}: {import_error}")
+    import blocks
+
+    entry = _mapping(entry, where)
+    _check_keys(entry, ENTRY_KEYS, where)
+    name = entry.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.name: required: a workload name (see `shufflebench list`)")
+    grid = {k: _as_list(v) for k, v in _mapping(entry.get("grid") or {}, f"{where}.grid").items()}
+    zipped = _mapping(entry.get("zip") or {}, f"{where}.zip")
+    for key, value in zipped.items():
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{where}.zip.{key}: must be a non-empty list (zip pairs values by position)")
+    lengths = {key: len(value) for key, value in zipped.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+        raise ConfigError(f"{where}.zip: lists must have the same length ({detail})")
+    overlap = set(grid) & set(zipped)
+    if overlap or "batch" in grid or "batch" in zipped:
+        key = sorted(overlap)[0] if overlap else "batch"
+        raise ConfigError(f"{where}: {key!r} is given twice or is a setting; batch belongs under settings")
+    settings = {**top_settings, **_mapping(entry.get("settings") or {}, f"{where}.settings")}
+    _check_keys(settings, SETTING_KEYS, f"{where}.settings")
+    if "backend" not in settings:
+        raise ConfigError(f"{where}.settings.backend: required: one or more of {', '.join(backends.NAMES)}")
+
+    zip_rows = [dict(zip(zipped, values)) for values in zip(*zipped.values())] if zipped else [{}]
+    cells = []
+    for zip_row in zip_rows:
+        for grid_values in itertools.product(*grid.values()):
+            raw_args = {**zip_row, **dict(zip(grid, grid_values))}
+            try:
+                args = blocks.resolve(name, **raw_args)
+            except blocks.WorkloadError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            args.pop("batch")
+            cells.extend(_cells_for(name, args, settings, where))
+    return cells
+
+
+def _cells_for(name: str, args: dict[str, Any], settings: dict[str, Any], where: str) -> list[Cell]:
+    axes = {key: _as_list(settings.get(key, default)) for key, default in backends.SETTING_DEFAULTS.items()}
+    cells = []
+    for backend_name in _as_list(settings["backend"]):
+        if not isinstance(backend_name, str):
+            raise ConfigError(f"{where}.settings.backend: must be backend names, got {backend_name!r}")
+        try:
+            backend = backends.parse(backend_name)
+        except UserError as e:
+            raise ConfigError(f"{where}.settings.backend: {e}") from None
+        keys = backend.settings
+        for values in itertools.product(*(axes[k] for k in keys)):
+            chosen = {k: _setting(k, v, f"{where}.settings.{k}") for k, v in zip(keys, values)}
+            cells.append(Cell(name, args, backend_name, chosen))
+    return cells
+
+
+def _setting(key: str, value: Any, where: str) -> Any:
+    if key in ("batch", "threads"):
+        if key == "threads" and value in ("physical", "logical"):
+            return psutil.cpu_count(logical=value == "logical") or psutil.cpu_count()
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        extra = ', "physical" or "logical"' if key == "threads" else ""
+        raise ConfigError(f"{where}: must be a positive integer{extra}, got {value!r}")
+    if key == "opt_level":
+        if value not in backends.OPT_LEVELS:
+            raise ConfigError(f"{where}: must be one of {', '.join(backends.OPT_LEVELS)}, got {value!r}")
+        return value
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: must be true or false, got {value!r}")
+    return value
+
+
+def _blocks_or_none() -> str | None:
+    try:
+        import blocks  # noqa: F401
+    except ImportError as e:
+        return (f"building workloads needs torch ({e}); on a device without torch, run a bundle made by "
+                "`shufflebench export` instead")
+    return None
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping of key: value, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(allowed)}")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _kv(values: dict[str, Any]) -> str:
+    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in values.items())

@@ -1,0 +1,112 @@
+"""Warm-up, block calibration and sampling of one prepared backend, in one process.
+
+The backend gives ``time(n)``: the seconds ``n`` calls take, synchronised by the backend itself (CUDA events or
+synchronize, ONNX Runtime's own ``run``), so nothing here knows about devices. Procedure (methodology section 15):
+
+1. Warm up by time and count: calls until at least ``warmup_time`` seconds and ``warmup_calls`` calls have run
+   (after any autotuning, which happens on the first calls). The warm-up times are kept.
+2. Calibrate the block size: the number of calls per sample grows until one block takes at least 1000x the timer's
+   own overhead (so the overhead is under 0.1%) and at least ``min_time / 1000``. Calls of a millisecond or more are
+   timed one by one, which keeps tail percentiles meaningful for whole networks.
+3. Sample blocks until ``min_time`` seconds and ``min_samples`` samples are collected; with ``target_ci`` set, go on
+   (up to ``max_time``) until the 95% interval of the median is that narrow, relative to the median.
+
+Garbage collection is off inside the timed loop (pytest-benchmark, pyperf).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class Timed(Protocol):
+    """What a backend's ``prepare`` returns."""
+
+    def time(self, n: int) -> float:
+        """Run the workload ``n`` times and return the elapsed seconds, synchronised."""
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    warmup_time: float = 0.2  # s
+    warmup_calls: int = 10
+    min_time: float = 1.0  # s of sampling per process
+    min_samples: int = 10
+    max_time: float = 10.0  # s, upper bound when sampling towards target_ci
+    target_ci: float | None = None  # relative half-width of the median's 95% CI to reach, e.g. 0.01
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Measurement:
+    """One process's samples: seconds per call, each the mean over a block of ``number`` calls."""
+
+    number: int
+    samples: list[float] = field(default_factory=list)
+    warmup: list[float] = field(default_factory=list)  # seconds per call of each warm-up call
+    timer_overhead: float = 0.0  # s per time() call with n = 0
+
+
+def timer_overhead(timed: Timed, repeats: int = 20) -> float:
+    """The cost of an empty timed block: clock reads plus whatever synchronisation the backend does."""
+    return min(timed.time(0) for _ in range(repeats))
+
+
+def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Measurement:
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        warmup = _warm_up(timed, settings)
+        overhead = timer_overhead(timed)
+        number = calibrate(timed, min_block=max(1000 * overhead, settings.min_time / 1000))
+        m = Measurement(number=number, warmup=warmup, timer_overhead=overhead)
+        start = time.perf_counter()
+        while True:
+            m.samples.append(timed.time(number) / number)
+            elapsed = time.perf_counter() - start
+            if elapsed < settings.min_time or len(m.samples) < settings.min_samples:
+                continue
+            if settings.target_ci is None or elapsed >= settings.max_time:
+                break
+            if _median_ci_halfwidth(m.samples) <= settings.target_ci:
+                break
+        return m
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _warm_up(timed: Timed, settings: MeasureSettings) -> list[float]:
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < settings.warmup_calls or time.perf_counter() - start < settings.warmup_time:
+        times.append(timed.time(1))
+    return times
+
+
+def calibrate(timed: Timed, min_block: float) -> int:
+    """Smallest convenient number of calls per block that takes at least ``min_block`` seconds."""
+    number = 1
+    while True:
+        elapsed = timed.time(number)
+        if elapsed >= min_block:
+            return number
+        # Aim 20% past the target from the measured rate, at least doubling so a noisy estimate cannot stall.
+        number = max(2 * number, math.ceil(number * 1.2 * min_block / max(elapsed, 1e-9)))
+
+
+def _median_ci_halfwidth(samples: list[float]) -> float:
+    """Relative half-width of the distribution-free 95% CI of the median (order statistics)."""
+    values = np.sort(np.asarray(samples))
+    n = values.size
+    half = 1.96 * math.sqrt(n) / 2
+    low, high = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half))
+    return float((values[high] - values[low]) / 2 / np.median(values))

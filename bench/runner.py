@@ -1,0 +1,264 @@
+"""Runs the cells of a sweep and writes one results row per cell.
+
+- Isolation: every (cell, repeat) runs in its own worker process (bench.worker), so a crash, hang or OOM becomes an
+  ``error`` row and the sweep goes on. Workloads are built and exported once per run in a ``prepare`` worker.
+- Order: the (cell, repeat) pairs are shuffled with a recorded seed, so slow drifts of the machine spread over all
+  cells instead of biasing the last ones (methodology R3.3).
+- Resume: cells that already have an ``ok`` row for this sweep on this device are skipped; ``fresh`` starts over.
+  A row is written, atomically, as soon as its cell's last repeat finishes.
+- Lock: one sweep at a time per device (a file lock in the temp directory), because two sweeps would time each
+  other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO
+
+from bench import backends, device, stats
+from bench.config import Cell, RunSettings, Sweep
+from bench.errors import UserError
+from bench.results import SCHEMA_VERSION, ResultsStore
+
+
+@contextlib.contextmanager
+def device_lock(device_id: str, holder: str) -> Iterator[None]:
+    path = Path(tempfile.gettempdir()) / f"shufflebench-{device_id}.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            other = f.read().strip() or "another process"
+            raise UserError(f"another sweep is running on this device ({other}); wait for it to finish, two sweeps "
+                            "would time each other") from None
+        f.seek(0)
+        f.truncate()
+        f.write(holder)
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+
+
+def run_sweep(sweep: Sweep, results_root: Path, *, fresh: bool = False, log: TextIO = sys.stderr) -> list[dict]:
+    """Measure the cells of ``sweep`` not yet measured on this device; returns the rows of this run."""
+    meta = device.collect()
+    folder = results_root / meta["device_id"]
+    holder = f"pid {os.getpid()}, sweep {sweep.name}, since {_now()}"
+    with device_lock(meta["device_id"], holder):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "device.json").write_text(json.dumps(meta, indent=2) + "\n")
+        store = ResultsStore(folder / f"{sweep.name}.csv")
+        if fresh:
+            store.clear()
+        done = {key for key, row in store.by_cell().items() if row.get("status") == "ok"}
+        todo = [c for c in sweep.cells if c.key not in done]
+        if len(todo) < len(sweep.cells):
+            print(f"resuming {sweep.name}: {len(sweep.cells) - len(todo)} of {len(sweep.cells)} cells already "
+                  f"measured on {meta['device_id']} (--fresh to measure them again)", file=log)
+        rows: list[dict] = []
+
+        def on_row(row: dict) -> None:
+            row["sweep"] = sweep.name
+            store.put(row)
+            rows.append(row)
+
+        Measurer(meta, folder, sweep.run, log).measure(todo, on_row)
+    return rows
+
+
+class Measurer:
+    """Prepares workloads and runs worker processes for a list of cells, calling ``on_row`` per finished cell."""
+
+    def __init__(self, meta: dict[str, Any], folder: Path, run: RunSettings, log: TextIO) -> None:
+        self.meta, self.folder, self.run, self.log = meta, folder, run, log
+
+    def measure(self, cells: list[Cell], on_row: Callable[[dict], None]) -> None:
+        if not cells:
+            return
+        progress = Progress(len(cells), self.log)
+        runnable = []
+        for cell in cells:
+            reason = backends.unavailable_reason(backends.parse(cell.backend))
+            if reason:
+                on_row(self._row(cell, status="skipped", error=reason))
+                progress.done(cell, "skipped")
+            else:
+                runnable.append(cell)
+        prepared = self._prepare(runnable, on_row, progress)
+        jobs = [(cell, r) for cell in runnable if cell.key in prepared for r in range(self.run.processes)]
+        random.Random(self.run.seed).shuffle(jobs)
+        results: dict[str, list[dict]] = defaultdict(list)
+        failed: set[str] = set()
+        for cell, _ in jobs:
+            if cell.key in failed:
+                continue
+            progress.start(cell)
+            started = _now()
+            job = {"cell": cell.as_dict(), "input_shape": prepared[cell.key]["input_shape"],
+                   "onnx": prepared[cell.key].get("onnx"), "measure": self.run.measure.as_dict()}
+            result = self._worker("time", job)
+            if "error" in result:
+                failed.add(cell.key)
+                on_row(self._row(cell, prepared[cell.key], status="error", error=result["error"]))
+                progress.done(cell, "error")
+                continue
+            result["started_at"] = started
+            results[cell.key].append(result)
+            if len(results[cell.key]) == self.run.processes:
+                row = self._measured_row(cell, prepared[cell.key], results.pop(cell.key))
+                on_row(row)
+                progress.done(cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
+
+    def _prepare(self, cells: list[Cell], on_row: Callable[[dict], None], progress: Progress) -> dict[str, dict]:
+        """Cost (and ONNX file, for ORT cells) per distinct workload and batch; failed cells get error rows."""
+        groups: dict[str, list[Cell]] = defaultdict(list)
+        for cell in cells:
+            groups[json.dumps([cell.workload, cell.args, cell.batch], sort_keys=True)].append(cell)
+        prepared: dict[str, dict] = {}
+        for group_key, group in groups.items():
+            needs_onnx = any(backends.parse(c.backend).family == "ort" for c in group)
+            digest = hashlib.sha256(group_key.encode()).hexdigest()[:12]
+            onnx = self.folder / "onnx" / f"{group[0].workload}-{digest}.onnx" if needs_onnx else None
+            job = {"workload": group[0].workload, "args": group[0].args, "batch": group[0].batch,
+                   "onnx": str(onnx) if onnx else None}
+            progress.note(f"preparing {group[0].workload} {_args(group[0].args)} batch={group[0].batch}")
+            result = self._worker("prepare", job)
+            for cell in group:
+                if "error" in result:
+                    on_row(self._row(cell, status="error", error=result["error"]))
+                    progress.done(cell, "error")
+                else:
+                    prepared[cell.key] = {**result, "onnx": str(onnx) if onnx else None}
+        return prepared
+
+    def _worker(self, kind: str, job: dict) -> dict:
+        with tempfile.TemporaryDirectory(prefix="shufflebench-") as tmp:
+            job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
+            job_path.write_text(json.dumps(job))
+            try:
+                proc = subprocess.run([sys.executable, "-m", "bench.worker", kind, str(job_path), str(out_path)],
+                                      capture_output=True, text=True, timeout=self.run.timeout)
+            except subprocess.TimeoutExpired:
+                return {"error": f"worker timed out after {self.run.timeout:g} s (raise measure.timeout)"}
+            if out_path.exists():
+                return json.loads(out_path.read_text())
+            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+            how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+            return {"error": f"worker crashed ({how}): {tail or 'no output'}"}
+
+    def _row(self, cell: Cell, prepared: dict | None = None, **columns: Any) -> dict[str, Any]:
+        export = (prepared or {}).get("export") or {}
+        row = {
+            "schema_version": SCHEMA_VERSION,
+            "cell": cell.key,
+            "workload": cell.workload,
+            "workload_args": cell.args,
+            "backend": cell.backend,
+            **cell.settings,
+            "device_id": self.meta["device_id"],
+            "arch": self.meta["arch"],
+            "emulated": self.meta["emulated"],
+            **((prepared or {}).get("cost") or {}),
+            "exporter": export.get("exporter") if backends.parse(cell.backend).family == "ort" else None,
+            "opset": export.get("opset") if backends.parse(cell.backend).family == "ort" else None,
+            "measure_settings": {**self.run.measure.as_dict(), "processes": self.run.processes, "seed": self.run.seed},
+            "finished_at": _now(),
+        }
+        row.update(columns)
+        return row
+
+    def _measured_row(self, cell: Cell, prepared: dict, results: list[dict]) -> dict[str, Any]:
+        samples = [r["samples"] for r in results]
+        summary = stats.summarize(samples, cell.batch, load_avg=device.load_average(),
+                                  cores=self.meta["cores_logical"])
+        return self._row(
+            cell, prepared, status="ok", error=None, **summary,
+            number=results[0]["number"],
+            timer_overhead_us=min(r["timer_overhead"] for r in results) * 1e6,
+            load_avg=device.load_average(),
+            backend_info=results[0]["info"],
+            samples_ms=[[s * 1e3 for s in p] for p in samples],
+            warmup_ms=[[s * 1e3 for s in r["warmup"]] for r in results],
+            started_at=min(r["started_at"] for r in results),
+        )
+
+
+class Progress:
+    """A one-line progress bar with the current cell and an ETA on a terminal; one line per cell otherwise."""
+
+    def __init__(self, total: int, out: TextIO) -> None:
+        self.total, self.out, self.finished, self.start_time = total, out, 0, time.monotonic()
+        self.tty = out.isatty()
+
+    def note(self, text: str) -> None:
+        if self.tty:
+            self._line(text)
+
+    def start(self, cell: Cell) -> None:
+        if self.tty:
+            self._line(cell.key)
+
+    def done(self, cell: Cell, outcome: str) -> None:
+        self.finished += 1
+        if self.tty:
+            self.out.write("\r\033[K")
+        print(f"[{self.finished:>{len(str(self.total))}}/{self.total}] {cell.key}: {outcome}", file=self.out)
+
+    def _line(self, text: str) -> None:
+        elapsed = time.monotonic() - self.start_time
+        eta = f"ETA {_duration(elapsed / self.finished * (self.total - self.finished))}" if self.finished else ""
+        width = 30
+        filled = int(width * self.finished / self.total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.out.write(f"\r\033[K[{bar}] {self.finished}/{self.total} {eta} {text}"[:200])
+        self.out.flush()
+
+
+def summary_table(rows: list[dict]) -> str:
+    """The table printed at the end of a run."""
+    header = ["cell", "status", "median_ms", "iqr_%", "images/s", "MFLOPs", "MAC_M", "note"]
+    lines = []
+    for r in sorted(rows, key=lambda r: r["cell"]):
+        ok = r.get("status") == "ok"
+        lines.append([
+            r["cell"], r["status"],
+            f"{r['median_ms']:.3f}" if ok else "",
+            f"{100 * r['iqr_ms'] / r['median_ms']:.1f}" if ok else "",
+            f"{r['images_per_s']:.1f}" if ok else "",
+            f"{r['flops'] / 1e6:.1f}" if r.get("flops") is not None else "",
+            f"{r['mac'] / 1e6:.2f}" if r.get("mac") is not None else "",
+            (r.get("noise") or "") if ok else (r.get("error") or ""),
+        ])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
+    return "\n".join(out)
+
+
+def _args(args: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in args.items())
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,50 @@
+"""Warm-up, calibration and sampling against a fake backend with a known cost per call."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.measure import MeasureSettings, calibrate, measure
+
+
+class FakeTimed:
+    """time(n) = overhead + n * per_call, and counts the calls it was asked for."""
+
+    def __init__(self, per_call: float, overhead: float = 1e-7) -> None:
+        self.per_call, self.overhead, self.calls, self.requests = per_call, overhead, 0, []
+
+    def time(self, n: int) -> float:
+        self.calls += n
+        self.requests.append(n)
+        return self.overhead + n * self.per_call
+
+
+def test_calibration_grows_the_block_until_it_is_long_enough():
+    timed = FakeTimed(per_call=2e-6)
+    number = calibrate(timed, min_block=1e-3)
+    assert number * 2e-6 >= 1e-3
+    assert number <= 2 * 1.2 * 1e-3 / 2e-6  # not wildly past the target
+
+
+def test_slow_calls_are_timed_one_by_one():
+    assert calibrate(FakeTimed(per_call=5e-3), min_block=1e-3) == 1
+
+
+def test_warm_up_and_sampling_meet_their_floors():
+    settings = MeasureSettings(warmup_time=0.0, warmup_calls=7, min_time=0.0, min_samples=12)
+    m = measure(FakeTimed(per_call=1e-3), settings)
+    assert len(m.warmup) == 7
+    assert len(m.samples) == 12
+    assert m.number == 1
+    assert all(s == pytest.approx(1e-3, rel=1e-3) for s in m.samples)
+
+
+def test_timer_overhead_is_measured_with_empty_blocks():
+    m = measure(FakeTimed(per_call=1e-3, overhead=3e-6), MeasureSettings(warmup_time=0, min_time=0, min_samples=2))
+    assert m.timer_overhead == pytest.approx(3e-6)
+
+
+def test_target_ci_stops_once_the_median_is_known_well_enough():
+    settings = MeasureSettings(warmup_time=0, min_time=0, min_samples=10, max_time=5, target_ci=0.01)
+    m = measure(FakeTimed(per_call=1e-3), settings)  # identical samples: the interval is 0 wide at once
+    assert len(m.samples) == 10

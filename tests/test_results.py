@@ -1,0 +1,58 @@
+"""The results store: round trip, atomic replacement, tolerant reading."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from bench.errors import UserError
+from bench.results import SCHEMA_VERSION, ResultsStore, read_rows, write_rows
+
+
+def row(cell: str, **extra):
+    return {"schema_version": SCHEMA_VERSION, "cell": cell, "status": "ok", "median_ms": 1.25, "is_noisy": False,
+            "workload_args": {"c1": 8}, "samples_ms": [[1.0, 1.5]], "error": None, **extra}
+
+
+def test_round_trip_keeps_types(tmp_path):
+    path = tmp_path / "s.csv"
+    write_rows(path, [row("a"), row("b", median_ms=2.0)])
+    rows = read_rows(path)
+    assert rows[0]["median_ms"] == 1.25 and rows[0]["is_noisy"] is False
+    assert rows[0]["workload_args"] == {"c1": 8} and rows[0]["samples_ms"] == [[1.0, 1.5]]
+    assert rows[0]["error"] is None and rows[0]["schema_version"] == SCHEMA_VERSION
+
+
+def test_put_replaces_the_cells_row_and_leaves_no_temporary_file(tmp_path):
+    store = ResultsStore(tmp_path / "s.csv")
+    store.put(row("a", status="error", error="boom"))
+    store.put(row("b"))
+    store.put(row("a"))
+    again = ResultsStore(tmp_path / "s.csv")
+    assert [r["cell"] for r in again.rows] == ["b", "a"]
+    assert again.by_cell()["a"]["status"] == "ok"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]
+
+
+def test_unknown_columns_are_kept_and_readers_do_not_need_them(tmp_path):
+    path = tmp_path / "s.csv"
+    write_rows(path, [row("a", future_column="x")])
+    assert read_rows(path)[0]["future_column"] == "x"
+    with open(path) as f:
+        header = next(csv.reader(f))
+    assert header[:3] == ["schema_version", "sweep", "cell"] and header[-1] == "future_column"
+
+
+def test_newer_schema_is_refused_with_advice(tmp_path):
+    path = tmp_path / "s.csv"
+    write_rows(path, [row("a", schema_version=SCHEMA_VERSION + 1)])
+    with pytest.raises(UserError, match="upgrade shufflebench"):
+        read_rows(path)
+
+
+def test_a_foreign_csv_is_refused(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(UserError, match="not a shufflebench results file"):
+        read_rows(path)

@@ -1,0 +1,149 @@
+"""`shufflebench run` end to end on tiny workloads: rows, error rows, resume after SIGKILL, the device lock."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import device, runner
+from bench.results import read_rows
+
+FAST = "measure: {processes: 2, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, min_samples: 3}\n"
+SWEEP = FAST + """
+settings: {backend: [torch-cpu, ort-cpu], threads: 1}
+workloads:
+  - {name: g1, grid: {c1: 8, c2: 16, hw: 8}}
+  - {name: g4, grid: {c: 8, hw: 8}}
+  - {name: g2, grid: {g: 8, c: 12, hw: 8}}   # 8 does not divide 12: the builder refuses, the sweep goes on
+"""
+
+
+def shufflebench(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=300,
+                          **kwargs)
+
+
+def results_file(root: Path, sweep: str = "sweep") -> Path:
+    return root / device.collect()["device_id"] / f"{sweep}.csv"
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SWEEP)
+    return path
+
+
+def test_a_sweep_writes_one_row_per_cell_and_errors_do_not_stop_it(sweep_file, tmp_path):
+    out = shufflebench("run", str(sweep_file), "--results", str(tmp_path / "results"))
+    assert out.returncode == 0, out.stderr
+    rows = {r["cell"]: r for r in read_rows(results_file(tmp_path / "results"))}
+    assert len(rows) == 6
+    errors = [r for r in rows.values() if r["status"] == "error"]
+    assert len(errors) == 2 and all("g=8 must divide c=12" in r["error"] for r in errors)
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert len(ok) == 4
+    for r in ok:
+        assert r["median_ms"] > 0 and r["processes"] == 2 and len(r["samples_ms"]) == 2
+        assert r["flops"] > 0 and r["mac"] > 0 and r["device_id"] == device.collect()["device_id"]
+        assert r["p10_ms"] <= r["median_ms"] <= r["p90_ms"]
+    assert {r["exporter"] for r in ok if r["backend"] == "ort-cpu"} == {"dynamo"}
+    assert "median_ms" in out.stdout  # the summary table
+    assert (tmp_path / "results" / device.collect()["device_id"] / "device.json").exists()
+
+    again = shufflebench("run", str(sweep_file), "--results", str(tmp_path / "results"))
+    assert "4 of 6 cells already measured" in again.stderr
+    assert len(read_rows(results_file(tmp_path / "results"))) == 6
+
+
+def test_sigkill_then_rerun_measures_only_the_missing_cells(sweep_file, tmp_path):
+    root = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(sweep_file), "--results", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = results_file(root)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if path.exists() and any(r["status"] == "ok" for r in read_rows(path)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {r["cell"]: r for r in read_rows(path) if r["status"] == "ok"}
+    assert 1 <= len(before) < 4
+
+    out = shufflebench("run", str(sweep_file), "--results", str(root))
+    assert out.returncode == 0, out.stderr
+    assert f"{len(before)} of 6 cells already measured" in out.stderr
+    rows = read_rows(path)
+    assert sorted(r["cell"] for r in rows) == sorted({r["cell"] for r in rows})  # no duplicates
+    assert sum(r["status"] == "ok" for r in rows) == 4
+    for cell, row in before.items():  # the rows written before the kill were kept, not measured again
+        assert next(r for r in rows if r["cell"] == cell)["finished_at"] == row["finished_at"]
+
+
+def test_a_second_sweep_on_the_same_device_is_refused(sweep_file, tmp_path):
+    with runner.device_lock(device.collect()["device_id"], "pid 1, sweep other"):
+        out = shufflebench("run", str(sweep_file), "--results", str(tmp_path / "results"))
+    assert out.returncode == 2
+    assert "another sweep is running on this device (pid 1, sweep other)" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_hung_worker_becomes_an_error_row(tmp_path):
+    path = tmp_path / "hang.yaml"
+    path.write_text("measure: {timeout: 0.2}\nsettings: {backend: torch-cpu}\nworkloads: [{name: g4, grid: {c: 8}}]\n")
+    out = shufflebench("run", str(path), "--results", str(tmp_path / "results"))
+    assert out.returncode == 0
+    (row,) = read_rows(results_file(tmp_path / "results", "hang"))
+    assert row["status"] == "error" and "timed out after 0.2 s" in row["error"]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("settings: {backend: torch-cpu}\nworkloads: [{name: g1\n", "not valid YAML"),
+        ("settings: {backend: torch-cpu}\nworkloads: [{name: nope}]\n", "unknown workload 'nope'"),
+        ("settings: {backend: torch-cpu}\nworkloads: [{name: g1, grid: {c1: [1.5], c2: 8}}]\n",
+         "parameter 'c1' must be an integer"),
+        ("settings: {backend: cuda}\nworkloads: [{name: g4, grid: {c: 8}}]\n", "unknown backend 'cuda'"),
+    ],
+)
+def test_bad_sweep_files_exit_2_with_one_line(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    out = shufflebench("run", str(path), "--results", str(tmp_path / "results"))
+    assert out.returncode == 2
+    assert message in out.stderr and str(path) in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_backend_on_the_command_line(sweep_file):
+    out = shufflebench("run", str(sweep_file), "--backend", "gpu", "--dry-run")
+    assert out.returncode == 2 and "unknown backend 'gpu'" in out.stderr
+
+
+def test_dry_run_lists_the_cells(sweep_file):
+    out = shufflebench("run", str(sweep_file), "--dry-run", "--backend", "ort-cpu")
+    assert out.returncode == 0
+    assert out.stdout.splitlines() == [
+        "g1/c1=8,c2=16,hw=8/ort-cpu/batch=1,threads=1,opt_level=all",
+        "g4/c=8,relu=true,shortcut=true,hw=8/ort-cpu/batch=1,threads=1,opt_level=all",
+        "g2/g=8,c=12,hw=8/ort-cpu/batch=1,threads=1,opt_level=all",
+    ]
+
+
+def test_time_json_prints_the_results_row():
+    out = shufflebench("time", "g1", "c1=8", "c2=8", "hw=8", "--threads", "1", "--processes", "1", "--min-time",
+                       "0.05", "--json")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    row = json.loads(out.stdout)
+    assert row["status"] == "ok" and row["median_ms"] > 0 and row["threads"] == 1
+    assert row["cell"] == "g1/c1=8,c2=8,hw=8/torch-cpu/batch=1,threads=1"
