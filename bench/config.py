@@ -16,6 +16,9 @@ A sweep file (see configs/default.yaml for a commented example)::
         grid: {hw: [56]}                         # every combination
         settings: {batch: [1, 8]}                # overrides the axes above for this entry
 
+``settings`` may also be a list of such mappings, for settings that go together: each group expands on its own,
+e.g. ``[{backend: [torch-cpu, ort-cpu], batch: 1}, {backend: [torch-cuda, ort-cuda], batch: 8}]``.
+
 A cell is one workload x one backend x one settings tuple. Settings that do not apply to a backend are dropped from
 its cells (threads for torch-cuda, opt_level for torch), so no cell is measured twice. Every error names the file,
 the key and what is allowed.
@@ -97,14 +100,18 @@ def load(path: str | Path) -> Sweep:
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"{where}: sweep: must be a name without '/', got {name!r}")
     run = _run_settings(data.get("measure") or {}, f"{where}: measure")
-    top_settings = _mapping(data.get("settings") or {}, f"{where}: settings")
+    top_settings = data.get("settings") or {}
+    groups = top_settings if isinstance(top_settings, list) else [top_settings]
+    groups = [_mapping(g, f"{where}: settings[{i}]" if isinstance(top_settings, list) else f"{where}: settings")
+              for i, g in enumerate(groups)]
     entries = data.get("workloads")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: workloads: must be a non-empty list of {{name: ..., grid: ..., zip: ...}}")
     cells: dict[str, Cell] = {}
     for i, entry in enumerate(entries):
-        for cell in _expand(entry, top_settings, f"{where}: workloads[{i}]"):
-            cells.setdefault(cell.key, cell)
+        for group in groups:
+            for cell in _expand(entry, group, f"{where}: workloads[{i}]"):
+                cells.setdefault(cell.key, cell)
     return Sweep(name, path, list(cells.values()), run, str(data.get("description", "")))
 
 

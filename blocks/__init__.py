@@ -4,7 +4,7 @@
 names. Importing this package registers every workload; it changes no global torch setting.
 """
 
-from blocks import guidelines  # noqa: F401  (registers g1..g4)
+from blocks import guidelines, networks  # noqa: F401  (registers the workloads)
 from blocks.registry import Param, Workload, WorkloadError, build, list_workloads, params, register_workload, resolve
 
 __all__ = ["Param", "Workload", "WorkloadError", "build", "list_workloads", "params", "register_workload",

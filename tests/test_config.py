@@ -117,3 +117,16 @@ def test_bad_files_give_one_line_naming_the_file_and_key(tmp_path, text, message
 def test_single_cell_from_the_command_line():
     cell = config.single_cell("g1", {"c1": "8", "c2": "16"}, "ort-cpu", {"batch": 2, "threads": 1})
     assert cell.key == "g1/c1=8,c2=16,hw=56/ort-cpu/batch=2,threads=1,opt_level=all"
+
+
+def test_a_list_of_setting_groups_expands_each_group_on_its_own(tmp_path):
+    sweep = config.load(write(tmp_path, """
+settings:
+  - {backend: torch-cpu, batch: 1, threads: 1}
+  - {backend: torch-cuda, batch: 8}
+workloads: [{name: g4, grid: {c: 32}}]
+"""))
+    assert [c.key for c in sweep.cells] == [
+        "g4/c=32,relu=true,shortcut=true,hw=56/torch-cpu/batch=1,threads=1",
+        "g4/c=32,relu=true,shortcut=true,hw=56/torch-cuda/batch=8,cudnn_benchmark=true,tf32=false",
+    ]
