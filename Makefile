@@ -10,7 +10,10 @@ PY := $(VENV)/bin/python
 SB := $(VENV)/bin/shufflebench
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test bench validate-timing selfbench
+PAPER_SWEEPS := configs/paper/g1.yaml configs/paper/g2.yaml configs/paper/g3.yaml configs/paper/g4.yaml \
+	configs/paper/networks.yaml
+
+.PHONY: setup test bench paper report compare arm-emulated validate-timing selfbench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -23,9 +26,30 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Measure configs/default.yaml on this device; resumes if interrupted (FRESH=1 to measure everything again).
+# Measure configs/default.yaml on this device, profile Figure 2's networks, write reports/<device-id>/index.md.
+# Resumes if interrupted (FRESH=1 to measure everything again).
 bench: $(STAMP)
 	$(SB) run configs/default.yaml $(if $(FRESH),--fresh)
+	$(SB) breakdown
+	$(SB) report
+
+# The full ShuffleNet V2 reproduction on this device: Tables 1-4 at x1/x2/x4 and the Table 8 networks (long).
+paper: $(STAMP)
+	for sweep in $(PAPER_SWEEPS); do $(SB) run $$sweep || exit $$?; done
+	$(SB) breakdown
+	$(SB) report
+
+# The report of this device's results, or of RESULTS="folder ...".
+report: $(STAMP)
+	$(SB) report $(RESULTS)
+
+# Devices side by side: RESULTS="results/<device-a> results/<device-b>" (default: every device under results/).
+compare: $(STAMP)
+	$(SB) compare $(or $(RESULTS),results)
+
+# The torch-free ONNX Runtime path on emulated aarch64 (qemu-user); needs root. See scripts/arm_emulated.sh.
+arm-emulated: $(STAMP)
+	PYTHON=$(PY) bash scripts/arm_emulated.sh
 
 # shufflebench's timer against torch.utils.benchmark, and its overhead against a bare loop.
 validate-timing: $(STAMP)

@@ -91,10 +91,19 @@ def cmd_device(args: argparse.Namespace) -> None:
     print(json.dumps(meta, indent=2) if args.json else device.describe(meta))
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from bench import backends, config, runner
+def _load_sweep(path: Path) -> tuple[Any, dict | None]:
+    """A sweep file, or a bundle folder made by `shufflebench export` (then with its prepared cells)."""
+    from bench import bundle, config
 
-    sweep = config.load(args.config)
+    if path.is_dir():
+        return bundle.load_bundle(path)
+    return config.load(path), None
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from bench import backends, runner
+
+    sweep, prepared = _load_sweep(Path(args.config))
     if args.backend:
         wanted = {backends.parse(b).name for b in args.backend}
         sweep.cells[:] = [c for c in sweep.cells if c.backend in wanted]
@@ -103,9 +112,20 @@ def cmd_run(args: argparse.Namespace) -> None:
             print(cell.key)
         print(f"{len(sweep.cells)} cells x {sweep.run.processes} processes", file=sys.stderr)
         return
-    rows = runner.run_sweep(sweep, Path(args.results), fresh=args.fresh)
+    rows = runner.run_sweep(sweep, Path(args.results), fresh=args.fresh, prepared=prepared)
     if rows:
         print(runner.summary_table(rows))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from bench import backends, bundle, config
+
+    sweep = config.load(args.config)
+    if args.backend:
+        wanted = {backends.parse(b).name for b in args.backend}
+        sweep.cells[:] = [c for c in sweep.cells if c.backend in wanted]
+    manifest = bundle.export_bundle(sweep, Path(args.out))
+    print(manifest)
 
 
 def cmd_time(args: argparse.Namespace) -> None:
@@ -130,6 +150,37 @@ def cmd_time(args: argparse.Namespace) -> None:
         print(describe_row(row))
     if row["status"] == "error" and args.json:
         sys.exit(1)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from bench import device
+    from bench.report.index import write_report
+    from bench.report.load import load
+
+    paths = [Path(p) for p in args.results] or [Path("results") / device.collect()["device_id"]]
+    loaded = load(paths)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for device_id in loaded.device_folders():
+        out = Path(args.out) if args.out and len(loaded.devices) == 1 else Path(args.out or "reports") / device_id
+        print(write_report(loaded, device_id, out))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from bench.report.compare import write_compare
+    from bench.report.load import load
+
+    loaded = load([Path(p) for p in args.results])
+    print(write_compare(loaded, Path(args.out), args.baseline))
+
+
+def cmd_breakdown(args: argparse.Namespace) -> None:
+    from bench import breakdown, device, runner
+
+    meta = device.collect()
+    with runner.device_lock(meta["device_id"], f"pid {os.getpid()}, shufflebench breakdown"):
+        path = breakdown.profile_figure2(Path(args.results) / meta["device_id"], runs=args.runs)
+    print(path)
 
 
 def describe_row(row: dict[str, Any]) -> str:
@@ -178,12 +229,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_device)
 
     p = verbs.add_parser("run", help="measure the cells of a sweep file and write results/<device>/<sweep>.csv")
-    p.add_argument("config", help="sweep file, e.g. configs/default.yaml")
+    p.add_argument("config", help="sweep file (configs/default.yaml) or bundle folder (from `shufflebench export`)")
     p.add_argument("--backend", action="append", help="only cells of this backend (repeatable)")
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--fresh", action="store_true", help="discard this sweep's earlier rows on this device")
     p.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     p.set_defaults(func=cmd_run)
+
+    p = verbs.add_parser("export", help="a sweep's ONNX Runtime cells as a bundle to run where torch is not installed")
+    p.add_argument("config", help="sweep file, e.g. configs/arm.yaml")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--backend", action="append", help="only cells of this ORT backend (repeatable)")
+    p.set_defaults(func=cmd_export)
 
     p = verbs.add_parser("time", help="measure one cell without a sweep file")
     p.add_argument("name", help="workload name (see `shufflebench list`)")
@@ -196,6 +253,22 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="where exported ONNX files are cached")
     p.add_argument("--json", action="store_true", help="print the results row as JSON")
     p.set_defaults(func=cmd_time)
+
+    p = verbs.add_parser("breakdown", help="profile Figure 2's networks: time shares by op category")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--runs", type=int, default=20, help="profiled runs per source (default 20)")
+    p.set_defaults(func=cmd_breakdown)
+
+    p = verbs.add_parser("report", help="plots and paper tables from results, as reports/<device>/index.md")
+    p.add_argument("results", nargs="*", help="device folders or results roots (default: this device's)")
+    p.add_argument("--out", help="output folder (default: reports/<device-id>)")
+    p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser("compare", help="the same cells across devices, side by side")
+    p.add_argument("results", nargs="+", help="device folders or results roots")
+    p.add_argument("--out", default="reports/compare", help="output folder (default: reports/compare)")
+    p.add_argument("--baseline", help="device id to compare against (default: the first)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -10,6 +10,7 @@ not expose are left out rather than guessed.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -99,9 +100,8 @@ def _cpu_frequency() -> dict[str, Any]:
 
 def _gpus() -> list[dict[str, Any]]:
     gpus: list[dict[str, Any]] = []
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
+    torch = _import_or_none("torch")
+    if torch is not None:
         if torch.cuda.is_available():
             for i in range(torch.cuda.device_count()):
                 p = torch.cuda.get_device_properties(i)
@@ -124,6 +124,16 @@ def _gpus() -> list[dict[str, Any]]:
                                                                                           pynvml.NVML_CLOCK_SM))
         pynvml.nvmlShutdown()
     return gpus
+
+
+def _import_or_none(name: str) -> Any:
+    """The module, or None when it is not installed or fails to import (a broken install is not our crash)."""
+    if importlib.util.find_spec(name) is None:
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 def _versions() -> dict[str, str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import warnings
 from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
@@ -61,9 +63,11 @@ def export(module: nn.Module, input_shape: tuple[int, ...], path: Path) -> dict[
 
 
 def _export(module: nn.Module, x: torch.Tensor, path: Path) -> str:
-    # The dynamo exporter prints progress lines; keep them out of the caller's output.
+    # The dynamo exporter prints progress lines and warns about torchvision ops we never use; keep both quiet.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside torch's exporter
             torch.onnx.export(module, (x,), str(path), dynamo=True, opset_version=OPSET, external_data=False)
         return "dynamo"
     except Exception as dynamo_error:  # noqa: BLE001 - any failure of the new exporter falls back to the old one

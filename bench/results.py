@@ -52,11 +52,12 @@ class ResultsStore:
         write_rows(self.path, self.rows)
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_rows(path: Path, rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> None:
+    """Replace ``path`` with ``rows`` atomically; ``columns`` first, any others after them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = sorted({k for row in rows for k in row} - set(COLUMNS))
+    extra = sorted({k for row in rows for k in row} - set(columns))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS + extra, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns + extra, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _encode(k, v) for k, v in row.items()})

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,11 @@ from bench import backends, device, stats
 from bench.config import Cell, RunSettings, Sweep
 from bench.errors import UserError
 from bench.results import SCHEMA_VERSION, ResultsStore
+
+
+# Prepended to every worker command. Under qemu-user without binfmt_misc a process cannot start a foreign binary, so
+# `make arm-emulated` sets it to "qemu-aarch64-static -L <root>" (see scripts/arm_emulated.sh).
+WORKER_PREFIX = shlex.split(os.environ.get("SHUFFLEBENCH_WORKER_PREFIX", ""))
 
 
 @contextlib.contextmanager
@@ -55,8 +61,12 @@ def device_lock(device_id: str, holder: str) -> Iterator[None]:
             f.truncate()
 
 
-def run_sweep(sweep: Sweep, results_root: Path, *, fresh: bool = False, log: TextIO = sys.stderr) -> list[dict]:
-    """Measure the cells of ``sweep`` not yet measured on this device; returns the rows of this run."""
+def run_sweep(sweep: Sweep, results_root: Path, *, fresh: bool = False, prepared: dict[str, dict] | None = None,
+              log: TextIO = sys.stderr) -> list[dict]:
+    """Measure the cells of ``sweep`` not yet measured on this device; returns the rows of this run.
+
+    ``prepared`` holds each cell's cost, input shape and ONNX file when they come from a bundle (bench.bundle).
+    """
     meta = device.collect()
     folder = results_root / meta["device_id"]
     holder = f"pid {os.getpid()}, sweep {sweep.name}, since {_now()}"
@@ -78,7 +88,7 @@ def run_sweep(sweep: Sweep, results_root: Path, *, fresh: bool = False, log: Tex
             store.put(row)
             rows.append(row)
 
-        Measurer(meta, folder, sweep.run, log).measure(todo, on_row)
+        Measurer(meta, folder, sweep.run, log).measure(todo, on_row, prepared)
     return rows
 
 
@@ -88,7 +98,10 @@ class Measurer:
     def __init__(self, meta: dict[str, Any], folder: Path, run: RunSettings, log: TextIO) -> None:
         self.meta, self.folder, self.run, self.log = meta, folder, run, log
 
-    def measure(self, cells: list[Cell], on_row: Callable[[dict], None]) -> None:
+    def measure(self, cells: list[Cell], on_row: Callable[[dict], None],
+                prepared: dict[str, dict] | None = None) -> None:
+        """Measure ``cells``; ``prepared`` (cost, input shape, ONNX file per cell key) comes from a bundle, or is
+        made here by prepare workers."""
         if not cells:
             return
         progress = Progress(len(cells), self.log)
@@ -100,7 +113,12 @@ class Measurer:
                 progress.done(cell, "skipped")
             else:
                 runnable.append(cell)
-        prepared = self._prepare(runnable, on_row, progress)
+        if prepared is None:
+            prepared, errors = self.prepare(runnable, self.folder / "onnx", progress)
+            for cell in runnable:
+                if cell.key in errors:
+                    on_row(self._row(cell, status="error", error=errors[cell.key]))
+                    progress.done(cell, "error")
         jobs = [(cell, r) for cell in runnable if cell.key in prepared for r in range(self.run.processes)]
         random.Random(self.run.seed).shuffle(jobs)
         results: dict[str, list[dict]] = defaultdict(list)
@@ -125,35 +143,40 @@ class Measurer:
                 on_row(row)
                 progress.done(cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
 
-    def _prepare(self, cells: list[Cell], on_row: Callable[[dict], None], progress: Progress) -> dict[str, dict]:
-        """Cost (and ONNX file, for ORT cells) per distinct workload and batch; failed cells get error rows."""
+    def prepare(self, cells: list[Cell], onnx_dir: Path,
+                progress: Progress | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+        """Cost (and ONNX file in ``onnx_dir``, for ORT cells) per distinct workload and batch, built once each.
+
+        Returns the prepared data and the error text, both by cell key.
+        """
         groups: dict[str, list[Cell]] = defaultdict(list)
         for cell in cells:
             groups[json.dumps([cell.workload, cell.args, cell.batch], sort_keys=True)].append(cell)
         prepared: dict[str, dict] = {}
+        errors: dict[str, str] = {}
         for group_key, group in groups.items():
             needs_onnx = any(backends.parse(c.backend).family == "ort" for c in group)
             digest = hashlib.sha256(group_key.encode()).hexdigest()[:12]
-            onnx = self.folder / "onnx" / f"{group[0].workload}-{digest}.onnx" if needs_onnx else None
+            onnx = onnx_dir / f"{group[0].workload}-{digest}.onnx" if needs_onnx else None
             job = {"workload": group[0].workload, "args": group[0].args, "batch": group[0].batch,
                    "onnx": str(onnx) if onnx else None}
-            progress.note(f"preparing {group[0].workload} {_args(group[0].args)} batch={group[0].batch}")
+            if progress:
+                progress.note(f"preparing {group[0].workload} {_args(group[0].args)} batch={group[0].batch}")
             result = self._worker("prepare", job)
             for cell in group:
                 if "error" in result:
-                    on_row(self._row(cell, status="error", error=result["error"]))
-                    progress.done(cell, "error")
+                    errors[cell.key] = result["error"]
                 else:
                     prepared[cell.key] = {**result, "onnx": str(onnx) if onnx else None}
-        return prepared
+        return prepared, errors
 
     def _worker(self, kind: str, job: dict) -> dict:
         with tempfile.TemporaryDirectory(prefix="shufflebench-") as tmp:
             job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
             job_path.write_text(json.dumps(job))
             try:
-                proc = subprocess.run([sys.executable, "-m", "bench.worker", kind, str(job_path), str(out_path)],
-                                      capture_output=True, text=True, timeout=self.run.timeout)
+                proc = subprocess.run([*WORKER_PREFIX, sys.executable, "-m", "bench.worker", kind, str(job_path),
+                                       str(out_path)], capture_output=True, text=True, timeout=self.run.timeout)
             except subprocess.TimeoutExpired:
                 return {"error": f"worker timed out after {self.run.timeout:g} s (raise measure.timeout)"}
             if out_path.exists():
@@ -231,10 +254,14 @@ class Progress:
 
 
 def summary_table(rows: list[dict]) -> str:
-    """The table printed at the end of a run."""
+    """The table printed at the end of a run: measured and failed cells, then a count of the skipped ones."""
     header = ["cell", "status", "median_ms", "iqr_%", "images/s", "MFLOPs", "MAC_M", "note"]
     lines = []
-    for r in sorted(rows, key=lambda r: r["cell"]):
+    skipped = defaultdict(int)
+    for r in rows:
+        if r["status"] == "skipped":
+            skipped[r["error"]] += 1
+    for r in sorted((r for r in rows if r["status"] != "skipped"), key=lambda r: r["cell"]):
         ok = r.get("status") == "ok"
         lines.append([
             r["cell"], r["status"],
@@ -248,6 +275,7 @@ def summary_table(rows: list[dict]) -> str:
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
+    out += [f"{n} cells skipped: {reason}" for reason, n in skipped.items()]
     return "\n".join(out)
 
 

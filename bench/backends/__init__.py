@@ -64,11 +64,12 @@ def unavailable_reason(backend: Backend) -> str | None:
     if backend.family == "torch":
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed (pip install 'shufflebench[torch]')"
-        if backend.on_gpu:
+        try:
             import torch
-
-            if not torch.cuda.is_available():
-                return "CUDA is not available to torch on this device"
+        except ImportError as e:
+            return f"torch is installed but does not import: {e}"
+        if backend.on_gpu and not torch.cuda.is_available():
+            return "CUDA is not available to torch on this device"
         return None
     if importlib.util.find_spec("onnxruntime") is None:
         return "onnxruntime is not installed (pip install 'shufflebench[ort]')"

@@ -1,0 +1,118 @@
+"""The report's figures (matplotlib, written as PNG): latency against FLOPs and MAC, speed against MFLOPs for the
+network families (Figure 1 analogue), and time shares by op category (Figure 2 analogue)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench.breakdown import CATEGORIES  # noqa: E402
+
+SERIES_COLORS = {"g1": "tab:blue", "g2": "tab:orange", "g3": "tab:green", "g4": "tab:red", "networks": "tab:purple"}
+CATEGORY_COLORS = {"Conv": "tab:blue", "Elemwise": "tab:orange", "Data": "tab:green", "Shuffle": "tab:red",
+                   "Other": "tab:gray"}
+MIN_FIT_SPAN = 1.5  # fit a line only when the cost spans this factor (the guideline series hold FLOPs constant)
+X_AXES = [("flops", 1e6, "FLOPs (millions of multiply-adds)"), ("mac_bytes", 1e6, "MAC (MB read + written)")]
+
+
+def plain_log_ticks(ax: plt.Axes) -> None:
+    """Log axes labelled 20, 50, 100 rather than 2x10^1."""
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+
+
+def spearman(x: pd.Series, y: pd.Series) -> float:
+    """Rank correlation (Spearman's rho): Pearson correlation of the ranks."""
+    return float(x.rank().corr(y.rank()))
+
+
+def loglog_fit(x: pd.Series, y: pd.Series) -> tuple[float, float]:
+    """Slope and intercept of log10(y) = slope * log10(x) + intercept, least squares."""
+    slope, intercept = np.polyfit(np.log10(x), np.log10(y), 1)
+    return float(slope), float(intercept)
+
+
+def latency_vs_cost(ok: pd.DataFrame, backend: str, path: Path, title: str) -> dict[str, float]:
+    """Two panels, latency against FLOPs and against MAC, points coloured by series; returns the correlations."""
+    data = ok[(ok["backend"] == backend) & (ok["flops"] > 0)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    stats = {}
+    for ax, (column, scale, label) in zip(axes, X_AXES):
+        x, y = data[column] / scale, data["median_ms"]
+        for series, group in data.groupby("series"):
+            ax.scatter(group[column] / scale, group["median_ms"], label=series, s=36, alpha=0.85,
+                       color=SERIES_COLORS.get(series, "black"), edgecolors="white", linewidths=0.5)
+        rho = spearman(x, y)
+        stats[f"rho_{column}"] = rho
+        if len(data) >= 3 and x.max() >= MIN_FIT_SPAN * x.min():
+            slope, intercept = loglog_fit(x, y)
+            grid = np.geomspace(x.min(), x.max(), 50)
+            ax.plot(grid, 10**intercept * grid**slope, color="black", linewidth=1, linestyle="--",
+                    label=f"fit: latency ~ x^{slope:.2f}")
+            stats[f"slope_{column}"] = slope
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_ticks(ax)
+        ax.set_xlabel(label)
+        ax.set_title(f"Spearman rho = {rho:.2f} (n = {len(data)})", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("median latency (ms, log scale)")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return stats
+
+
+def speed_vs_mflops(ok: pd.DataFrame, backend: str, unit_column: str, unit: str, path: Path, title: str) -> None:
+    """Figure 1 analogue: one line per network family, speed against MFLOPs."""
+    data = ok[(ok["backend"] == backend) & (ok["series"] == "networks")]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for workload, group in data.groupby("workload"):
+        group = group.sort_values("flops")
+        ax.plot(group["flops"] / 1e6, group[unit_column], marker="o", label=workload)
+        for _, row in group.iterrows():
+            args = row["workload_args"]
+            tag = ",".join(f"{v}" for k, v in args.items() if k in ("width", "groups", "resolution"))
+            ax.annotate(tag, (row["flops"] / 1e6, row[unit_column]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.set_xlabel("FLOPs (millions of multiply-adds)")
+    ax.set_ylabel(f"speed ({unit}, higher is faster)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def breakdown_bars(shares: pd.DataFrame, path: Path, title: str) -> None:
+    """Figure 2 analogue: one stacked bar per (network, source), percent of time per category."""
+    labels = list(shares.index)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.5))
+    left = np.zeros(len(labels))
+    for category in CATEGORIES:
+        values = shares[category].to_numpy(dtype=float)
+        ax.barh(labels, values, left=left, color=CATEGORY_COLORS[category], label=category)
+        for i, v in enumerate(values):
+            if v >= 6:
+                ax.text(left[i] + v / 2, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white")
+        left += values
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of run time (%)")
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=10)
+    ax.legend(ncol=5, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.02 + 0.3 / len(labels)))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

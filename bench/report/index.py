@@ -1,0 +1,154 @@
+"""`shufflebench report`: one device's results as Markdown (index.md) and PNG figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench import device
+from bench.breakdown import CATEGORIES
+from bench.report import figures, paper
+from bench.report.load import Loaded, ok_rows
+
+
+def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
+    """Write ``out/index.md`` and its figures for ``device_id``; returns the index path."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = loaded.rows[loaded.rows["device_id"] == device_id]
+    ok = ok_rows(rows)
+    meta = loaded.devices.get(device_id, {})
+    lines = [f"# shufflebench report: `{device_id}`", ""]
+    if meta:
+        lines += ["```", device.describe(meta), "```", ""]
+    if meta.get("emulated"):
+        lines += ["**This device was emulated: its timings are not meaningful.**", ""]
+    lines += [f"> {w}" for w in loaded.warnings] + ([""] if loaded.warnings else [])
+    lines += _rows_summary(rows)
+    if ok.empty:
+        lines += ["No cell was measured successfully, so there is nothing to plot.", ""]
+    else:
+        lines += _cost_section(ok, device_id, out)
+        lines += _paper_section(ok)
+        lines += _network_section(ok, device_id, out)
+    lines += _breakdown_section(loaded.breakdown, device_id, out)
+    lines += _noise_section(rows)
+    index = out / "index.md"
+    index.write_text("\n".join(lines).rstrip() + "\n")
+    return index
+
+
+def _rows_summary(rows: pd.DataFrame) -> list[str]:
+    lines = ["## What was measured", "", "| sweep | cells | ok | error | skipped | noisy |", "|---|---:|---:|---:|---:|---:|"]
+    for sweep, group in rows.groupby("sweep"):
+        status = group["status"].value_counts()
+        noisy = int(group["is_noisy"].fillna(False).astype(bool).sum())
+        lines.append(f"| {sweep} | {len(group)} | {status.get('ok', 0)} | {status.get('error', 0)} | "
+                     f"{status.get('skipped', 0)} | {noisy} |")
+    settings = rows[rows["status"] == "ok"]["measure_settings"].dropna()
+    if len(settings):
+        s = settings.iloc[0]
+        lines += ["", f"Each cell: {s.get('processes')} worker processes, warm-up {s.get('warmup_time')} s and "
+                      f"{s.get('warmup_calls')} calls, at least {s.get('min_time')} s and {s.get('min_samples')} samples "
+                      f"per process; median over all samples, 95% CI bootstrapped over the process medians."]
+    return lines + [""]
+
+
+def _cost_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    lines = ["## Latency against FLOPs and MAC", "",
+             "Rank correlation (Spearman rho) of median latency with each cost, and the slope of a log-log fit. "
+             "A cost that predicted speed well would give rho near 1.", "",
+             "| backend | cells | rho (FLOPs) | rho (MAC) | slope (FLOPs) | slope (MAC) |", "|---|---:|---:|---:|---:|---:|"]
+    images = []
+    for backend in sorted(ok["backend"].unique()):
+        name = f"latency_vs_cost_{_file(backend)}.png"
+        stats = figures.latency_vs_cost(ok, backend, out / name, f"{device_id}: {backend}, median latency per cell")
+        n = int((ok["backend"] == backend).sum())
+        lines.append(f"| {backend} | {n} | {stats['rho_flops']:.2f} | {stats['rho_mac_bytes']:.2f} | "
+                     f"{stats.get('slope_flops', float('nan')):.2f} | {stats.get('slope_mac_bytes', float('nan')):.2f} |")
+        images.append(f"![latency against FLOPs and MAC on {backend}]({name})")
+    return lines + [""] + images + [""]
+
+
+def _paper_section(ok: pd.DataFrame) -> list[str]:
+    results = paper.build_tables(ok)
+    if not results:
+        return []
+    lines = ["## ShuffleNet V2 Tables 1-4", "", "| table | backend | settings | verdict | Kendall tau | fastest/slowest |",
+             "|---|---|---|---|---:|---:|"]
+    for r in results:
+        tau = "-" if r.mean_tau is None else f"{r.mean_tau:+.2f}"
+        ratio = "-" if r.best_to_worst is None else f"{r.best_to_worst:.2f}x"
+        lines.append(f"| {r.table.number} ({r.table.workload}) | {r.backend} | {r.settings} | {r.verdict} | {tau} | "
+                     f"{ratio} |")
+    lines.append("")
+    for r in results:
+        lines += [paper.to_markdown(r), ""]
+    return lines
+
+
+def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    nets = ok[ok["series"] == "networks"]
+    if nets.empty:
+        return []
+    lines = ["## Networks (Table 8 / Figure 1)", "", "| network | backend | settings | MFLOPs | MAC (M) | median ms | "
+             "images/s | batches/s |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for _, r in nets.sort_values(["backend", "flops"]).iterrows():
+        args = ", ".join(f"{k}={v}" for k, v in r["workload_args"].items())
+        lines.append(f"| {r['workload']}({args}) | {r['backend']} | {r['cell'].rsplit('/', 1)[-1]} | "
+                     f"{r['flops'] / 1e6:,.1f} | {r['mac'] / 1e6:,.1f} | {r['median_ms']:.3f} | "
+                     f"{r['images_per_s']:,.1f} | {r['batches_per_s']:,.1f} |")
+    lines.append("")
+    for backend, group in nets.groupby("backend"):
+        if group["workload"].nunique() >= 2 or len(group) >= 3:
+            column, unit, _ = paper.UNITS[paper.platform_of(backend)]
+            name = f"speed_vs_mflops_{_file(backend)}.png"
+            figures.speed_vs_mflops(ok, backend, column, unit, out / name, f"{device_id}: {backend}")
+            lines += [f"![speed against MFLOPs on {backend}]({name})", ""]
+    return lines
+
+
+def _breakdown_section(breakdown: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    if breakdown.empty or not (breakdown["device_id"] == device_id).any():
+        return []
+    mine = breakdown[breakdown["device_id"] == device_id]
+    table = mine.pivot_table(index=["network", "source"], columns="category", values="percent", aggfunc="first")
+    table = table.reindex(columns=list(CATEGORIES), fill_value=0.0).fillna(0.0)
+    for key, values in paper.FIGURE2.items():
+        table.loc[key, :] = [values.get(c, 0.0) for c in CATEGORIES]
+    table = table.sort_index()
+    table.index = [f"{n}: {s}" for n, s in table.index]
+    name = "breakdown.png"
+    figures.breakdown_bars(table, out / name, f"{device_id}: share of run time by op category (Figure 2)")
+    lines = ["## Time by op category (Figure 2)", "",
+             "Shares of profiled time (profiling adds overhead, so only percentages are shown). ONNX Runtime at "
+             "optimisation level `disable` shows every op as exported; at `all`, batch norm folds into Conv and "
+             "activations fuse into it, which is what actually runs. torch rows are self CPU times.", "",
+             f"![time by op category]({name})", "",
+             "| network and source | " + " | ".join(CATEGORIES) + " |", "|---|" + "---:|" * len(CATEGORIES)]
+    for label, values in table.iterrows():
+        lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    return lines + [""]
+
+
+def _noise_section(rows: pd.DataFrame) -> list[str]:
+    lines = ["## Noise, errors and skipped cells", ""]
+    noisy = rows[rows["is_noisy"].fillna(False).astype(bool)]
+    if len(noisy):
+        lines += [f"{len(noisy)} of {int((rows['status'] == 'ok').sum())} measured cells are flagged noisy:", ""]
+        lines += [f"- `{r['cell']}`: {r['noise']}" for _, r in noisy.iterrows()]
+        lines.append("")
+    else:
+        lines += ["No measured cell is flagged noisy.", ""]
+    for status in ("error", "skipped"):
+        group = rows[rows["status"] == status]
+        if len(group):
+            lines += [f"{len(group)} cells {status}:", ""]
+            for reason, cells in group.groupby("error"):
+                lines.append(f"- {reason} ({len(cells)} cells, e.g. `{cells.iloc[0]['cell']}`)")
+            lines.append("")
+    return lines
+
+
+def _file(backend: str) -> str:
+    return backend.replace(":", "_")

@@ -1,0 +1,79 @@
+"""Read results folders into one DataFrame, keeping what can be read and saying what could not."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import UserError
+from bench.results import read_rows
+
+BREAKDOWN_FILE = "breakdown.csv"
+
+
+@dataclass
+class Loaded:
+    rows: pd.DataFrame  # one row per cell and device; status ok / error / skipped
+    devices: dict[str, dict[str, Any]]  # device id -> device.json metadata ({} when missing)
+    breakdown: pd.DataFrame  # rows of breakdown.csv files, may be empty
+    warnings: list[str] = field(default_factory=list)
+
+    def device_folders(self) -> list[str]:
+        return sorted(self.devices)
+
+
+def device_folders(paths: list[Path]) -> list[Path]:
+    """Each path is a device folder (holds CSVs) or a results root (holds device folders)."""
+    folders: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            raise UserError(f"{path}: no such results folder")
+        if any(path.glob("*.csv")):
+            folders.append(path)
+        else:
+            folders.extend(sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("*.csv"))))
+    if not folders:
+        shown = ", ".join(str(p) for p in paths)
+        raise UserError(f"no results in {shown}: run `make bench` (or `shufflebench run CONFIG`) first")
+    return folders
+
+
+def load(paths: list[Path]) -> Loaded:
+    frames, devices, breakdowns, warnings = [], {}, [], []
+    for folder in device_folders(paths):
+        meta_path = folder / "device.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        device_id = meta.get("device_id", folder.name)
+        devices[device_id] = meta
+        for csv_path in sorted(folder.glob("*.csv")):
+            if csv_path.name == BREAKDOWN_FILE:
+                breakdowns.append(pd.read_csv(csv_path).assign(device_id=device_id))
+                continue
+            try:
+                rows = read_rows(csv_path)
+            except UserError as e:  # e.g. a newer schema: report the rest
+                warnings.append(f"skipped {e}")
+                continue
+            if rows:
+                frames.append(pd.DataFrame(rows).assign(device_id=device_id, sweep=csv_path.stem))
+    if not frames:
+        raise UserError("no readable results rows in " + ", ".join(str(p) for p in paths) + (
+            f" ({'; '.join(warnings)})" if warnings else ""))
+    rows = pd.concat(frames, ignore_index=True)
+    versions = sorted(rows["schema_version"].dropna().unique())
+    if len(versions) > 1:
+        warnings.append(f"results use schema versions {', '.join(map(str, versions))}: columns missing from the "
+                        "older rows are left blank")
+    breakdown = pd.concat(breakdowns, ignore_index=True) if breakdowns else pd.DataFrame()
+    return Loaded(rows, devices, breakdown, warnings)
+
+
+def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Measured rows only, with a `series` column: g1..g4 or 'networks'."""
+    ok = rows[rows["status"] == "ok"].copy()
+    ok["series"] = ok["workload"].where(ok["workload"].str.fullmatch(r"g[1-4]"), "networks")
+    return ok

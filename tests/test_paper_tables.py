@@ -1,0 +1,72 @@
+"""ShuffleNet V2 Tables 1-4: cell mapping, Kendall tau and the verdict on synthetic results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import config
+from bench.report import paper
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_kendall_tau():
+    assert paper.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1
+    assert paper.kendall_tau([1, 2, 3, 4], [40, 30, 20, 10]) == -1
+    assert paper.kendall_tau([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(4 / 6)
+
+
+def synthetic(table: paper.PaperTable, platform: str, speeds_by_row: list[float], backend: str) -> pd.DataFrame:
+    """One ok row per x1 / first-column cell, with the given speed per row."""
+    rows = []
+    first_column = table.columns[platform][0]
+    for (label, column, args, _), speed in zip([c for c in table.cells(platform) if c[1] == first_column],
+                                               speeds_by_row):
+        settings = "batch=1,threads=1" if platform == "cpu" else "batch=8,cudnn_benchmark=true,tf32=false"
+        rows.append({"workload": table.workload, "workload_args": {**args, "hw": 56}, "backend": backend,
+                     "cell": f"{table.workload}/{label}/{backend}/{settings}", "images_per_s": speed,
+                     "batches_per_s": speed / (1 if platform == "cpu" else 8), "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("table", paper.TABLES, ids=lambda t: f"table{t.number}")
+def test_the_papers_ordering_holds_and_its_reverse_does_not(table):
+    paper_speeds = [row[0] for row in table.values["cpu"]]
+    same = paper.build_tables(synthetic(table, "cpu", paper_speeds, "ort-cpu"))
+    (result,) = same
+    assert result.verdict == "holds" and result.mean_tau == pytest.approx(1)
+    assert result.best_to_worst == pytest.approx(max(paper_speeds) / min(paper_speeds))
+    reverse = paper.build_tables(synthetic(table, "cpu", [1 / s for s in paper_speeds], "torch-cpu"))
+    assert reverse[0].verdict == "does not hold"
+
+
+def test_gpu_cells_are_compared_with_the_gpu_column_in_batches_per_second():
+    table = paper.TABLES[0]
+    gpu_speeds = [row[0] for row in table.values["gpu"]]
+    (result,) = paper.build_tables(synthetic(table, "gpu", [8 * s for s in gpu_speeds], "torch-cuda"))
+    assert result.frame[("x1", "measured")].tolist() == gpu_speeds
+    assert result.frame[("x1", "paper")].tolist() == gpu_speeds
+    assert "batches/s" in paper.to_markdown(result) and "GTX 1080Ti" in paper.to_markdown(result)
+
+
+def test_markdown_shows_measured_and_paper_values_side_by_side():
+    table = paper.TABLES[3]
+    (result,) = paper.build_tables(synthetic(table, "cpu", [50.0, 60.0, 55.0, 70.0], "ort-cpu"))
+    text = paper.to_markdown(result)
+    assert "| ReLU, shortcut | 50.0 | 56.7 |" in text
+    assert "Verdict: **holds**" in text
+
+
+@pytest.mark.parametrize("name", ["g1", "g2", "g3", "g4"])
+def test_every_paper_config_cell_has_a_paper_value(name):
+    """configs/paper/gN.yaml and the report's tables describe the same cells."""
+    table = next(t for t in paper.TABLES if t.workload == name)
+    sweep = config.load(ROOT / "configs" / "paper" / f"{name}.yaml")
+    for cell in sweep.cells:
+        platform = paper.platform_of(cell.backend)
+        wanted = [args for _, _, args, _ in table.cells(platform)]
+        assert any(all(cell.args[k] == v for k, v in args.items()) for args in wanted), cell.key
+    assert len(sweep.cells) == sum(len(table.cells(p)) * 2 for p in ("cpu", "gpu"))

@@ -1,0 +1,102 @@
+"""`shufflebench report` and `shufflebench compare` on small synthetic results folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.errors import UserError
+from bench.report.compare import write_compare
+from bench.report.index import write_report
+from bench.report.load import load
+from bench.results import SCHEMA_VERSION, write_rows
+
+G1_CPU = [(32, 32, 1990.0), (22, 44, 1190.0), (13, 78, 730.0), (9, 108, 770.0)]
+
+
+def make_device(root: Path, device_id: str, speed: float = 1.0, emulated: bool = False, status: str = "ok") -> Path:
+    folder = root / device_id
+    folder.mkdir(parents=True)
+    (folder / "device.json").write_text(json.dumps({
+        "device_id": device_id, "arch": "aarch64" if emulated else "x86_64", "cpu_model": "Test CPU",
+        "cores_physical": 2, "cores_logical": 2, "memory_gb": 4, "os": "Linux", "python": "3.11",
+        "versions": {"numpy": "2"}, "gpus": [], "emulated": emulated}))
+    rows = []
+    for backend in ("ort-cpu", "torch-cpu"):
+        for c1, c2, images in G1_CPU:
+            median = 1e3 / (images * speed)
+            settings = "batch=1,threads=1" + (",opt_level=all" if backend == "ort-cpu" else "")
+            rows.append({"schema_version": SCHEMA_VERSION, "cell": f"g1/c1={c1},c2={c2},hw=56/{backend}/{settings}",
+                         "status": status, "workload": "g1", "workload_args": {"c1": c1, "c2": c2, "hw": 56},
+                         "backend": backend, "batch": 1, "threads": 1, "device_id": device_id, "params": 2 * c1 * c2,
+                         "flops": 62_000_000 + c1, "mac": 4_000_000 + c2 * 1000, "mac_bytes": 16_000_000 + c2 * 4000,
+                         "median_ms": median, "iqr_ms": median * 0.02, "images_per_s": 1e3 / median,
+                         "batches_per_s": 1e3 / median, "is_noisy": c1 == 9, "noise": "IQR is 12% of the median"
+                         if c1 == 9 else "", "error": None if status == "ok" else "boom",
+                         "measure_settings": {"processes": 5, "warmup_time": 0.2, "warmup_calls": 10,
+                                              "min_time": 0.3, "min_samples": 10}})
+    write_rows(folder / "default.csv", rows)
+    return folder
+
+
+def test_report_has_every_section_and_its_figures(tmp_path):
+    folder = make_device(tmp_path / "results", "dev-a")
+    loaded = load([folder])
+    index = write_report(loaded, "dev-a", tmp_path / "report")
+    text = index.read_text()
+    for heading in ("## What was measured", "## Latency against FLOPs and MAC", "## ShuffleNet V2 Tables 1-4",
+                    "## Noise, errors and skipped cells"):
+        assert heading in text
+    assert "| 1 (g1) | ort-cpu | batch=1,threads=1,opt_level=all | holds |" in text
+    assert "1 of 8 measured cells are flagged noisy" not in text and "2 of 8 measured cells" in text
+    for image in ("latency_vs_cost_ort-cpu.png", "latency_vs_cost_torch-cpu.png"):
+        assert f"]({image})" in text and (tmp_path / "report" / image).stat().st_size > 10_000
+
+
+def test_an_empty_folder_says_what_to_do(tmp_path):
+    (tmp_path / "results").mkdir()
+    with pytest.raises(UserError, match=r"no results in .*: run `make bench`"):
+        load([tmp_path / "results"])
+
+
+def test_a_newer_schema_file_is_skipped_with_a_warning_and_the_rest_reported(tmp_path):
+    folder = make_device(tmp_path / "results", "dev-a")
+    write_rows(folder / "future.csv", [{"schema_version": SCHEMA_VERSION + 1, "cell": "x", "status": "ok"}])
+    loaded = load([folder])
+    assert any("upgrade shufflebench" in w for w in loaded.warnings)
+    text = write_report(loaded, "dev-a", tmp_path / "report").read_text()
+    assert "upgrade shufflebench" in text and "## ShuffleNet V2 Tables 1-4" in text
+
+
+def test_a_device_with_only_failed_cells_still_gets_a_report(tmp_path):
+    folder = make_device(tmp_path / "results", "dev-a", status="error")
+    text = write_report(load([folder]), "dev-a", tmp_path / "report").read_text()
+    assert "No cell was measured successfully" in text and "8 cells error" in text
+
+
+def test_compare_two_devices_with_an_emulated_one(tmp_path):
+    root = tmp_path / "results"
+    make_device(root, "dev-a")
+    make_device(root, "dev-b", speed=0.5, emulated=True)
+    index = write_compare(load([root]), tmp_path / "compare", baseline="dev-a")
+    text = index.read_text()
+    assert "| `dev-b` | aarch64 | yes | 8 | 8 | 0.50x |" in text
+    assert "dev-b (emulated)" in text
+    assert "| Table 1 (g1) | ort-cpu | holds | holds |" in text
+    assert (tmp_path / "compare" / "speed_vs_baseline.png").exists()
+
+
+def test_compare_needs_two_devices(tmp_path):
+    folder = make_device(tmp_path / "results", "dev-a")
+    with pytest.raises(UserError, match="at least two devices"):
+        write_compare(load([folder]), tmp_path / "compare")
+
+
+def test_cli_report_on_a_missing_folder_exits_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "no such results folder" in out.stderr
