@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PAPER_SWEEPS := configs/paper/g1.yaml configs/paper/g2.yaml configs/paper/g3.yaml configs/paper/g4.yaml \
 	configs/paper/networks.yaml
 
-.PHONY: setup test bench paper report compare arm-emulated validate-timing selfbench
+.PHONY: setup test lint bench paper report compare arm-emulated validate-timing selfbench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -54,6 +54,11 @@ arm-emulated: $(STAMP)
 # shufflebench's timer against torch.utils.benchmark, and its overhead against a bare loop.
 validate-timing: $(STAMP)
 	$(PY) scripts/validate_timing.py
+
+# Style: ruff's checks and formatting (line length 120, pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bench blocks tests scripts
+	$(VENV)/bin/ruff format --check bench blocks tests scripts
 
 # The project's own speed targets (pytest-benchmark), e.g. counting a ResNet-50 takes well under a second.
 selfbench: $(STAMP)

@@ -24,23 +24,108 @@ CATEGORIES = ("Conv", "Elemwise", "Data", "Shuffle", "Other")
 
 # category -> (ONNX op types, ATen op names); anything unlisted is Other.
 CATEGORY_MAP: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "Conv": (frozenset({"Conv", "FusedConv", "ConvTranspose", "Gemm", "MatMul", "NchwcConv", "QLinearConv"}),
-             frozenset({"aten::convolution", "aten::_convolution", "aten::mkldnn_convolution", "aten::cudnn_convolution",
-                        "aten::conv2d", "aten::addmm", "aten::mm", "aten::linear", "aten::_slow_conv2d_forward",
-                        "aten::thnn_conv2d", "aten::_conv_depthwise2d", "aten::convolution_overrideable",
-                        "aten::_nnpack_spatial_convolution"})),
-    "Elemwise": (frozenset({"Relu", "Clip", "Add", "Mul", "Sum", "Sigmoid", "HardSigmoid", "BatchNormalization",
-                            "Div", "Sub", "Swish", "FusedMul", "FusedAdd"}),
-                 frozenset({"aten::relu", "aten::relu_", "aten::add", "aten::add_", "aten::mul", "aten::mul_",
-                            "aten::batch_norm", "aten::native_batch_norm", "aten::_native_batch_norm_legit_no_training",
-                            "aten::hardtanh", "aten::hardtanh_", "aten::sigmoid", "aten::silu", "aten::silu_",
-                            "aten::clamp", "aten::clamp_", "aten::clamp_min", "aten::clamp_min_",
-                            "aten::_batch_norm_impl_index"})),
-    "Data": (frozenset({"Concat", "Split", "Slice", "Reshape", "Transpose", "Flatten", "Identity", "Cast", "Squeeze",
-                        "Unsqueeze", "MemcpyFromHost", "MemcpyToHost", "ReorderInput", "ReorderOutput", "Gather"}),
-             frozenset({"aten::cat", "aten::split", "aten::chunk", "aten::slice", "aten::copy_", "aten::contiguous",
-                        "aten::clone", "aten::to", "aten::view", "aten::transpose", "aten::reshape", "aten::flatten",
-                        "aten::empty", "aten::narrow", "aten::_to_copy"})),
+    "Conv": (
+        frozenset({"Conv", "FusedConv", "ConvTranspose", "Gemm", "MatMul", "NchwcConv", "QLinearConv"}),
+        frozenset(
+            {
+                "aten::convolution",
+                "aten::_convolution",
+                "aten::mkldnn_convolution",
+                "aten::cudnn_convolution",
+                "aten::conv2d",
+                "aten::addmm",
+                "aten::mm",
+                "aten::linear",
+                "aten::_slow_conv2d_forward",
+                "aten::thnn_conv2d",
+                "aten::_conv_depthwise2d",
+                "aten::convolution_overrideable",
+                "aten::_nnpack_spatial_convolution",
+            }
+        ),
+    ),
+    "Elemwise": (
+        frozenset(
+            {
+                "Relu",
+                "Clip",
+                "Add",
+                "Mul",
+                "Sum",
+                "Sigmoid",
+                "HardSigmoid",
+                "BatchNormalization",
+                "Div",
+                "Sub",
+                "Swish",
+                "FusedMul",
+                "FusedAdd",
+            }
+        ),
+        frozenset(
+            {
+                "aten::relu",
+                "aten::relu_",
+                "aten::add",
+                "aten::add_",
+                "aten::mul",
+                "aten::mul_",
+                "aten::batch_norm",
+                "aten::native_batch_norm",
+                "aten::_native_batch_norm_legit_no_training",
+                "aten::hardtanh",
+                "aten::hardtanh_",
+                "aten::sigmoid",
+                "aten::silu",
+                "aten::silu_",
+                "aten::clamp",
+                "aten::clamp_",
+                "aten::clamp_min",
+                "aten::clamp_min_",
+                "aten::_batch_norm_impl_index",
+            }
+        ),
+    ),
+    "Data": (
+        frozenset(
+            {
+                "Concat",
+                "Split",
+                "Slice",
+                "Reshape",
+                "Transpose",
+                "Flatten",
+                "Identity",
+                "Cast",
+                "Squeeze",
+                "Unsqueeze",
+                "MemcpyFromHost",
+                "MemcpyToHost",
+                "ReorderInput",
+                "ReorderOutput",
+                "Gather",
+            }
+        ),
+        frozenset(
+            {
+                "aten::cat",
+                "aten::split",
+                "aten::chunk",
+                "aten::slice",
+                "aten::copy_",
+                "aten::contiguous",
+                "aten::clone",
+                "aten::to",
+                "aten::view",
+                "aten::transpose",
+                "aten::reshape",
+                "aten::flatten",
+                "aten::empty",
+                "aten::narrow",
+                "aten::_to_copy",
+            }
+        ),
+    ),
 }
 
 
@@ -57,9 +142,11 @@ def shuffle_nodes(model_path: Path) -> set[str]:
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
-    return {node.name for node in model.graph.node
-            if any(p.key == "pkg.torch.onnx.class_hierarchy" and "ChannelShuffle" in p.value
-                   for p in node.metadata_props)}
+    return {
+        node.name
+        for node in model.graph.node
+        if any(p.key == "pkg.torch.onnx.class_hierarchy" and "ChannelShuffle" in p.value for p in node.metadata_props)
+    }
 
 
 def parse_ort_profile(events: list[dict[str, Any]] | dict[str, Any], shuffle: set[str]) -> dict[str, float]:
@@ -78,8 +165,9 @@ def parse_ort_profile(events: list[dict[str, Any]] | dict[str, Any], shuffle: se
     return dict(totals)
 
 
-def ort_breakdown(model: Path, input_shape: tuple[int, ...], *, opt_level: str, threads: int = 1,
-                  runs: int = 20, workdir: Path) -> dict[str, float]:
+def ort_breakdown(
+    model: Path, input_shape: tuple[int, ...], *, opt_level: str, threads: int = 1, runs: int = 20, workdir: Path
+) -> dict[str, float]:
     """Profile ``runs`` ORT runs of ``model`` on the CPU and return microseconds per category."""
     import numpy as np
     import onnxruntime as ort
@@ -116,8 +204,12 @@ def torch_breakdown(module: Any, input_shape: tuple[int, ...], *, threads: int =
     def leave(mod: Any, _: Any, __: Any) -> None:
         contexts.pop(id(mod)).__exit__(None, None, None)
 
-    handles = [h for m in module.modules() if isinstance(m, ChannelShuffle)
-               for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    handles = [
+        h
+        for m in module.modules()
+        if isinstance(m, ChannelShuffle)
+        for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))
+    ]
     try:
         with torch.inference_mode():
             for _ in range(3):
@@ -146,8 +238,10 @@ def shares(totals: dict[str, float]) -> dict[str, float]:
     return {c: 100 * totals.get(c, 0.0) / total for c in CATEGORIES}
 
 
-FIGURE2_NETWORKS = [("shufflenet_v1 1x g=3", "shufflenet_v1", {"groups": 3, "width": 1.0}),
-                    ("mobilenet_v2 1x", "mobilenet_v2", {"width": 1.0})]
+FIGURE2_NETWORKS = [
+    ("shufflenet_v1 1x g=3", "shufflenet_v1", {"groups": 3, "width": 1.0}),
+    ("mobilenet_v2 1x", "mobilenet_v2", {"width": 1.0}),
+]
 BREAKDOWN_COLUMNS = ["network", "source", "category", "percent", "time_us"]
 
 
@@ -162,14 +256,24 @@ def profile_figure2(folder: Path, runs: int = 20) -> Path:
         workload = blocks.build(name, **args)
         model = folder / "onnx" / f"breakdown-{name}.onnx"
         export(workload.module, workload.input_shape, model)
-        sources = {f"ort-cpu opt={level}": ort_breakdown(model, workload.input_shape, opt_level=level, runs=runs,
-                                                          workdir=folder / "onnx")
-                   for level in ("disable", "all")}
+        sources = {
+            f"ort-cpu opt={level}": ort_breakdown(
+                model, workload.input_shape, opt_level=level, runs=runs, workdir=folder / "onnx"
+            )
+            for level in ("disable", "all")
+        }
         sources["torch-cpu"] = torch_breakdown(workload.module, workload.input_shape, runs=runs)
         for source, totals in sources.items():
             for category, percent in shares(totals).items():
-                rows.append({"network": label, "source": source, "category": category, "percent": round(percent, 2),
-                             "time_us": round(totals.get(category, 0.0), 1)})
+                rows.append(
+                    {
+                        "network": label,
+                        "source": source,
+                        "category": category,
+                        "percent": round(percent, 2),
+                        "time_us": round(totals.get(category, 0.0), 1),
+                    }
+                )
     path = folder / "breakdown.csv"
     write_rows(path, rows, BREAKDOWN_COLUMNS)
     return path

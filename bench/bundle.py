@@ -32,8 +32,9 @@ def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
 
     cells = [c for c in sweep.cells if backends.parse(c.backend).family == "ort"]
     if not cells:
-        raise UserError(f"{sweep.path}: no ONNX Runtime cells to export; a bundle needs backend ort-cpu, ort-cuda "
-                        "or ort:<Provider>")
+        raise UserError(
+            f"{sweep.path}: no ONNX Runtime cells to export; a bundle needs backend ort-cpu, ort-cuda or ort:<Provider>"
+        )
     meta = device.collect()
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -44,15 +45,26 @@ def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
     for cell in cells:
         if cell.key in prepared:
             p = prepared[cell.key]
-            entries.append({"cell": cell.as_dict(), "input_shape": p["input_shape"], "cost": p["cost"],
-                            "export": p["export"], "onnx": str(Path(p["onnx"]).relative_to(out))})
+            entries.append(
+                {
+                    "cell": cell.as_dict(),
+                    "input_shape": p["input_shape"],
+                    "cost": p["cost"],
+                    "export": p["export"],
+                    "onnx": str(Path(p["onnx"]).relative_to(out)),
+                }
+            )
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sweep": sweep.name,
         "description": sweep.description,
-        "run": {"processes": sweep.run.processes, "seed": sweep.run.seed, "timeout": sweep.run.timeout,
-                "measure": sweep.run.measure.as_dict()},
+        "run": {
+            "processes": sweep.run.processes,
+            "seed": sweep.run.seed,
+            "timeout": sweep.run.timeout,
+            "measure": sweep.run.measure.as_dict(),
+        },
         "exported_on": meta["device_id"],
         "versions": meta["versions"],
         "cells": entries,
@@ -70,15 +82,17 @@ def load_bundle(folder: Path) -> tuple[Sweep, dict[str, dict[str, Any]]]:
     """The sweep of a bundle and, per cell key, what the runner needs instead of building the workload."""
     path = folder / MANIFEST
     if not path.exists():
-        raise UserError(f"{folder}: not a bundle (no {MANIFEST}); make one with `shufflebench export CONFIG --out "
-                        f"{folder}`")
+        raise UserError(
+            f"{folder}: not a bundle (no {MANIFEST}); make one with `shufflebench export CONFIG --out {folder}`"
+        )
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(f"{path}: not a {FORMAT} of version {FORMAT_VERSION} or older: export it again with this "
-                        "shufflebench")
+        raise UserError(
+            f"{path}: not a {FORMAT} of version {FORMAT_VERSION} or older: export it again with this shufflebench"
+        )
     cells, prepared = [], {}
     for entry in manifest["cells"]:
         cell = Cell.from_dict(entry["cell"])
@@ -86,10 +100,14 @@ def load_bundle(folder: Path) -> tuple[Sweep, dict[str, dict[str, Any]]]:
         if not model.exists():
             raise UserError(f"{path}: {entry['onnx']} is missing from the bundle; copy the whole folder")
         cells.append(cell)
-        prepared[cell.key] = {"input_shape": entry["input_shape"], "cost": entry["cost"], "export": entry["export"],
-                              "onnx": str(model)}
+        prepared[cell.key] = {
+            "input_shape": entry["input_shape"],
+            "cost": entry["cost"],
+            "export": entry["export"],
+            "onnx": str(model),
+        }
     run = manifest["run"]
-    settings = RunSettings(processes=run["processes"], seed=run["seed"], timeout=run["timeout"],
-                           measure=MeasureSettings(**run["measure"]))
+    settings = RunSettings(
+        processes=run["processes"], seed=run["seed"], timeout=run["timeout"], measure=MeasureSettings(**run["measure"])
+    )
     return Sweep(manifest["sweep"], path, cells, settings, manifest.get("description", "")), prepared
-

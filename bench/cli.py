@@ -245,7 +245,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("time", help="measure one cell without a sweep file")
     p.add_argument("name", help="workload name (see `shufflebench list`)")
     p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters")
-    p.add_argument("--backend", default="torch-cpu", help="torch-cpu (default), torch-cuda, ort-cpu, ort-cuda, ort:<EP>")
+    p.add_argument(
+        "--backend", default="torch-cpu", help="torch-cpu (default), torch-cuda, ort-cpu, ort-cuda, ort:<EP>"
+    )
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     p.add_argument("--processes", type=int, default=3, help="worker processes (default 3)")

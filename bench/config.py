@@ -102,8 +102,10 @@ def load(path: str | Path) -> Sweep:
     run = _run_settings(data.get("measure") or {}, f"{where}: measure")
     top_settings = data.get("settings") or {}
     groups = top_settings if isinstance(top_settings, list) else [top_settings]
-    groups = [_mapping(g, f"{where}: settings[{i}]" if isinstance(top_settings, list) else f"{where}: settings")
-              for i, g in enumerate(groups)]
+    groups = [
+        _mapping(g, f"{where}: settings[{i}]" if isinstance(top_settings, list) else f"{where}: settings")
+        for i, g in enumerate(groups)
+    ]
     entries = data.get("workloads")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: workloads: must be a non-empty list of {{name: ..., grid: ..., zip: ...}}")
@@ -259,8 +261,10 @@ def _blocks_or_none() -> str | None:
     try:
         import blocks  # noqa: F401
     except ImportError as e:
-        return (f"building workloads needs torch ({e}); on a device without torch, run a bundle made by "
-                "`shufflebench export` instead")
+        return (
+            f"building workloads needs torch ({e}); on a device without torch, run a bundle made by "
+            "`shufflebench export` instead"
+        )
     return None
 
 

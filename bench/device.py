@@ -88,10 +88,13 @@ def _cpu_frequency() -> dict[str, Any]:
         out["cpu_mhz_max"] = round(freq.max) if freq.max else None
         out["cpu_mhz_current"] = round(freq.current)
     cpufreq = Path("/sys/devices/system/cpu/cpu0/cpufreq")
-    for name, file in (("governor", cpufreq / "scaling_governor"), ("scaling_driver", cpufreq / "scaling_driver"),
-                       ("no_turbo", Path("/sys/devices/system/cpu/intel_pstate/no_turbo")),
-                       ("boost", Path("/sys/devices/system/cpu/cpufreq/boost")),
-                       ("isolated_cpus", Path("/sys/devices/system/cpu/isolated"))):
+    for name, file in (
+        ("governor", cpufreq / "scaling_governor"),
+        ("scaling_driver", cpufreq / "scaling_driver"),
+        ("no_turbo", Path("/sys/devices/system/cpu/intel_pstate/no_turbo")),
+        ("boost", Path("/sys/devices/system/cpu/cpufreq/boost")),
+        ("isolated_cpus", Path("/sys/devices/system/cpu/isolated")),
+    ):
         value = _read(str(file)).strip()
         if value:
             out[name] = value
@@ -105,9 +108,16 @@ def _gpus() -> list[dict[str, Any]]:
         if torch.cuda.is_available():
             for i in range(torch.cuda.device_count()):
                 p = torch.cuda.get_device_properties(i)
-                gpus.append({"name": p.name, "memory_gb": round(p.total_memory / 2**30), "capability": f"{p.major}.{p.minor}",
-                             "multiprocessors": p.multi_processor_count, "cuda": torch.version.cuda,
-                             "cudnn": torch.backends.cudnn.version()})
+                gpus.append(
+                    {
+                        "name": p.name,
+                        "memory_gb": round(p.total_memory / 2**30),
+                        "capability": f"{p.major}.{p.minor}",
+                        "multiprocessors": p.multi_processor_count,
+                        "cuda": torch.version.cuda,
+                        "cudnn": torch.backends.cudnn.version(),
+                    }
+                )
     if importlib.util.find_spec("pynvml") is not None:
         import pynvml
 
@@ -120,8 +130,9 @@ def _gpus() -> list[dict[str, Any]]:
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             if i >= len(gpus):
                 gpus.append({"name": pynvml.nvmlDeviceGetName(handle)})
-            gpus[i].update(driver=driver, sm_clock_max_mhz=pynvml.nvmlDeviceGetMaxClockInfo(handle,
-                                                                                          pynvml.NVML_CLOCK_SM))
+            gpus[i].update(
+                driver=driver, sm_clock_max_mhz=pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
+            )
         pynvml.nvmlShutdown()
     return gpus
 
@@ -160,13 +171,18 @@ def _read(path: str) -> str:
 
 def describe(meta: dict[str, Any]) -> str:
     """A readable multi-line description for ``shufflebench device``."""
-    lines = [f"device id   {meta['device_id']}", f"cpu         {meta['cpu_model']} ({meta['arch']}, "
-             f"{meta['cores_physical']} cores / {meta['cores_logical']} threads, {meta['memory_gb']} GiB)"]
+    lines = [
+        f"device id   {meta['device_id']}",
+        f"cpu         {meta['cpu_model']} ({meta['arch']}, "
+        f"{meta['cores_physical']} cores / {meta['cores_logical']} threads, {meta['memory_gb']} GiB)",
+    ]
     if meta.get("cpu_mhz_max") or "governor" in meta:
         lines.append(f"frequency   max {meta.get('cpu_mhz_max') or '?'} MHz, governor {meta.get('governor', '?')}")
     for gpu in meta.get("gpus", []):
-        lines.append(f"gpu         {gpu['name']} ({gpu.get('memory_gb', '?')} GiB, CUDA {gpu.get('cuda')}, "
-                     f"cuDNN {gpu.get('cudnn')}, driver {gpu.get('driver', '?')})")
+        lines.append(
+            f"gpu         {gpu['name']} ({gpu.get('memory_gb', '?')} GiB, CUDA {gpu.get('cuda')}, "
+            f"cuDNN {gpu.get('cudnn')}, driver {gpu.get('driver', '?')})"
+        )
     lines.append(f"os          {meta['os']}, Python {meta['python']}")
     lines.append("libraries   " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     if "ort_providers" in meta:
@@ -174,4 +190,3 @@ def describe(meta: dict[str, Any]) -> str:
     if meta["emulated"]:
         lines.append("emulated    yes: timings are not meaningful")
     return "\n".join(lines)
-

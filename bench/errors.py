@@ -2,4 +2,4 @@
 
 
 class UserError(Exception):
-    """Bad input (a config, a workload parameter, a backend name, a results folder); the message says what is allowed."""
+    """Bad input (a config, a workload parameter, a backend, a results folder); the message says what is allowed."""

@@ -19,15 +19,59 @@ SCHEMA_VERSION = 1
 
 # Column order in the CSV; a row may carry more columns, which are appended after these.
 COLUMNS = [
-    "schema_version", "sweep", "cell", "status", "error",
-    "workload", "workload_args", "backend", "batch", "threads", "opt_level", "cudnn_benchmark", "tf32",
-    "device_id", "arch", "emulated",
-    "params", "flops", "mac", "mac_bytes", "elementwise_ops",
-    "median_ms", "iqr_ms", "p10_ms", "p25_ms", "p75_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms",
-    "ci95_low_ms", "ci95_high_ms", "ci_method", "images_per_s", "batches_per_s",
-    "samples", "processes", "required_processes", "number", "timer_overhead_us", "is_noisy", "noise",
-    "load_avg", "exporter", "opset", "backend_info", "measure_settings", "samples_ms", "warmup_ms",
-    "started_at", "finished_at",
+    "schema_version",
+    "sweep",
+    "cell",
+    "status",
+    "error",
+    "workload",
+    "workload_args",
+    "backend",
+    "batch",
+    "threads",
+    "opt_level",
+    "cudnn_benchmark",
+    "tf32",
+    "device_id",
+    "arch",
+    "emulated",
+    "params",
+    "flops",
+    "mac",
+    "mac_bytes",
+    "elementwise_ops",
+    "median_ms",
+    "iqr_ms",
+    "p10_ms",
+    "p25_ms",
+    "p75_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "ci95_low_ms",
+    "ci95_high_ms",
+    "ci_method",
+    "images_per_s",
+    "batches_per_s",
+    "samples",
+    "processes",
+    "required_processes",
+    "number",
+    "timer_overhead_us",
+    "is_noisy",
+    "noise",
+    "load_avg",
+    "exporter",
+    "opset",
+    "backend_info",
+    "measure_settings",
+    "samples_ms",
+    "warmup_ms",
+    "started_at",
+    "finished_at",
 ]
 JSON_COLUMNS = {"workload_args", "backend_info", "measure_settings", "samples_ms", "warmup_ms"}
 
@@ -80,8 +124,10 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         rows = [{k: _decode(k, v) for k, v in row.items()} for row in reader]
     newer = [r for r in rows if isinstance(r.get("schema_version"), int) and r["schema_version"] > SCHEMA_VERSION]
     if newer:
-        raise UserError(f"{path}: written with results schema {newer[0]['schema_version']}, this shufflebench reads "
-                        f"up to {SCHEMA_VERSION}: upgrade shufflebench")
+        raise UserError(
+            f"{path}: written with results schema {newer[0]['schema_version']}, this shufflebench reads "
+            f"up to {SCHEMA_VERSION}: upgrade shufflebench"
+        )
     return rows
 
 

@@ -48,8 +48,10 @@ def device_lock(device_id: str, holder: str) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             other = f.read().strip() or "another process"
-            raise UserError(f"another sweep is running on this device ({other}); wait for it to finish, two sweeps "
-                            "would time each other") from None
+            raise UserError(
+                f"another sweep is running on this device ({other}); wait for it to finish, two sweeps "
+                "would time each other"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(holder)
@@ -61,8 +63,14 @@ def device_lock(device_id: str, holder: str) -> Iterator[None]:
             f.truncate()
 
 
-def run_sweep(sweep: Sweep, results_root: Path, *, fresh: bool = False, prepared: dict[str, dict] | None = None,
-              log: TextIO = sys.stderr) -> list[dict]:
+def run_sweep(
+    sweep: Sweep,
+    results_root: Path,
+    *,
+    fresh: bool = False,
+    prepared: dict[str, dict] | None = None,
+    log: TextIO = sys.stderr,
+) -> list[dict]:
     """Measure the cells of ``sweep`` not yet measured on this device; returns the rows of this run.
 
     ``prepared`` holds each cell's cost, input shape and ONNX file when they come from a bundle (bench.bundle).
@@ -79,8 +87,11 @@ def run_sweep(sweep: Sweep, results_root: Path, *, fresh: bool = False, prepared
         done = {key for key, row in store.by_cell().items() if row.get("status") == "ok"}
         todo = [c for c in sweep.cells if c.key not in done]
         if len(todo) < len(sweep.cells):
-            print(f"resuming {sweep.name}: {len(sweep.cells) - len(todo)} of {len(sweep.cells)} cells already "
-                  f"measured on {meta['device_id']} (--fresh to measure them again)", file=log)
+            print(
+                f"resuming {sweep.name}: {len(sweep.cells) - len(todo)} of {len(sweep.cells)} cells already "
+                f"measured on {meta['device_id']} (--fresh to measure them again)",
+                file=log,
+            )
         rows: list[dict] = []
 
         def on_row(row: dict) -> None:
@@ -98,8 +109,9 @@ class Measurer:
     def __init__(self, meta: dict[str, Any], folder: Path, run: RunSettings, log: TextIO) -> None:
         self.meta, self.folder, self.run, self.log = meta, folder, run, log
 
-    def measure(self, cells: list[Cell], on_row: Callable[[dict], None],
-                prepared: dict[str, dict] | None = None) -> None:
+    def measure(
+        self, cells: list[Cell], on_row: Callable[[dict], None], prepared: dict[str, dict] | None = None
+    ) -> None:
         """Measure ``cells``; ``prepared`` (cost, input shape, ONNX file per cell key) comes from a bundle, or is
         made here by prepare workers."""
         if not cells:
@@ -128,8 +140,12 @@ class Measurer:
                 continue
             progress.start(cell)
             started = _now()
-            job = {"cell": cell.as_dict(), "input_shape": prepared[cell.key]["input_shape"],
-                   "onnx": prepared[cell.key].get("onnx"), "measure": self.run.measure.as_dict()}
+            job = {
+                "cell": cell.as_dict(),
+                "input_shape": prepared[cell.key]["input_shape"],
+                "onnx": prepared[cell.key].get("onnx"),
+                "measure": self.run.measure.as_dict(),
+            }
             result = self._worker("time", job)
             if "error" in result:
                 failed.add(cell.key)
@@ -143,8 +159,9 @@ class Measurer:
                 on_row(row)
                 progress.done(cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
 
-    def prepare(self, cells: list[Cell], onnx_dir: Path,
-                progress: Progress | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+    def prepare(
+        self, cells: list[Cell], onnx_dir: Path, progress: Progress | None = None
+    ) -> tuple[dict[str, dict], dict[str, str]]:
         """Cost (and ONNX file in ``onnx_dir``, for ORT cells) per distinct workload and batch, built once each.
 
         Returns the prepared data and the error text, both by cell key.
@@ -158,8 +175,12 @@ class Measurer:
             needs_onnx = any(backends.parse(c.backend).family == "ort" for c in group)
             digest = hashlib.sha256(group_key.encode()).hexdigest()[:12]
             onnx = onnx_dir / f"{group[0].workload}-{digest}.onnx" if needs_onnx else None
-            job = {"workload": group[0].workload, "args": group[0].args, "batch": group[0].batch,
-                   "onnx": str(onnx) if onnx else None}
+            job = {
+                "workload": group[0].workload,
+                "args": group[0].args,
+                "batch": group[0].batch,
+                "onnx": str(onnx) if onnx else None,
+            }
             if progress:
                 progress.note(f"preparing {group[0].workload} {_args(group[0].args)} batch={group[0].batch}")
             result = self._worker("prepare", job)
@@ -175,8 +196,12 @@ class Measurer:
             job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
             job_path.write_text(json.dumps(job))
             try:
-                proc = subprocess.run([*WORKER_PREFIX, sys.executable, "-m", "bench.worker", kind, str(job_path),
-                                       str(out_path)], capture_output=True, text=True, timeout=self.run.timeout)
+                proc = subprocess.run(
+                    [*WORKER_PREFIX, sys.executable, "-m", "bench.worker", kind, str(job_path), str(out_path)],
+                    capture_output=True,
+                    text=True,
+                    timeout=self.run.timeout,
+                )
             except subprocess.TimeoutExpired:
                 return {"error": f"worker timed out after {self.run.timeout:g} s (raise measure.timeout)"}
             if out_path.exists():
@@ -208,10 +233,13 @@ class Measurer:
 
     def _measured_row(self, cell: Cell, prepared: dict, results: list[dict]) -> dict[str, Any]:
         samples = [r["samples"] for r in results]
-        summary = stats.summarize(samples, cell.batch, load_avg=device.load_average(),
-                                  cores=self.meta["cores_logical"])
+        summary = stats.summarize(samples, cell.batch, load_avg=device.load_average(), cores=self.meta["cores_logical"])
         return self._row(
-            cell, prepared, status="ok", error=None, **summary,
+            cell,
+            prepared,
+            status="ok",
+            error=None,
+            **summary,
             number=results[0]["number"],
             timer_overhead_us=min(r["timer_overhead"] for r in results) * 1e6,
             load_avg=device.load_average(),
@@ -263,15 +291,18 @@ def summary_table(rows: list[dict]) -> str:
             skipped[r["error"]] += 1
     for r in sorted((r for r in rows if r["status"] != "skipped"), key=lambda r: r["cell"]):
         ok = r.get("status") == "ok"
-        lines.append([
-            r["cell"], r["status"],
-            f"{r['median_ms']:.3f}" if ok else "",
-            f"{100 * r['iqr_ms'] / r['median_ms']:.1f}" if ok else "",
-            f"{r['images_per_s']:.1f}" if ok else "",
-            f"{r['flops'] / 1e6:.1f}" if r.get("flops") is not None else "",
-            f"{r['mac'] / 1e6:.2f}" if r.get("mac") is not None else "",
-            (r.get("noise") or "") if ok else (r.get("error") or ""),
-        ])
+        lines.append(
+            [
+                r["cell"],
+                r["status"],
+                f"{r['median_ms']:.3f}" if ok else "",
+                f"{100 * r['iqr_ms'] / r['median_ms']:.1f}" if ok else "",
+                f"{r['images_per_s']:.1f}" if ok else "",
+                f"{r['flops'] / 1e6:.1f}" if r.get("flops") is not None else "",
+                f"{r['mac'] / 1e6:.2f}" if r.get("mac") is not None else "",
+                (r.get("noise") or "") if ok else (r.get("error") or ""),
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]

@@ -26,8 +26,9 @@ CI_WARN = 0.05
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def summarize(processes: list[list[float]], batch: int, load_avg: float | None = None,
-              cores: int | None = None) -> dict[str, Any]:
+def summarize(
+    processes: list[list[float]], batch: int, load_avg: float | None = None, cores: int | None = None
+) -> dict[str, Any]:
     """Statistics of per-call times (seconds) from several processes, as results-row columns in ms.
 
     Args:
@@ -71,7 +72,9 @@ def summarize(processes: list[list[float]], batch: int, load_avg: float | None =
     return out
 
 
-def median_ci(process_medians: list[float], pooled_ms: np.ndarray, confidence: float = 0.95) -> tuple[float, float, str]:
+def median_ci(
+    process_medians: list[float], pooled_ms: np.ndarray, confidence: float = 0.95
+) -> tuple[float, float, str]:
     """95% percentile-bootstrap interval of the median, over process medians when there are at least 3."""
     if len(process_medians) >= 3:
         data, method = np.asarray(process_medians), "bootstrap over process medians"
@@ -99,20 +102,26 @@ def noise_reasons(stats: dict[str, Any], load_avg: float | None = None, cores: i
     median, mean = stats["median_ms"], stats["mean_ms"]
     iqr_ratio = stats["iqr_ms"] / median
     if iqr_ratio > IQR_GROSS:
-        reasons.append(f"IQR is {iqr_ratio:.0%} of the median, a strong outside influence: stop other programs "
-                       "and run again")
+        reasons.append(
+            f"IQR is {iqr_ratio:.0%} of the median, a strong outside influence: stop other programs and run again"
+        )
     elif iqr_ratio > IQR_WARN:
         reasons.append(f"IQR is {iqr_ratio:.0%} of the median: close other programs or raise min_time")
     if stats["std_ms"] / mean >= STD_WARN and iqr_ratio <= IQR_WARN:
-        reasons.append(f"std is {stats['std_ms'] / mean:.0%} of the mean (spikes): close other programs or raise "
-                       "processes")
+        reasons.append(
+            f"std is {stats['std_ms'] / mean:.0%} of the mean (spikes): close other programs or raise processes"
+        )
     if stats["p99_ms"] > median * (1 + TAIL_WARN):
-        reasons.append(f"p99 is {stats['p99_ms'] / median - 1:.0%} above the median: frequent interruptions; "
-                       "close other programs and run again")
+        reasons.append(
+            f"p99 is {stats['p99_ms'] / median - 1:.0%} above the median: frequent interruptions; "
+            "close other programs and run again"
+        )
     ci_half = (stats["ci95_high_ms"] - stats["ci95_low_ms"]) / 2 / median
     if ci_half > CI_WARN:
-        reasons.append(f"the median is only known to ±{ci_half:.0%}: raise processes ({stats['required_processes']} "
-                       f"needed for a 1%-wide interval, {stats['processes']} ran)")
+        reasons.append(
+            f"the median is only known to ±{ci_half:.0%}: raise processes ({stats['required_processes']} "
+            f"needed for a 1%-wide interval, {stats['processes']} ran)"
+        )
     if load_avg is not None and cores and load_avg > cores:
         reasons.append(f"load average {load_avg:.1f} on {cores} cores: other programs were running")
     return reasons

@@ -26,8 +26,10 @@ def prepare(job: dict[str, Any]) -> dict[str, Any]:
     from bench import cost
 
     workload = blocks.build(job["workload"], **job["args"], batch=job["batch"])
-    out: dict[str, Any] = {"input_shape": list(workload.input_shape),
-                           "cost": cost.count(workload.module, workload.input_shape).totals()}
+    out: dict[str, Any] = {
+        "input_shape": list(workload.input_shape),
+        "cost": cost.count(workload.module, workload.input_shape).totals(),
+    }
     if job.get("onnx"):
         from bench.export import export
 
@@ -44,18 +46,32 @@ def time_cell(job: dict[str, Any]) -> dict[str, Any]:
         from bench.backends import torch_backend
 
         workload = blocks.build(cell["workload"], **cell["args"], batch=settings["batch"])
-        timed = torch_backend.prepare(workload.module, input_shape, device=backend.target,
-                                      threads=settings.get("threads"),
-                                      cudnn_benchmark=settings.get("cudnn_benchmark", True),
-                                      tf32=settings.get("tf32", False))
+        timed = torch_backend.prepare(
+            workload.module,
+            input_shape,
+            device=backend.target,
+            threads=settings.get("threads"),
+            cudnn_benchmark=settings.get("cudnn_benchmark", True),
+            tf32=settings.get("tf32", False),
+        )
     else:
         from bench.backends import ort_backend
 
-        timed = ort_backend.prepare(Path(job["onnx"]), input_shape, provider=backend.target,
-                                    threads=settings.get("threads"), opt_level=settings.get("opt_level", "all"))
+        timed = ort_backend.prepare(
+            Path(job["onnx"]),
+            input_shape,
+            provider=backend.target,
+            threads=settings.get("threads"),
+            opt_level=settings.get("opt_level", "all"),
+        )
     m = measure(timed, MeasureSettings(**job["measure"]))
-    return {"samples": m.samples, "warmup": m.warmup, "number": m.number, "timer_overhead": m.timer_overhead,
-            "info": timed.info}
+    return {
+        "samples": m.samples,
+        "warmup": m.warmup,
+        "number": m.number,
+        "timer_overhead": m.timer_overhead,
+        "info": timed.info,
+    }
 
 
 def _die_with_parent() -> None:

@@ -7,5 +7,4 @@ names. Importing this package registers every workload; it changes no global tor
 from blocks import guidelines, networks  # noqa: F401  (registers the workloads)
 from blocks.registry import Param, Workload, WorkloadError, build, list_workloads, params, register_workload, resolve
 
-__all__ = ["Param", "Workload", "WorkloadError", "build", "list_workloads", "params", "register_workload",
-           "resolve"]
+__all__ = ["Param", "Workload", "WorkloadError", "build", "list_workloads", "params", "register_workload", "resolve"]

@@ -20,8 +20,16 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 class ConvBNAct(nn.Sequential):
     """Conv (no bias, "same" padding) -> BatchNorm -> activation, as torchvision's Conv2dNormActivation."""
 
-    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
-                 act: Callable[..., nn.Module] | None = nn.ReLU, bn_eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        act: Callable[..., nn.Module] | None = nn.ReLU,
+        bn_eps: float = 1e-5,
+    ) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(c_in, c_out, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
             nn.BatchNorm2d(c_out, eps=bn_eps),

@@ -29,8 +29,13 @@ import blocks
 from bench.backends import torch_backend
 from bench.measure import MeasureSettings, measure
 
-CELLS = [("g1", {"c1": 32, "c2": 32}), ("g1", {"c1": 22, "c2": 44}), ("g1", {"c1": 13, "c2": 78}),
-         ("g1", {"c1": 9, "c2": 108}), ("g4", {"c": 32})]
+CELLS = [
+    ("g1", {"c1": 32, "c2": 32}),
+    ("g1", {"c1": 22, "c2": 44}),
+    ("g1", {"c1": 13, "c2": 78}),
+    ("g1", {"c1": 9, "c2": 108}),
+    ("g4", {"c": 32}),
+]
 ROUNDS = 3
 
 
@@ -49,15 +54,30 @@ def agreement(threads: int) -> list[float]:
         ratio = statistics.median(ours) / statistics.median(theirs)
         ratios.append(ratio)
         sub = shufflebench_time(name, args, threads)
-        print(f"  {_label(name, args):<18} shufflebench {statistics.median(ours):8.3f}  Timer "
-              f"{statistics.median(theirs):8.3f}  ratio {ratio:.3f} {'ok' if abs(ratio - 1) <= 0.03 else 'OUTSIDE 3%'}"
-              f"   | `shufflebench time` over fresh processes: {sub}")
+        print(
+            f"  {_label(name, args):<18} shufflebench {statistics.median(ours):8.3f}  Timer "
+            f"{statistics.median(theirs):8.3f}  ratio {ratio:.3f} {'ok' if abs(ratio - 1) <= 0.03 else 'OUTSIDE 3%'}"
+            f"   | `shufflebench time` over fresh processes: {sub}"
+        )
     return ratios
 
 
 def shufflebench_time(name: str, args: dict, threads: int) -> str:
-    argv = [sys.executable, "-m", "bench.cli", "time", name, *(f"{k}={v}" for k, v in args.items()), "--threads",
-            str(threads), "--processes", "5", "--min-time", "0.5", "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "time",
+        name,
+        *(f"{k}={v}" for k, v in args.items()),
+        "--threads",
+        str(threads),
+        "--processes",
+        "5",
+        "--min-time",
+        "0.5",
+        "--json",
+    ]
     row = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     medians = sorted(statistics.median(p) for p in row["samples_ms"])
     return f"median {row['median_ms']:.3f}, process medians {', '.join(f'{m:.2f}' for m in medians)}"
@@ -80,9 +100,11 @@ def overhead() -> float:
                 samples.append((time.perf_counter() - start) / m.number)
         bare.append(statistics.median(samples))
     diff_us = (statistics.median(ours) - statistics.median(bare)) * 1e6
-    print(f"overhead on a near-empty workload: shufflebench {statistics.median(ours) * 1e6:.2f} us, bare loop "
-          f"{statistics.median(bare) * 1e6:.2f} us, difference {diff_us:+.2f} us "
-          f"({'ok' if abs(diff_us) <= 2 else 'OVER 2 us'})")
+    print(
+        f"overhead on a near-empty workload: shufflebench {statistics.median(ours) * 1e6:.2f} us, bare loop "
+        f"{statistics.median(bare) * 1e6:.2f} us, difference {diff_us:+.2f} us "
+        f"({'ok' if abs(diff_us) <= 2 else 'OVER 2 us'})"
+    )
     return diff_us
 
 

@@ -12,8 +12,10 @@ from blocks.networks.published import PUBLISHED, flops_match, params_match
 
 
 def table() -> str:
-    lines = ["| network | params | published | MFLOPs | published | MAC (M elements) | source |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| network | params | published | MFLOPs | published | MAC (M elements) | source |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for entry in PUBLISHED:
         w = blocks.build(entry.workload, **entry.args)
         counted = cost.count(w.module, w.input_shape)
@@ -27,9 +29,13 @@ def table() -> str:
             flops = "-"
         else:
             mflops = counted.flops / 1e6
-            flops = f"{entry.mflops:g}" + ("" if flops_match(mflops, entry.mflops) else f" ({mflops / entry.mflops - 1:+.0%})")
-        lines.append(f"| `{name}` | {counted.params:,} | {params} | {counted.flops / 1e6:,.1f} | {flops} | "
-                     f"{counted.mac / 1e6:,.1f} | {entry.source} |")
+            flops = f"{entry.mflops:g}" + (
+                "" if flops_match(mflops, entry.mflops) else f" ({mflops / entry.mflops - 1:+.0%})"
+            )
+        lines.append(
+            f"| `{name}` | {counted.params:,} | {params} | {counted.flops / 1e6:,.1f} | {flops} | "
+            f"{counted.mac / 1e6:,.1f} | {entry.source} |"
+        )
     return "\n".join(lines)
 
 

@@ -30,8 +30,12 @@ def _why_not() -> str | None:
 @pytest.mark.slow
 @pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
 def test_bundle_runs_on_emulated_aarch64_and_compares_with_the_host(tmp_path):
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "arm_emulated.sh"), str(tmp_path / "results")],
-                         capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "arm_emulated.sh"), str(tmp_path / "results")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if "Unable to locate package" in out.stderr or "Failed to fetch" in out.stderr:
         pytest.skip(f"the Debian arm64 packages could not be fetched: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 0, out.stderr[-2000:]

@@ -16,8 +16,13 @@ from bench.export import export
 
 @pytest.mark.parametrize(
     "name,family,target",
-    [("torch-cpu", "torch", "cpu"), ("torch-cuda", "torch", "cuda"), ("ort-cpu", "ort", "CPUExecutionProvider"),
-     ("ort-cuda", "ort", "CUDAExecutionProvider"), ("ort:OpenVINOExecutionProvider", "ort", "OpenVINOExecutionProvider")],
+    [
+        ("torch-cpu", "torch", "cpu"),
+        ("torch-cuda", "torch", "cuda"),
+        ("ort-cpu", "ort", "CPUExecutionProvider"),
+        ("ort-cuda", "ort", "CUDAExecutionProvider"),
+        ("ort:OpenVINOExecutionProvider", "ort", "OpenVINOExecutionProvider"),
+    ],
 )
 def test_names(name, family, target):
     b = backends.parse(name)
@@ -51,8 +56,9 @@ def test_export_is_verified_and_ort_times_it(tmp_path):
     assert info["exporter"] == "dynamo" and info["opset"] == 18
     assert info["op_types"] == {"Conv": 20, "Add": 10}
     assert info["max_abs_diff"] <= 1e-4 * 1
-    timed = ort_backend.prepare(tmp_path / "g3.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1,
-                                opt_level="disable")
+    timed = ort_backend.prepare(
+        tmp_path / "g3.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1, opt_level="disable"
+    )
     assert timed.info["provider"] == "CPUExecutionProvider" and timed.info["opt_level"] == "disable"
     assert timed.time(3) > 0
     model = onnx.load(str(tmp_path / "g3.onnx"))

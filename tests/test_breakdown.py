@@ -9,26 +9,48 @@ from bench import breakdown
 from bench.export import export
 
 
-@pytest.mark.parametrize("op,category", [("Conv", "Conv"), ("FusedConv", "Conv"), ("Gemm", "Conv"),
-                                         ("Relu", "Elemwise"), ("Add", "Elemwise"), ("BatchNormalization", "Elemwise"),
-                                         ("Clip", "Elemwise"), ("Concat", "Data"), ("Split", "Data"),
-                                         ("Reshape", "Data"), ("MaxPool", "Other"), ("GlobalAveragePool", "Other"),
-                                         ("SomethingNew", "Other")])
+@pytest.mark.parametrize(
+    "op,category",
+    [
+        ("Conv", "Conv"),
+        ("FusedConv", "Conv"),
+        ("Gemm", "Conv"),
+        ("Relu", "Elemwise"),
+        ("Add", "Elemwise"),
+        ("BatchNormalization", "Elemwise"),
+        ("Clip", "Elemwise"),
+        ("Concat", "Data"),
+        ("Split", "Data"),
+        ("Reshape", "Data"),
+        ("MaxPool", "Other"),
+        ("GlobalAveragePool", "Other"),
+        ("SomethingNew", "Other"),
+    ],
+)
 def test_onnx_categories(op, category):
     assert breakdown.onnx_category(op) == category
 
 
-@pytest.mark.parametrize("op,category", [("aten::mkldnn_convolution", "Conv"), ("aten::addmm", "Conv"),
-                                         ("aten::relu_", "Elemwise"), ("aten::add", "Elemwise"),
-                                         ("aten::native_batch_norm", "Elemwise"), ("aten::cat", "Data"),
-                                         ("aten::clone", "Data"), ("aten::max_pool2d_with_indices", "Other")])
+@pytest.mark.parametrize(
+    "op,category",
+    [
+        ("aten::mkldnn_convolution", "Conv"),
+        ("aten::addmm", "Conv"),
+        ("aten::relu_", "Elemwise"),
+        ("aten::add", "Elemwise"),
+        ("aten::native_batch_norm", "Elemwise"),
+        ("aten::cat", "Data"),
+        ("aten::clone", "Data"),
+        ("aten::max_pool2d_with_indices", "Other"),
+    ],
+)
 def test_aten_categories(op, category):
     assert breakdown.aten_category(op) == category
 
 
 def test_no_op_is_in_two_categories():
     for i, (a, (onnx_a, aten_a)) in enumerate(breakdown.CATEGORY_MAP.items()):
-        for b, (onnx_b, aten_b) in list(breakdown.CATEGORY_MAP.items())[i + 1:]:
+        for b, (onnx_b, aten_b) in list(breakdown.CATEGORY_MAP.items())[i + 1 :]:
             assert not onnx_a & onnx_b and not aten_a & aten_b, (a, b)
 
 
@@ -57,10 +79,13 @@ def test_ort_profile_of_a_real_model(small_shufflenet, tmp_path, level):
 
 
 def test_parser_skips_the_first_run():
-    events = [{"name": "model_run", "ts": 0, "cat": "Session"}, {"name": "model_run", "ts": 100, "cat": "Session"},
-              {"name": "a_kernel_time", "cat": "Node", "ts": 10, "dur": 50, "args": {"op_name": "Conv"}},
-              {"name": "a_kernel_time", "cat": "Node", "ts": 110, "dur": 5, "args": {"op_name": "Conv"}},
-              {"name": "s_kernel_time", "cat": "Node", "ts": 120, "dur": 2, "args": {"op_name": "Transpose"}}]
+    events = [
+        {"name": "model_run", "ts": 0, "cat": "Session"},
+        {"name": "model_run", "ts": 100, "cat": "Session"},
+        {"name": "a_kernel_time", "cat": "Node", "ts": 10, "dur": 50, "args": {"op_name": "Conv"}},
+        {"name": "a_kernel_time", "cat": "Node", "ts": 110, "dur": 5, "args": {"op_name": "Conv"}},
+        {"name": "s_kernel_time", "cat": "Node", "ts": 120, "dur": 2, "args": {"op_name": "Transpose"}},
+    ]
     assert breakdown.parse_ort_profile(events, shuffle={"s"}) == {"Conv": 5, "Shuffle": 2}
 
 

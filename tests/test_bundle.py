@@ -57,8 +57,13 @@ def test_a_torch_free_process_runs_the_bundle(exported, tmp_path):
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     env = {**os.environ, "PYTHONPATH": f"{blocker.parent}{os.pathsep}{ROOT}"}
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(exported), "--results", str(tmp_path / "r")],
-                         capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", str(exported), "--results", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     (csv,) = (tmp_path / "r").glob("*/tiny.csv")
     rows = read_rows(csv)
@@ -75,17 +80,21 @@ def test_exporting_a_sweep_without_ort_cells_says_why(tmp_path):
         bundle.export_bundle(config.load(tmp_path / "s.yaml"), tmp_path / "b")
 
 
-@pytest.mark.parametrize("setup,message", [
-    (lambda b: None, "not a bundle (no manifest.json)"),
-    (lambda b: (b / "manifest.json").write_text("{"), "not valid JSON"),
-    (lambda b: (b / "manifest.json").write_text('{"format": "other"}'), "not a shufflebench-bundle"),
-])
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda b: None, "not a bundle (no manifest.json)"),
+        (lambda b: (b / "manifest.json").write_text("{"), "not valid JSON"),
+        (lambda b: (b / "manifest.json").write_text('{"format": "other"}'), "not a shufflebench-bundle"),
+    ],
+)
 def test_bad_bundles_are_refused_with_one_line(tmp_path, setup, message):
     folder = tmp_path / "b"
     folder.mkdir()
     setup(folder)
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(folder)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", str(folder)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 

@@ -19,13 +19,18 @@ def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
 
 
 def test_zip_pairs_grid_combines_and_backends_multiply(tmp_path):
-    sweep = config.load(write(tmp_path, """
+    sweep = config.load(
+        write(
+            tmp_path,
+            """
 settings: {backend: [torch-cpu, ort-cpu], threads: [1, 2]}
 workloads:
   - name: g1
     zip: {c1: [8, 16], c2: [16, 32]}
     grid: {hw: [7, 14]}
-"""))
+""",
+        )
+    )
     assert sweep.name == "sweep"
     assert len(sweep.cells) == 2 * 2 * 2 * 2  # pairs x hw x backends x threads
     first = sweep.cells[0]
@@ -34,10 +39,15 @@ workloads:
 
 
 def test_settings_that_do_not_apply_to_a_backend_are_dropped(tmp_path):
-    sweep = config.load(write(tmp_path, """
+    sweep = config.load(
+        write(
+            tmp_path,
+            """
 settings: {backend: [torch-cpu, torch-cuda, ort-cpu, ort-cuda], threads: [1, 2], opt_level: [basic, all]}
 workloads: [{name: g4, grid: {c: 32}}]
-"""))
+""",
+        )
+    )
     by_backend = {}
     for cell in sweep.cells:
         by_backend.setdefault(cell.backend, []).append(cell)
@@ -53,8 +63,12 @@ def test_threads_physical_resolves_to_the_core_count(tmp_path):
 
 
 def test_base_inheritance_merges_mappings_and_takes_the_childs_name(tmp_path):
-    write(tmp_path, "sweep: parent\nsettings: {backend: torch-cpu, batch: 2}\nmeasure: {processes: 7, min_time: 0.3}\n"
-                    "workloads: [{name: g4, grid: {c: 32}}]\n", "base.yaml")
+    write(
+        tmp_path,
+        "sweep: parent\nsettings: {backend: torch-cpu, batch: 2}\nmeasure: {processes: 7, min_time: 0.3}\n"
+        "workloads: [{name: g4, grid: {c: 32}}]\n",
+        "base.yaml",
+    )
     child = write(tmp_path, "base: base.yaml\nsettings: {batch: 4}\nmeasure: {min_time: 0.1}\n", "child.yaml")
     sweep = config.load(child)
     assert sweep.name == "child"
@@ -63,10 +77,15 @@ def test_base_inheritance_merges_mappings_and_takes_the_childs_name(tmp_path):
 
 
 def test_same_cell_from_two_entries_is_kept_once(tmp_path):
-    sweep = config.load(write(tmp_path, """
+    sweep = config.load(
+        write(
+            tmp_path,
+            """
 settings: {backend: torch-cpu}
 workloads: [{name: g4, grid: {c: 32}}, {name: g4, grid: {c: 32, hw: 56}}]
-"""))
+""",
+        )
+    )
     assert len(sweep.cells) == 1
 
 
@@ -86,20 +105,34 @@ def test_shipped_configs_load(path):
         ("- just\n- a list\n", "must be a mapping"),
         ("settings: {backend: torch-cpu}\nworkload: []\n", "unknown key 'workload'; allowed: sweep, description"),
         ("settings: {backend: torch-cpu}\nworkloads: [{name: g9}]\n", "workloads[0]: unknown workload 'g9'"),
-        ("settings: {backend: torch-cpu}\nworkloads: [{name: g1, grid: {c1: abc, c2: 8}}]\n",
-         "workloads[0]: g1: parameter 'c1' must be an integer, got 'abc'"),
-        ("settings: {backend: tensorrt}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
-         "settings.backend: unknown backend 'tensorrt'; allowed: torch-cpu"),
-        ("settings: {backend: torch-cpu, threads: many}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
-         "settings.threads: must be a positive integer, \"physical\" or \"logical\", got 'many'"),
-        ("settings: {backend: ort-cpu, opt_level: max}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
-         "settings.opt_level: must be one of disable, basic, extended, all, got 'max'"),
-        ("settings: {backend: torch-cpu}\nworkloads: [{name: g1, zip: {c1: [8, 16], c2: [8]}}]\n",
-         "zip: lists must have the same length (c1: 2, c2: 1)"),
-        ("settings: {backend: torch-cpu}\nmeasure: {processes: 0}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
-         "measure.processes: must be a positive integer, got 0"),
-        ("settings: {backend: torch-cpu}\nmeasure: {min_time: fast}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
-         "measure.min_time: must be a non-negative number, got 'fast'"),
+        (
+            "settings: {backend: torch-cpu}\nworkloads: [{name: g1, grid: {c1: abc, c2: 8}}]\n",
+            "workloads[0]: g1: parameter 'c1' must be an integer, got 'abc'",
+        ),
+        (
+            "settings: {backend: tensorrt}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "settings.backend: unknown backend 'tensorrt'; allowed: torch-cpu",
+        ),
+        (
+            "settings: {backend: torch-cpu, threads: many}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            'settings.threads: must be a positive integer, "physical" or "logical", got \'many\'',
+        ),
+        (
+            "settings: {backend: ort-cpu, opt_level: max}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "settings.opt_level: must be one of disable, basic, extended, all, got 'max'",
+        ),
+        (
+            "settings: {backend: torch-cpu}\nworkloads: [{name: g1, zip: {c1: [8, 16], c2: [8]}}]\n",
+            "zip: lists must have the same length (c1: 2, c2: 1)",
+        ),
+        (
+            "settings: {backend: torch-cpu}\nmeasure: {processes: 0}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "measure.processes: must be a positive integer, got 0",
+        ),
+        (
+            "settings: {backend: torch-cpu}\nmeasure: {min_time: fast}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "measure.min_time: must be a non-negative number, got 'fast'",
+        ),
         ("workloads: [{name: g4, grid: {c: 32}}]\n", "settings.backend: required"),
         ("settings: {backend: torch-cpu}\nworkloads: []\n", "workloads: must be a non-empty list"),
         ("base: missing.yaml\n", "missing.yaml: cannot read the sweep file"),
@@ -120,12 +153,17 @@ def test_single_cell_from_the_command_line():
 
 
 def test_a_list_of_setting_groups_expands_each_group_on_its_own(tmp_path):
-    sweep = config.load(write(tmp_path, """
+    sweep = config.load(
+        write(
+            tmp_path,
+            """
 settings:
   - {backend: torch-cpu, batch: 1, threads: 1}
   - {backend: torch-cuda, batch: 8}
 workloads: [{name: g4, grid: {c: 32}}]
-"""))
+""",
+        )
+    )
     assert [c.key for c in sweep.cells] == [
         "g4/c=32,relu=true,shortcut=true,hw=56/torch-cpu/batch=1,threads=1",
         "g4/c=32,relu=true,shortcut=true,hw=56/torch-cuda/batch=8,cudnn_benchmark=true,tf32=false",

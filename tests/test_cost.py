@@ -28,8 +28,10 @@ def test_flops_are_half_of_flop_counter_mode(name):
         (blocks.build("g1", c1=32, c2=96, hw=14).module, (1, 32, 14, 14)),
         (blocks.build("g2", g=4, c=64, hw=14).module, (1, 64, 14, 14)),
         (blocks.build("g3", structure="4-fragment-series", c=64, hw=14).module, (1, 32, 14, 14)),
-        (nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, bias=False), nn.Conv2d(16, 16, 3, groups=16, bias=False)),
-         (2, 3, 32, 32)),
+        (
+            nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, bias=False), nn.Conv2d(16, 16, 3, groups=16, bias=False)),
+            (2, 3, 32, 32),
+        ),
         (nn.Sequential(nn.Flatten(), nn.Linear(48, 10, bias=False)), (4, 3, 4, 4)),
     ],
     ids=["g1", "g2", "g3-series", "conv-dw", "linear"],

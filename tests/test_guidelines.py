@@ -46,8 +46,9 @@ def test_g1_equal_widths_minimise_mac_at_similar_flops():
 
 
 @pytest.mark.parametrize("c", [64, 128, 256, 512])
-@pytest.mark.parametrize("structure", ["2-fragment-series", "4-fragment-series", "2-fragment-parallel",
-                                       "4-fragment-parallel"])
+@pytest.mark.parametrize(
+    "structure", ["2-fragment-series", "4-fragment-series", "2-fragment-parallel", "4-fragment-parallel"]
+)
 def test_g3_fragmented_blocks_keep_the_flops_of_one_fragment(structure, c):
     one = cost.count(*_module_and_shape("g3", structure="1-fragment", c=c)).flops
     fragmented = cost.count(*_module_and_shape("g3", structure=structure, c=c)).flops

@@ -65,12 +65,15 @@ def test_resolution_and_batch_set_the_input(name):
         assert w.module(torch.randn(w.input_shape)).shape == (2, 1000)
 
 
-@pytest.mark.parametrize("name,args,message", [
-    ("shufflenet_v2", {"width": 0.75}, "must be one of 0.5, 1.0, 1.5, 2.0"),
-    ("shufflenet_v1", {"groups": 5}, "must be one of 1, 2, 3, 4, 8"),
-    ("mobilenet_v1", {"width": "wide"}, "must be a number"),
-    ("resnet50", {"resolution": 0}, "must be positive"),
-])
+@pytest.mark.parametrize(
+    "name,args,message",
+    [
+        ("shufflenet_v2", {"width": 0.75}, "must be one of 0.5, 1.0, 1.5, 2.0"),
+        ("shufflenet_v1", {"groups": 5}, "must be one of 1, 2, 3, 4, 8"),
+        ("mobilenet_v1", {"width": "wide"}, "must be a number"),
+        ("resnet50", {"resolution": 0}, "must be positive"),
+    ],
+)
 def test_network_parameters_are_validated(name, args, message):
     with pytest.raises(blocks.WorkloadError, match=message):
         blocks.build(name, **args)
@@ -93,8 +96,11 @@ def test_channel_shuffle_exports_as_reshape_transpose_reshape(tmp_path):
     for node in graph.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
-    shuffles = [n for n in graph.node if n.op_type == "Transpose"
-                and list(next(a for a in n.attribute if a.name == "perm").ints) == [0, 2, 1, 3, 4]]
+    shuffles = [
+        n
+        for n in graph.node
+        if n.op_type == "Transpose" and list(next(a for a in n.attribute if a.name == "perm").ints) == [0, 2, 1, 3, 4]
+    ]
     assert len(shuffles) == 16  # one per unit: 4 + 8 + 4
     for t in shuffles:
         assert producer[t.input[0]].op_type == "Reshape"

@@ -23,12 +23,21 @@ def synthetic(table: paper.PaperTable, platform: str, speeds_by_row: list[float]
     """One ok row per x1 / first-column cell, with the given speed per row."""
     rows = []
     first_column = table.columns[platform][0]
-    for (label, column, args, _), speed in zip([c for c in table.cells(platform) if c[1] == first_column],
-                                               speeds_by_row):
+    for (label, column, args, _), speed in zip(
+        [c for c in table.cells(platform) if c[1] == first_column], speeds_by_row
+    ):
         settings = "batch=1,threads=1" if platform == "cpu" else "batch=8,cudnn_benchmark=true,tf32=false"
-        rows.append({"workload": table.workload, "workload_args": {**args, "hw": 56}, "backend": backend,
-                     "cell": f"{table.workload}/{label}/{backend}/{settings}", "images_per_s": speed,
-                     "batches_per_s": speed / (1 if platform == "cpu" else 8), "status": "ok"})
+        rows.append(
+            {
+                "workload": table.workload,
+                "workload_args": {**args, "hw": 56},
+                "backend": backend,
+                "cell": f"{table.workload}/{label}/{backend}/{settings}",
+                "images_per_s": speed,
+                "batches_per_s": speed / (1 if platform == "cpu" else 8),
+                "status": "ok",
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -21,24 +21,59 @@ G1_CPU = [(32, 32, 1990.0), (22, 44, 1190.0), (13, 78, 730.0), (9, 108, 770.0)]
 def make_device(root: Path, device_id: str, speed: float = 1.0, emulated: bool = False, status: str = "ok") -> Path:
     folder = root / device_id
     folder.mkdir(parents=True)
-    (folder / "device.json").write_text(json.dumps({
-        "device_id": device_id, "arch": "aarch64" if emulated else "x86_64", "cpu_model": "Test CPU",
-        "cores_physical": 2, "cores_logical": 2, "memory_gb": 4, "os": "Linux", "python": "3.11",
-        "versions": {"numpy": "2"}, "gpus": [], "emulated": emulated}))
+    (folder / "device.json").write_text(
+        json.dumps(
+            {
+                "device_id": device_id,
+                "arch": "aarch64" if emulated else "x86_64",
+                "cpu_model": "Test CPU",
+                "cores_physical": 2,
+                "cores_logical": 2,
+                "memory_gb": 4,
+                "os": "Linux",
+                "python": "3.11",
+                "versions": {"numpy": "2"},
+                "gpus": [],
+                "emulated": emulated,
+            }
+        )
+    )
     rows = []
     for backend in ("ort-cpu", "torch-cpu"):
         for c1, c2, images in G1_CPU:
             median = 1e3 / (images * speed)
             settings = "batch=1,threads=1" + (",opt_level=all" if backend == "ort-cpu" else "")
-            rows.append({"schema_version": SCHEMA_VERSION, "cell": f"g1/c1={c1},c2={c2},hw=56/{backend}/{settings}",
-                         "status": status, "workload": "g1", "workload_args": {"c1": c1, "c2": c2, "hw": 56},
-                         "backend": backend, "batch": 1, "threads": 1, "device_id": device_id, "params": 2 * c1 * c2,
-                         "flops": 62_000_000 + c1, "mac": 4_000_000 + c2 * 1000, "mac_bytes": 16_000_000 + c2 * 4000,
-                         "median_ms": median, "iqr_ms": median * 0.02, "images_per_s": 1e3 / median,
-                         "batches_per_s": 1e3 / median, "is_noisy": c1 == 9, "noise": "IQR is 12% of the median"
-                         if c1 == 9 else "", "error": None if status == "ok" else "boom",
-                         "measure_settings": {"processes": 5, "warmup_time": 0.2, "warmup_calls": 10,
-                                              "min_time": 0.3, "min_samples": 10}})
+            rows.append(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "cell": f"g1/c1={c1},c2={c2},hw=56/{backend}/{settings}",
+                    "status": status,
+                    "workload": "g1",
+                    "workload_args": {"c1": c1, "c2": c2, "hw": 56},
+                    "backend": backend,
+                    "batch": 1,
+                    "threads": 1,
+                    "device_id": device_id,
+                    "params": 2 * c1 * c2,
+                    "flops": 62_000_000 + c1,
+                    "mac": 4_000_000 + c2 * 1000,
+                    "mac_bytes": 16_000_000 + c2 * 4000,
+                    "median_ms": median,
+                    "iqr_ms": median * 0.02,
+                    "images_per_s": 1e3 / median,
+                    "batches_per_s": 1e3 / median,
+                    "is_noisy": c1 == 9,
+                    "noise": "IQR is 12% of the median" if c1 == 9 else "",
+                    "error": None if status == "ok" else "boom",
+                    "measure_settings": {
+                        "processes": 5,
+                        "warmup_time": 0.2,
+                        "warmup_calls": 10,
+                        "min_time": 0.3,
+                        "min_samples": 10,
+                    },
+                }
+            )
     write_rows(folder / "default.csv", rows)
     return folder
 
@@ -48,8 +83,12 @@ def test_report_has_every_section_and_its_figures(tmp_path):
     loaded = load([folder])
     index = write_report(loaded, "dev-a", tmp_path / "report")
     text = index.read_text()
-    for heading in ("## What was measured", "## Latency against FLOPs and MAC", "## ShuffleNet V2 Tables 1-4",
-                    "## Noise, errors and skipped cells"):
+    for heading in (
+        "## What was measured",
+        "## Latency against FLOPs and MAC",
+        "## ShuffleNet V2 Tables 1-4",
+        "## Noise, errors and skipped cells",
+    ):
         assert heading in text
     assert "| 1 (g1) | ort-cpu | batch=1,threads=1,opt_level=all | holds |" in text
     assert "1 of 8 measured cells are flagged noisy" not in text and "2 of 8 measured cells" in text
@@ -97,6 +136,10 @@ def test_compare_needs_two_devices(tmp_path):
 
 
 def test_cli_report_on_a_missing_folder_exits_2(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "no such results folder" in out.stderr

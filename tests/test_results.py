@@ -11,8 +11,17 @@ from bench.results import SCHEMA_VERSION, ResultsStore, read_rows, write_rows
 
 
 def row(cell: str, **extra):
-    return {"schema_version": SCHEMA_VERSION, "cell": cell, "status": "ok", "median_ms": 1.25, "is_noisy": False,
-            "workload_args": {"c1": 8}, "samples_ms": [[1.0, 1.5]], "error": None, **extra}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cell": cell,
+        "status": "ok",
+        "median_ms": 1.25,
+        "is_noisy": False,
+        "workload_args": {"c1": 8},
+        "samples_ms": [[1.0, 1.5]],
+        "error": None,
+        **extra,
+    }
 
 
 def test_round_trip_keeps_types(tmp_path):

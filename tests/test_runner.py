@@ -14,18 +14,22 @@ from bench import device, runner
 from bench.results import read_rows
 
 FAST = "measure: {processes: 2, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, min_samples: 3}\n"
-SWEEP = FAST + """
+SWEEP = (
+    FAST
+    + """
 settings: {backend: [torch-cpu, ort-cpu], threads: 1}
 workloads:
   - {name: g1, grid: {c1: 8, c2: 16, hw: 8}}
   - {name: g4, grid: {c: 8, hw: 8}}
   - {name: g2, grid: {g: 8, c: 12, hw: 8}}   # 8 does not divide 12: the builder refuses, the sweep goes on
 """
+)
 
 
 def shufflebench(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=300,
-                          **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=300, **kwargs
+    )
 
 
 def results_file(root: Path, sweep: str = "sweep") -> Path:
@@ -63,8 +67,11 @@ def test_a_sweep_writes_one_row_per_cell_and_errors_do_not_stop_it(sweep_file, t
 
 def test_sigkill_then_rerun_measures_only_the_missing_cells(sweep_file, tmp_path):
     root = tmp_path / "results"
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(sweep_file), "--results", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(sweep_file), "--results", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     path = results_file(root)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -108,8 +115,10 @@ def test_a_hung_worker_becomes_an_error_row(tmp_path):
     [
         ("settings: {backend: torch-cpu}\nworkloads: [{name: g1\n", "not valid YAML"),
         ("settings: {backend: torch-cpu}\nworkloads: [{name: nope}]\n", "unknown workload 'nope'"),
-        ("settings: {backend: torch-cpu}\nworkloads: [{name: g1, grid: {c1: [1.5], c2: 8}}]\n",
-         "parameter 'c1' must be an integer"),
+        (
+            "settings: {backend: torch-cpu}\nworkloads: [{name: g1, grid: {c1: [1.5], c2: 8}}]\n",
+            "parameter 'c1' must be an integer",
+        ),
         ("settings: {backend: cuda}\nworkloads: [{name: g4, grid: {c: 8}}]\n", "unknown backend 'cuda'"),
     ],
 )
@@ -139,8 +148,9 @@ def test_dry_run_lists_the_cells(sweep_file):
 
 
 def test_time_json_prints_the_results_row():
-    out = shufflebench("time", "g1", "c1=8", "c2=8", "hw=8", "--threads", "1", "--processes", "1", "--min-time",
-                       "0.05", "--json")
+    out = shufflebench(
+        "time", "g1", "c1=8", "c2=8", "hw=8", "--threads", "1", "--processes", "1", "--min-time", "0.05", "--json"
+    )
     assert out.returncode == 0, out.stderr
     import json
 

@@ -49,8 +49,9 @@ def session_options(*, threads: int | None, opt_level: str, profile_prefix: str 
     return so
 
 
-def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, threads: int | None = None,
-            opt_level: str = "all") -> OrtTimed:
+def prepare(
+    model: Path, input_shape: tuple[int, ...], *, provider: str, threads: int | None = None, opt_level: str = "all"
+) -> OrtTimed:
     """An ORT session for ``model`` on ``provider`` with a random input of ``input_shape`` bound on its device."""
     so = session_options(threads=threads, opt_level=opt_level)
     session = ort.InferenceSession(str(model), so, providers=[provider])

@@ -31,8 +31,15 @@ class TorchTimed:
             return time.perf_counter() - start
 
 
-def prepare(module: nn.Module, input_shape: tuple[int, ...], *, device: str, threads: int | None = None,
-            cudnn_benchmark: bool = True, tf32: bool = False) -> TorchTimed:
+def prepare(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    device: str,
+    threads: int | None = None,
+    cudnn_benchmark: bool = True,
+    tf32: bool = False,
+) -> TorchTimed:
     """Configure torch for the cell and return a timer for ``module`` on a random input of ``input_shape``."""
     info: dict[str, Any] = {"torch": torch.__version__}
     if device == "cpu":
@@ -43,8 +50,12 @@ def prepare(module: nn.Module, input_shape: tuple[int, ...], *, device: str, thr
         precision = "tf32" if tf32 else "ieee"
         torch.backends.cudnn.conv.fp32_precision = precision
         torch.backends.cuda.matmul.fp32_precision = precision
-        info.update(cudnn_benchmark=cudnn_benchmark, tf32=tf32, gpu=torch.cuda.get_device_name(),
-                    cudnn=torch.backends.cudnn.version())
+        info.update(
+            cudnn_benchmark=cudnn_benchmark,
+            tf32=tf32,
+            gpu=torch.cuda.get_device_name(),
+            cudnn=torch.backends.cudnn.version(),
+        )
     torch.manual_seed(0)
     x = torch.randn(input_shape, device=device)
     return TorchTimed(module.eval().to(device), x, info)

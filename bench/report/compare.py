@@ -39,48 +39,92 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
 
     figure = "speed_vs_baseline.png"
     _speed_figure(medians, baseline, labels, out / figure)
-    lines = ["# shufflebench compare", "", f"Baseline: `{baseline}`. Speed = baseline median / device median "
-             "(above 1: faster than the baseline). Timings of emulated devices are not meaningful.", "",
-             f"![speed relative to the baseline]({figure})", ""]
+    lines = [
+        "# shufflebench compare",
+        "",
+        f"Baseline: `{baseline}`. Speed = baseline median / device median "
+        "(above 1: faster than the baseline). Timings of emulated devices are not meaningful.",
+        "",
+        f"![speed relative to the baseline]({figure})",
+        "",
+    ]
     lines += [f"> {w}" for w in loaded.warnings] + ([""] if loaded.warnings else [])
-    lines += ["## Devices", "", "| device | arch | emulated | cells measured | common with baseline | geomean speed |",
-              "|---|---|---|---:|---:|---:|"]
+    lines += [
+        "## Devices",
+        "",
+        "| device | arch | emulated | cells measured | common with baseline | geomean speed |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     for d in devices:
         common = medians[[baseline, d]].dropna() if d != baseline else medians[[d]].dropna()
         speed = common[baseline] / common[d] if d != baseline else pd.Series(1.0, index=common.index)
         geomean = float(np.exp(np.log(speed).mean())) if len(common) else float("nan")
         meta = loaded.devices[d]
-        lines.append(f"| `{d}` | {meta.get('arch', '?')} | {'yes' if meta.get('emulated') else 'no'} | "
-                     f"{medians[d].notna().sum()} | {len(common)} | {geomean:.2f}x |")
+        lines.append(
+            f"| `{d}` | {meta.get('arch', '?')} | {'yes' if meta.get('emulated') else 'no'} | "
+            f"{medians[d].notna().sum()} | {len(common)} | {geomean:.2f}x |"
+        )
 
-    lines += ["", "## Does latency follow FLOPs or MAC?", "", "| device | cells | rho (FLOPs) | rho (MAC) |",
-              "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Does latency follow FLOPs or MAC?",
+        "",
+        "| device | cells | rho (FLOPs) | rho (MAC) |",
+        "|---|---:|---:|---:|",
+    ]
     for d in devices:
         mine = ok[(ok["device_id"] == d) & (ok["flops"] > 0)]
         if len(mine) >= 3:
-            lines.append(f"| {labels[d]} | {len(mine)} | {figures.spearman(mine['flops'], mine['median_ms']):.2f} | "
-                         f"{figures.spearman(mine['mac_bytes'], mine['median_ms']):.2f} |")
+            lines.append(
+                f"| {labels[d]} | {len(mine)} | {figures.spearman(mine['flops'], mine['median_ms']):.2f} | "
+                f"{figures.spearman(mine['mac_bytes'], mine['median_ms']):.2f} |"
+            )
 
     verdicts = []
     for d in devices:
         for r in paper.build_tables(ok[ok["device_id"] == d]):
-            verdicts.append({"table": f"Table {r.table.number} ({r.table.workload})", "backend": r.backend,
-                             "device": labels[d], "verdict": r.verdict})
+            verdicts.append(
+                {
+                    "table": f"Table {r.table.number} ({r.table.workload})",
+                    "backend": r.backend,
+                    "device": labels[d],
+                    "verdict": r.verdict,
+                }
+            )
     if verdicts:
-        v = pd.DataFrame(verdicts).pivot_table(index=["table", "backend"], columns="device", values="verdict",
-                                               aggfunc="first").fillna("-")
-        lines += ["", "## ShuffleNet V2 guidelines per device", "", "| table | backend | " + " | ".join(v.columns) + " |",
-                  "|---|---|" + "---|" * len(v.columns)]
+        v = (
+            pd.DataFrame(verdicts)
+            .pivot_table(index=["table", "backend"], columns="device", values="verdict", aggfunc="first")
+            .fillna("-")
+        )
+        lines += [
+            "",
+            "## ShuffleNet V2 guidelines per device",
+            "",
+            "| table | backend | " + " | ".join(v.columns) + " |",
+            "|---|---|" + "---|" * len(v.columns),
+        ]
         for (table, backend), row in v.iterrows():
             lines.append(f"| {table} | {backend} | " + " | ".join(row) + " |")
 
-    lines += ["", "## Cells", "", "| cell | " + " | ".join(f"{labels[d]} ms" for d in devices) + " | " +
-              " | ".join(f"speed {labels[d]}" for d in devices if d != baseline) + " |",
-              "|---|" + "---:|" * (2 * len(devices) - 1)]
+    lines += [
+        "",
+        "## Cells",
+        "",
+        "| cell | "
+        + " | ".join(f"{labels[d]} ms" for d in devices)
+        + " | "
+        + " | ".join(f"speed {labels[d]}" for d in devices if d != baseline)
+        + " |",
+        "|---|" + "---:|" * (2 * len(devices) - 1),
+    ]
     for cell, row in medians.sort_index().iterrows():
         ms = ["-" if pd.isna(row[d]) else f"{row[d]:.3f}" for d in devices]
-        speed = ["-" if pd.isna(row[d]) or pd.isna(row[baseline]) else f"{row[baseline] / row[d]:.2f}x"
-                 for d in devices if d != baseline]
+        speed = [
+            "-" if pd.isna(row[d]) or pd.isna(row[baseline]) else f"{row[baseline] / row[d]:.2f}x"
+            for d in devices
+            if d != baseline
+        ]
         lines.append(f"| `{cell}` | " + " | ".join(ms + speed) + " |")
 
     index = out / "index.md"

@@ -17,8 +17,13 @@ import pandas as pd  # noqa: E402
 from bench.breakdown import CATEGORIES  # noqa: E402
 
 SERIES_COLORS = {"g1": "tab:blue", "g2": "tab:orange", "g3": "tab:green", "g4": "tab:red", "networks": "tab:purple"}
-CATEGORY_COLORS = {"Conv": "tab:blue", "Elemwise": "tab:orange", "Data": "tab:green", "Shuffle": "tab:red",
-                   "Other": "tab:gray"}
+CATEGORY_COLORS = {
+    "Conv": "tab:blue",
+    "Elemwise": "tab:orange",
+    "Data": "tab:green",
+    "Shuffle": "tab:red",
+    "Other": "tab:gray",
+}
 MIN_FIT_SPAN = 1.5  # fit a line only when the cost spans this factor (the guideline series hold FLOPs constant)
 X_AXES = [("flops", 1e6, "FLOPs (millions of multiply-adds)"), ("mac_bytes", 1e6, "MAC (MB read + written)")]
 
@@ -27,7 +32,9 @@ def plain_log_ticks(ax: plt.Axes) -> None:
     """Log axes labelled 20, 50, 100 rather than 2x10^1."""
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+        axis.set_minor_formatter(
+            matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else "")
+        )
 
 
 def spearman(x: pd.Series, y: pd.Series) -> float:
@@ -49,15 +56,29 @@ def latency_vs_cost(ok: pd.DataFrame, backend: str, path: Path, title: str) -> d
     for ax, (column, scale, label) in zip(axes, X_AXES):
         x, y = data[column] / scale, data["median_ms"]
         for series, group in data.groupby("series"):
-            ax.scatter(group[column] / scale, group["median_ms"], label=series, s=36, alpha=0.85,
-                       color=SERIES_COLORS.get(series, "black"), edgecolors="white", linewidths=0.5)
+            ax.scatter(
+                group[column] / scale,
+                group["median_ms"],
+                label=series,
+                s=36,
+                alpha=0.85,
+                color=SERIES_COLORS.get(series, "black"),
+                edgecolors="white",
+                linewidths=0.5,
+            )
         rho = spearman(x, y)
         stats[f"rho_{column}"] = rho
         if len(data) >= 3 and x.max() >= MIN_FIT_SPAN * x.min():
             slope, intercept = loglog_fit(x, y)
             grid = np.geomspace(x.min(), x.max(), 50)
-            ax.plot(grid, 10**intercept * grid**slope, color="black", linewidth=1, linestyle="--",
-                    label=f"fit: latency ~ x^{slope:.2f}")
+            ax.plot(
+                grid,
+                10**intercept * grid**slope,
+                color="black",
+                linewidth=1,
+                linestyle="--",
+                label=f"fit: latency ~ x^{slope:.2f}",
+            )
             stats[f"slope_{column}"] = slope
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -84,8 +105,9 @@ def speed_vs_mflops(ok: pd.DataFrame, backend: str, unit_column: str, unit: str,
         for _, row in group.iterrows():
             args = row["workload_args"]
             tag = ",".join(f"{v}" for k, v in args.items() if k in ("width", "groups", "resolution"))
-            ax.annotate(tag, (row["flops"] / 1e6, row[unit_column]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+            ax.annotate(
+                tag, (row["flops"] / 1e6, row[unit_column]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
     ax.set_xlabel("FLOPs (millions of multiply-adds)")
     ax.set_ylabel(f"speed ({unit}, higher is faster)")
     ax.set_title(title, fontsize=10)

@@ -39,33 +39,50 @@ def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
 
 
 def _rows_summary(rows: pd.DataFrame) -> list[str]:
-    lines = ["## What was measured", "", "| sweep | cells | ok | error | skipped | noisy |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## What was measured",
+        "",
+        "| sweep | cells | ok | error | skipped | noisy |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for sweep, group in rows.groupby("sweep"):
         status = group["status"].value_counts()
         noisy = int(group["is_noisy"].fillna(False).astype(bool).sum())
-        lines.append(f"| {sweep} | {len(group)} | {status.get('ok', 0)} | {status.get('error', 0)} | "
-                     f"{status.get('skipped', 0)} | {noisy} |")
+        lines.append(
+            f"| {sweep} | {len(group)} | {status.get('ok', 0)} | {status.get('error', 0)} | "
+            f"{status.get('skipped', 0)} | {noisy} |"
+        )
     settings = rows[rows["status"] == "ok"]["measure_settings"].dropna()
     if len(settings):
         s = settings.iloc[0]
-        lines += ["", f"Each cell: {s.get('processes')} worker processes, warm-up {s.get('warmup_time')} s and "
-                      f"{s.get('warmup_calls')} calls, at least {s.get('min_time')} s and {s.get('min_samples')} samples "
-                      f"per process; median over all samples, 95% CI bootstrapped over the process medians."]
+        lines += [
+            "",
+            f"Each cell: {s.get('processes')} worker processes, warm-up {s.get('warmup_time')} s and "
+            f"{s.get('warmup_calls')} calls, at least {s.get('min_time')} s and {s.get('min_samples')} samples "
+            f"per process; median over all samples, 95% CI bootstrapped over the process medians.",
+        ]
     return lines + [""]
 
 
 def _cost_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
-    lines = ["## Latency against FLOPs and MAC", "",
-             "Rank correlation (Spearman rho) of median latency with each cost, and the slope of a log-log fit. "
-             "A cost that predicted speed well would give rho near 1.", "",
-             "| backend | cells | rho (FLOPs) | rho (MAC) | slope (FLOPs) | slope (MAC) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Latency against FLOPs and MAC",
+        "",
+        "Rank correlation (Spearman rho) of median latency with each cost, and the slope of a log-log fit. "
+        "A cost that predicted speed well would give rho near 1.",
+        "",
+        "| backend | cells | rho (FLOPs) | rho (MAC) | slope (FLOPs) | slope (MAC) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     images = []
     for backend in sorted(ok["backend"].unique()):
         name = f"latency_vs_cost_{_file(backend)}.png"
         stats = figures.latency_vs_cost(ok, backend, out / name, f"{device_id}: {backend}, median latency per cell")
         n = int((ok["backend"] == backend).sum())
-        lines.append(f"| {backend} | {n} | {stats['rho_flops']:.2f} | {stats['rho_mac_bytes']:.2f} | "
-                     f"{stats.get('slope_flops', float('nan')):.2f} | {stats.get('slope_mac_bytes', float('nan')):.2f} |")
+        lines.append(
+            f"| {backend} | {n} | {stats['rho_flops']:.2f} | {stats['rho_mac_bytes']:.2f} | "
+            f"{stats.get('slope_flops', float('nan')):.2f} | {stats.get('slope_mac_bytes', float('nan')):.2f} |"
+        )
         images.append(f"![latency against FLOPs and MAC on {backend}]({name})")
     return lines + [""] + images + [""]
 
@@ -74,13 +91,18 @@ def _paper_section(ok: pd.DataFrame) -> list[str]:
     results = paper.build_tables(ok)
     if not results:
         return []
-    lines = ["## ShuffleNet V2 Tables 1-4", "", "| table | backend | settings | verdict | Kendall tau | fastest/slowest |",
-             "|---|---|---|---|---:|---:|"]
+    lines = [
+        "## ShuffleNet V2 Tables 1-4",
+        "",
+        "| table | backend | settings | verdict | Kendall tau | fastest/slowest |",
+        "|---|---|---|---|---:|---:|",
+    ]
     for r in results:
         tau = "-" if r.mean_tau is None else f"{r.mean_tau:+.2f}"
         ratio = "-" if r.best_to_worst is None else f"{r.best_to_worst:.2f}x"
-        lines.append(f"| {r.table.number} ({r.table.workload}) | {r.backend} | {r.settings} | {r.verdict} | {tau} | "
-                     f"{ratio} |")
+        lines.append(
+            f"| {r.table.number} ({r.table.workload}) | {r.backend} | {r.settings} | {r.verdict} | {tau} | {ratio} |"
+        )
     lines.append("")
     for r in results:
         lines += [paper.to_markdown(r), ""]
@@ -91,13 +113,19 @@ def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
     nets = ok[ok["series"] == "networks"]
     if nets.empty:
         return []
-    lines = ["## Networks (Table 8 / Figure 1)", "", "| network | backend | settings | MFLOPs | MAC (M) | median ms | "
-             "images/s | batches/s |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Networks (Table 8 / Figure 1)",
+        "",
+        "| network | backend | settings | MFLOPs | MAC (M) | median ms | images/s | batches/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for _, r in nets.sort_values(["backend", "flops"]).iterrows():
         args = ", ".join(f"{k}={v}" for k, v in r["workload_args"].items())
-        lines.append(f"| {r['workload']}({args}) | {r['backend']} | {r['cell'].rsplit('/', 1)[-1]} | "
-                     f"{r['flops'] / 1e6:,.1f} | {r['mac'] / 1e6:,.1f} | {r['median_ms']:.3f} | "
-                     f"{r['images_per_s']:,.1f} | {r['batches_per_s']:,.1f} |")
+        lines.append(
+            f"| {r['workload']}({args}) | {r['backend']} | {r['cell'].rsplit('/', 1)[-1]} | "
+            f"{r['flops'] / 1e6:,.1f} | {r['mac'] / 1e6:,.1f} | {r['median_ms']:.3f} | "
+            f"{r['images_per_s']:,.1f} | {r['batches_per_s']:,.1f} |"
+        )
     lines.append("")
     for backend, group in nets.groupby("backend"):
         if group["workload"].nunique() >= 2 or len(group) >= 3:
@@ -120,12 +148,18 @@ def _breakdown_section(breakdown: pd.DataFrame, device_id: str, out: Path) -> li
     table.index = [f"{n}: {s}" for n, s in table.index]
     name = "breakdown.png"
     figures.breakdown_bars(table, out / name, f"{device_id}: share of run time by op category (Figure 2)")
-    lines = ["## Time by op category (Figure 2)", "",
-             "Shares of profiled time (profiling adds overhead, so only percentages are shown). ONNX Runtime at "
-             "optimisation level `disable` shows every op as exported; at `all`, batch norm folds into Conv and "
-             "activations fuse into it, which is what actually runs. torch rows are self CPU times.", "",
-             f"![time by op category]({name})", "",
-             "| network and source | " + " | ".join(CATEGORIES) + " |", "|---|" + "---:|" * len(CATEGORIES)]
+    lines = [
+        "## Time by op category (Figure 2)",
+        "",
+        "Shares of profiled time (profiling adds overhead, so only percentages are shown). ONNX Runtime at "
+        "optimisation level `disable` shows every op as exported; at `all`, batch norm folds into Conv and "
+        "activations fuse into it, which is what actually runs. torch rows are self CPU times.",
+        "",
+        f"![time by op category]({name})",
+        "",
+        "| network and source | " + " | ".join(CATEGORIES) + " |",
+        "|---|" + "---:|" * len(CATEGORIES),
+    ]
     for label, values in table.iterrows():
         lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
     return lines + [""]

@@ -61,13 +61,18 @@ def load(paths: list[Path]) -> Loaded:
             if rows:
                 frames.append(pd.DataFrame(rows).assign(device_id=device_id, sweep=csv_path.stem))
     if not frames:
-        raise UserError("no readable results rows in " + ", ".join(str(p) for p in paths) + (
-            f" ({'; '.join(warnings)})" if warnings else ""))
+        raise UserError(
+            "no readable results rows in "
+            + ", ".join(str(p) for p in paths)
+            + (f" ({'; '.join(warnings)})" if warnings else "")
+        )
     rows = pd.concat(frames, ignore_index=True)
     versions = sorted(rows["schema_version"].dropna().unique())
     if len(versions) > 1:
-        warnings.append(f"results use schema versions {', '.join(map(str, versions))}: columns missing from the "
-                        "older rows are left blank")
+        warnings.append(
+            f"results use schema versions {', '.join(map(str, versions))}: columns missing from the "
+            "older rows are left blank"
+        )
     breakdown = pd.concat(breakdowns, ignore_index=True) if breakdowns else pd.DataFrame()
     return Loaded(rows, devices, breakdown, warnings)
 

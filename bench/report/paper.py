@@ -58,43 +58,81 @@ def _combine(row: dict[str, Any], column: dict[str, Any]) -> dict[str, Any]:
 SCALES = [{"scale": 1}, {"scale": 2}, {"scale": 4}]
 TABLES = [
     PaperTable(
-        1, "G1: equal channel width minimises MAC", "g1", ["1:1", "1:2", "1:6", "1:12"],
-        [{"gpu": {"c1": 128, "c2": 128}, "cpu": {"c1": 32, "c2": 32}},
-         {"gpu": {"c1": 90, "c2": 180}, "cpu": {"c1": 22, "c2": 44}},
-         {"gpu": {"c1": 52, "c2": 312}, "cpu": {"c1": 13, "c2": 78}},
-         {"gpu": {"c1": 36, "c2": 432}, "cpu": {"c1": 9, "c2": 108}}],
-        {"gpu": ["x1", "x2", "x4"], "cpu": ["x1", "x2", "x4"]}, {"gpu": SCALES, "cpu": SCALES},
-        {"gpu": [[1480, 723, 232], [1296, 586, 206], [876, 489, 189], [748, 392, 163]],
-         "cpu": [[76.2, 21.7, 5.3], [72.9, 20.5, 5.1], [69.1, 17.9, 4.6], [57.6, 15.1, 4.4]]},
+        1,
+        "G1: equal channel width minimises MAC",
+        "g1",
+        ["1:1", "1:2", "1:6", "1:12"],
+        [
+            {"gpu": {"c1": 128, "c2": 128}, "cpu": {"c1": 32, "c2": 32}},
+            {"gpu": {"c1": 90, "c2": 180}, "cpu": {"c1": 22, "c2": 44}},
+            {"gpu": {"c1": 52, "c2": 312}, "cpu": {"c1": 13, "c2": 78}},
+            {"gpu": {"c1": 36, "c2": 432}, "cpu": {"c1": 9, "c2": 108}},
+        ],
+        {"gpu": ["x1", "x2", "x4"], "cpu": ["x1", "x2", "x4"]},
+        {"gpu": SCALES, "cpu": SCALES},
+        {
+            "gpu": [[1480, 723, 232], [1296, 586, 206], [876, 489, 189], [748, 392, 163]],
+            "cpu": [[76.2, 21.7, 5.3], [72.9, 20.5, 5.1], [69.1, 17.9, 4.6], [57.6, 15.1, 4.4]],
+        },
     ),
     PaperTable(
-        2, "G2: excessive group convolution increases MAC", "g2", ["g=1", "g=2", "g=4", "g=8"],
+        2,
+        "G2: excessive group convolution increases MAC",
+        "g2",
+        ["g=1", "g=2", "g=4", "g=8"],
         # CPU g=8 x1: the paper prints c=180, which 8 does not divide; _combine builds 184 (configs/paper/g2.yaml).
-        [{"gpu": {"g": 1, "c": 128}, "cpu": {"g": 1, "c": 64}}, {"gpu": {"g": 2, "c": 180}, "cpu": {"g": 2, "c": 90}},
-         {"gpu": {"g": 4, "c": 256}, "cpu": {"g": 4, "c": 128}}, {"gpu": {"g": 8, "c": 360}, "cpu": {"g": 8, "c": 180}}],
-        {"gpu": ["x1", "x2", "x4"], "cpu": ["x1", "x2", "x4"]}, {"gpu": SCALES, "cpu": SCALES},
-        {"gpu": [[2451, 1289, 437], [1725, 873, 341], [1026, 644, 338], [634, 445, 230]],
-         "cpu": [[40.0, 10.2, 2.3], [35.0, 9.5, 2.2], [32.9, 8.7, 2.1], [27.8, 7.5, 1.8]]},
+        [
+            {"gpu": {"g": 1, "c": 128}, "cpu": {"g": 1, "c": 64}},
+            {"gpu": {"g": 2, "c": 180}, "cpu": {"g": 2, "c": 90}},
+            {"gpu": {"g": 4, "c": 256}, "cpu": {"g": 4, "c": 128}},
+            {"gpu": {"g": 8, "c": 360}, "cpu": {"g": 8, "c": 180}},
+        ],
+        {"gpu": ["x1", "x2", "x4"], "cpu": ["x1", "x2", "x4"]},
+        {"gpu": SCALES, "cpu": SCALES},
+        {
+            "gpu": [[2451, 1289, 437], [1725, 873, 341], [1026, 644, 338], [634, 445, 230]],
+            "cpu": [[40.0, 10.2, 2.3], [35.0, 9.5, 2.2], [32.9, 8.7, 2.1], [27.8, 7.5, 1.8]],
+        },
     ),
     PaperTable(
-        3, "G3: network fragmentation reduces parallelism", "g3",
+        3,
+        "G3: network fragmentation reduces parallelism",
+        "g3",
         ["1-fragment", "2-fragment-series", "4-fragment-series", "2-fragment-parallel", "4-fragment-parallel"],
-        [{"structure": s} for s in ["1-fragment", "2-fragment-series", "4-fragment-series", "2-fragment-parallel",
-                                    "4-fragment-parallel"]],
+        [
+            {"structure": s}
+            for s in [
+                "1-fragment",
+                "2-fragment-series",
+                "4-fragment-series",
+                "2-fragment-parallel",
+                "4-fragment-parallel",
+            ]
+        ],
         {"gpu": ["c=128", "c=256", "c=512"], "cpu": ["c=64", "c=128", "c=256"]},
         {"gpu": [{"c": 128}, {"c": 256}, {"c": 512}], "cpu": [{"c": 64}, {"c": 128}, {"c": 256}]},
-        {"gpu": [[2446, 1274, 434], [1790, 909, 336], [752, 745, 349], [1537, 803, 320], [691, 572, 292]],
-         "cpu": [[40.2, 10.1, 2.3], [38.6, 10.1, 2.2], [38.4, 10.1, 2.3], [33.4, 9.1, 2.2], [35.0, 8.4, 2.1]]},
+        {
+            "gpu": [[2446, 1274, 434], [1790, 909, 336], [752, 745, 349], [1537, 803, 320], [691, 572, 292]],
+            "cpu": [[40.2, 10.1, 2.3], [38.6, 10.1, 2.2], [38.4, 10.1, 2.3], [33.4, 9.1, 2.2], [35.0, 8.4, 2.1]],
+        },
     ),
     PaperTable(
-        4, "G4: element-wise operations are non-negligible", "g4",
+        4,
+        "G4: element-wise operations are non-negligible",
+        "g4",
         ["ReLU, shortcut", "ReLU only", "shortcut only", "neither"],
-        [{"relu": True, "shortcut": True}, {"relu": True, "shortcut": False}, {"relu": False, "shortcut": True},
-         {"relu": False, "shortcut": False}],
+        [
+            {"relu": True, "shortcut": True},
+            {"relu": True, "shortcut": False},
+            {"relu": False, "shortcut": True},
+            {"relu": False, "shortcut": False},
+        ],
         {"gpu": ["c=32", "c=64", "c=128"], "cpu": ["c=32", "c=64", "c=128"]},
         {"gpu": [{"c": 32}, {"c": 64}, {"c": 128}], "cpu": [{"c": 32}, {"c": 64}, {"c": 128}]},
-        {"gpu": [[2427, 2066, 1436], [2647, 2256, 1735], [2672, 2121, 1458], [2842, 2376, 1782]],
-         "cpu": [[56.7, 16.9, 5.0], [61.9, 18.8, 5.2], [57.3, 18.2, 5.1], [66.3, 20.2, 5.4]]},
+        {
+            "gpu": [[2427, 2066, 1436], [2647, 2256, 1735], [2672, 2121, 1458], [2842, 2376, 1782]],
+            "cpu": [[56.7, 16.9, 5.0], [61.9, 18.8, 5.2], [57.3, 18.2, 5.1], [66.3, 20.2, 5.4]],
+        },
     ),
 ]
 UNITS = {"gpu": ("batches_per_s", "batches/s", "GTX 1080Ti"), "cpu": ("images_per_s", "images/s", "ARM")}
@@ -195,16 +233,27 @@ def to_markdown(result: TableResult) -> str:
     table = result.table
     columns = list(dict.fromkeys(c for c, _ in result.frame.columns))
     header = "| | " + " | ".join(f"{c} | paper" for c in columns) + " |"
-    lines = [f"**Table {table.number}** ({table.guideline}) on `{result.backend}` ({result.settings}), {unit}; "
-             f"paper: {paper_device}, {unit}", "", header, "|---|" + "---:|---:|" * len(columns)]
+    lines = [
+        f"**Table {table.number}** ({table.guideline}) on `{result.backend}` ({result.settings}), {unit}; "
+        f"paper: {paper_device}, {unit}",
+        "",
+        header,
+        "|---|" + "---:|---:|" * len(columns),
+    ]
     for label in table.row_labels:
         values = []
         for column in columns:
             m = result.frame.loc[label, (column, "measured")]
-            values += ["-" if m is None or pd.isna(m) else f"{m:,.1f}", f"{result.frame.loc[label, (column, 'paper')]:g}"]
+            values += [
+                "-" if m is None or pd.isna(m) else f"{m:,.1f}",
+                f"{result.frame.loc[label, (column, 'paper')]:g}",
+            ]
         lines.append(f"| {label} | " + " | ".join(values) + " |")
-    tau = "" if result.mean_tau is None else f" (Kendall tau against the paper {result.mean_tau:+.2f}, fastest/slowest " \
-                                             f"{result.best_to_worst:.2f}x)"
+    tau = (
+        ""
+        if result.mean_tau is None
+        else f" (Kendall tau against the paper {result.mean_tau:+.2f}, fastest/slowest {result.best_to_worst:.2f}x)"
+    )
     lines += ["", f"Verdict: **{result.verdict}**{tau}."]
     return "\n".join(lines)
 

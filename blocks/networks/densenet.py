@@ -15,15 +15,17 @@ GROWTH, BLOCKS, BOTTLENECK = 32, (6, 12, 24, 16), 4
 
 
 def _bn_relu_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(inplace=True),
-                         nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False))
+    return nn.Sequential(
+        nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False)
+    )
 
 
 class DenseLayer(nn.Module):
     def __init__(self, c_in: int) -> None:
         super().__init__()
-        self.layer = nn.Sequential(_bn_relu_conv(c_in, BOTTLENECK * GROWTH, 1),
-                                   _bn_relu_conv(BOTTLENECK * GROWTH, GROWTH, 3))
+        self.layer = nn.Sequential(
+            _bn_relu_conv(c_in, BOTTLENECK * GROWTH, 1), _bn_relu_conv(BOTTLENECK * GROWTH, GROWTH, 3)
+        )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.layer(torch.cat(features, dim=1))
@@ -44,8 +46,12 @@ class DenseBlock(nn.Module):
 @register_workload
 def densenet121(*, resolution: int = 224) -> tuple[nn.Module, tuple[int, int, int]]:
     c = 64
-    layers: list[nn.Module] = [nn.Conv2d(3, c, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(c),
-                               nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, c, 7, stride=2, padding=3, bias=False),
+        nn.BatchNorm2d(c),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    ]
     for i, n in enumerate(BLOCKS):
         layers.append(DenseBlock(c, n))
         c += n * GROWTH

@@ -15,8 +15,15 @@ from blocks.layers import Classifier, ConvBNAct, SqueezeExcite, make_divisible
 from blocks.registry import register_workload
 
 # expand ratio, kernel, stride, input channels, output channels, repeats: the B0 stage table.
-B0_STAGES = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
-             (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+B0_STAGES = [
+    (1, 3, 1, 32, 16, 1),
+    (6, 3, 2, 16, 24, 2),
+    (6, 5, 2, 24, 40, 2),
+    (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3),
+    (6, 5, 2, 112, 192, 4),
+    (6, 3, 1, 192, 320, 1),
+]
 BN_EPS = 1e-3
 
 
@@ -27,9 +34,11 @@ class MBConv(nn.Module):
         layers: list[nn.Module] = []
         if hidden != c_in:
             layers.append(ConvBNAct(c_in, hidden, 1, act=nn.SiLU, bn_eps=BN_EPS))
-        layers += [ConvBNAct(hidden, hidden, kernel, stride=stride, groups=hidden, act=nn.SiLU, bn_eps=BN_EPS),
-                   SqueezeExcite(hidden, max(1, c_in // 4), act=nn.SiLU),
-                   ConvBNAct(hidden, c_out, 1, act=None, bn_eps=BN_EPS)]
+        layers += [
+            ConvBNAct(hidden, hidden, kernel, stride=stride, groups=hidden, act=nn.SiLU, bn_eps=BN_EPS),
+            SqueezeExcite(hidden, max(1, c_in // 4), act=nn.SiLU),
+            ConvBNAct(hidden, c_out, 1, act=None, bn_eps=BN_EPS),
+        ]
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and c_in == c_out
 

@@ -16,17 +16,38 @@ from blocks.layers import Classifier, ConvBNAct, make_divisible
 from blocks.registry import register_workload
 
 # (output channels, stride) of each depthwise-separable block, Table 1 of the MobileNet v1 paper.
-MOBILENET_V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-                       (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+MOBILENET_V1_BLOCKS = [
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+]
 
 # t (expansion), c (output channels), n (repeats), s (stride of the first), Table 2 of the MobileNet v2 paper.
-MOBILENET_V2_STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                       (6, 320, 1, 1)]
+MOBILENET_V2_STAGES = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
 
 
 @register_workload
-def mobilenet_v1(*, width: Literal[0.25, 0.5, 0.75, 1.0] = 1.0,
-                 resolution: int = 224) -> tuple[nn.Module, tuple[int, int, int]]:
+def mobilenet_v1(
+    *, width: Literal[0.25, 0.5, 0.75, 1.0] = 1.0, resolution: int = 224
+) -> tuple[nn.Module, tuple[int, int, int]]:
     """MobileNet v1 with width multiplier alpha = ``width``."""
     c_in = int(32 * width)
     layers: list[nn.Module] = [ConvBNAct(3, c_in, 3, stride=2)]
@@ -44,8 +65,10 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = int(round(c_in * expand))
         layers: list[nn.Module] = [] if expand == 1 else [ConvBNAct(c_in, hidden, 1, act=nn.ReLU6)]
-        layers += [ConvBNAct(hidden, hidden, 3, stride=stride, groups=hidden, act=nn.ReLU6),
-                   ConvBNAct(hidden, c_out, 1, act=None)]
+        layers += [
+            ConvBNAct(hidden, hidden, 3, stride=stride, groups=hidden, act=nn.ReLU6),
+            ConvBNAct(hidden, c_out, 1, act=None),
+        ]
         self.conv = nn.Sequential(*layers)
         self.use_residual = stride == 1 and c_in == c_out
 
@@ -54,8 +77,9 @@ class InvertedResidual(nn.Module):
 
 
 @register_workload
-def mobilenet_v2(*, width: Literal[0.15, 0.35, 0.4, 0.5, 0.6, 0.75, 1.0, 1.3, 1.4] = 1.0,
-                 resolution: int = 224) -> tuple[nn.Module, tuple[int, int, int]]:
+def mobilenet_v2(
+    *, width: Literal[0.15, 0.35, 0.4, 0.5, 0.6, 0.75, 1.0, 1.3, 1.4] = 1.0, resolution: int = 224
+) -> tuple[nn.Module, tuple[int, int, int]]:
     """MobileNet v2 with width multiplier ``width`` (the last conv keeps 1280 channels for widths below 1)."""
     c_in = make_divisible(32 * width)
     last = make_divisible(1280 * max(1.0, width))

@@ -1,10 +1,11 @@
 """Published parameter counts and FLOPs of the networks, with their sources.
 
 The quotes and fuller provenance are in the project's reference notes (papers.yaml). ``params`` is an int where the
-source gives an exact count (torchvision's weight metadata, imgclsmob's tables) and the printed text otherwise; ``mflops`` is multiply-adds in millions, as printed. Rows marked ``reproducible=False`` are the
-ShuffleNet V2 authors' own re-implementations of MobileNet v2 at widths whose channel rounding they never published:
-no rounding rule (multiples of 8, 4, 2 or 1) reproduces their FLOPs, so we build those widths as torchvision rounds
-them and show the paper's number beside ours.
+source gives an exact count (torchvision's weight metadata, imgclsmob's tables) and the printed text otherwise;
+``mflops`` is multiply-adds in millions, as printed. Rows marked ``reproducible=False`` are the ShuffleNet V2
+authors' own re-implementations of MobileNet v2 at widths whose channel rounding they never published: no rounding
+rule (multiples of 8, 4, 2 or 1) reproduces their FLOPs, so we build those widths as torchvision rounds them and show
+the paper's number beside ours.
 """
 
 from __future__ import annotations
@@ -31,11 +32,9 @@ PUBLISHED = [
     Published("mobilenet_v1", {"width": 0.25}, 470_072, 41, "MobileNet v1 Table 6; params imgclsmob"),
     Published("mobilenet_v2", {"width": 1.0}, 3_504_872, 300, "MobileNet v2 Table 4; params torchvision"),
     Published("mobilenet_v2", {"width": 1.4}, None, 585, "MobileNet v2 Table 4"),
-    Published("mobilenet_v2", {"width": 0.75, "resolution": 192}, None, 145, SNV2 + " (our impl.)",
-              reproducible=False),
+    Published("mobilenet_v2", {"width": 0.75, "resolution": 192}, None, 145, SNV2 + " (our impl.)", reproducible=False),
     Published("mobilenet_v2", {"width": 0.6}, None, 141, SNV2 + " (our impl.)", reproducible=False),
-    Published("mobilenet_v2", {"width": 0.4, "resolution": 160}, None, 43, SNV2 + " (our impl.)",
-              reproducible=False),
+    Published("mobilenet_v2", {"width": 0.4, "resolution": 160}, None, 43, SNV2 + " (our impl.)", reproducible=False),
     Published("mobilenet_v2", {"width": 0.15}, None, 39, SNV2 + " (our impl.)", reproducible=False),
     Published("shufflenet_v1", {"groups": 1}, None, 143, "ShuffleNet V1 Table 1"),
     Published("shufflenet_v1", {"groups": 2}, None, 140, "ShuffleNet V1 Table 1"),

@@ -45,8 +45,9 @@ def _downsample(c_in: int, c_out: int, stride: int) -> nn.Module:
     return ConvBNAct(c_in, c_out, 1, stride=stride, act=None) if stride != 1 or c_in != c_out else nn.Identity()
 
 
-def _resnet(block: Callable[[int, int, int], nn.Module], expansion: int, repeats: tuple[int, ...],
-            resolution: int) -> tuple[nn.Module, tuple[int, int, int]]:
+def _resnet(
+    block: Callable[[int, int, int], nn.Module], expansion: int, repeats: tuple[int, ...], resolution: int
+) -> tuple[nn.Module, tuple[int, int, int]]:
     layers: list[nn.Module] = [ConvBNAct(3, 64, 7, stride=2), nn.MaxPool2d(3, stride=2, padding=1)]
     c_in = 64
     for stage, n in enumerate(repeats):

@@ -45,8 +45,9 @@ class ShuffleV2Unit(nn.Module):
         branch = c_out // 2
         if stride > 1:
             self.branch1 = nn.Sequential(_dw(c_in, stride), ConvBNAct(c_in, branch, 1))
-        self.branch2 = nn.Sequential(ConvBNAct(c_in if stride > 1 else branch, branch, 1), _dw(branch, stride),
-                                     ConvBNAct(branch, branch, 1))
+        self.branch2 = nn.Sequential(
+            ConvBNAct(c_in if stride > 1 else branch, branch, 1), _dw(branch, stride), ConvBNAct(branch, branch, 1)
+        )
         self.shuffle = ChannelShuffle(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,8 +60,9 @@ class ShuffleV2Unit(nn.Module):
 
 
 @register_workload
-def shufflenet_v2(*, width: Literal[0.5, 1.0, 1.5, 2.0] = 1.0,
-                  resolution: int = 224) -> tuple[nn.Module, tuple[int, int, int]]:
+def shufflenet_v2(
+    *, width: Literal[0.5, 1.0, 1.5, 2.0] = 1.0, resolution: int = 224
+) -> tuple[nn.Module, tuple[int, int, int]]:
     """ShuffleNet V2 at ``width`` x (Table 5)."""
     stem, *stages, conv5 = SHUFFLENET_V2_CHANNELS[width]
     layers: list[nn.Module] = [ConvBNAct(3, stem, 3, stride=2), nn.MaxPool2d(3, stride=2, padding=1)]
@@ -97,8 +99,9 @@ class ShuffleV1Unit(nn.Module):
 
 
 @register_workload
-def shufflenet_v1(*, groups: Literal[1, 2, 3, 4, 8] = 3, width: Literal[0.25, 0.5, 1.0, 1.5, 2.0] = 1.0,
-                  resolution: int = 224) -> tuple[nn.Module, tuple[int, int, int]]:
+def shufflenet_v1(
+    *, groups: Literal[1, 2, 3, 4, 8] = 3, width: Literal[0.25, 0.5, 1.0, 1.5, 2.0] = 1.0, resolution: int = 224
+) -> tuple[nn.Module, tuple[int, int, int]]:
     """ShuffleNet V1 ``width`` x with ``groups`` groups in its pointwise convs (Table 1)."""
     multiple = 4 * groups
     stage2 = max(multiple, round(SHUFFLENET_V1_STAGE2[groups] * width / multiple) * multiple)
