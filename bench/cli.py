@@ -100,13 +100,20 @@ def _load_sweep(path: Path) -> tuple[Any, dict | None]:
     return config.load(path), None
 
 
+def _keep_backends(sweep: Any, names: list[str] | None) -> None:
+    """Drop the cells of other backends when ``--backend`` was given; unknown names are refused."""
+    from bench import backends
+
+    if names:
+        wanted = {backends.parse(b).name for b in names}
+        sweep.cells[:] = [c for c in sweep.cells if c.backend in wanted]
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    from bench import backends, runner
+    from bench import runner
 
     sweep, prepared = _load_sweep(Path(args.config))
-    if args.backend:
-        wanted = {backends.parse(b).name for b in args.backend}
-        sweep.cells[:] = [c for c in sweep.cells if c.backend in wanted]
+    _keep_backends(sweep, args.backend)
     if args.dry_run:
         for cell in sweep.cells:
             print(cell.key)
@@ -118,12 +125,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from bench import backends, bundle, config
+    from bench import bundle, config
 
     sweep = config.load(args.config)
-    if args.backend:
-        wanted = {backends.parse(b).name for b in args.backend}
-        sweep.cells[:] = [c for c in sweep.cells if c.backend in wanted]
+    _keep_backends(sweep, args.backend)
     manifest = bundle.export_bundle(sweep, Path(args.out))
     print(manifest)
 
@@ -144,12 +149,12 @@ def cmd_time(args: argparse.Namespace) -> None:
     row = rows[0]
     if args.json:
         print(json.dumps(row, indent=2))
+        if row["status"] != "ok":
+            sys.exit(1)
     elif row["status"] != "ok":
         raise UserError(f"{cell.key}: {row['status']}: {row['error']}")
     else:
         print(describe_row(row))
-    if row["status"] == "error" and args.json:
-        sys.exit(1)
 
 
 def cmd_report(args: argparse.Namespace) -> None:

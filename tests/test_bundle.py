@@ -107,3 +107,22 @@ def test_a_missing_model_file_is_named(exported, tmp_path):
     victim.unlink()
     with pytest.raises(UserError, match=f"models/{victim.name} is missing"):
         bundle.load_bundle(copy)
+
+
+def test_the_torch_free_modules_do_not_import_torch():
+    modules = [
+        "bench.cli",
+        "bench.runner",
+        "bench.worker",
+        "bench.config",
+        "bench.bundle",
+        "bench.device",
+        "bench.results",
+        "bench.stats",
+        "bench.measure",
+        "bench.backends",
+        "bench.backends.ort_backend",
+    ]
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr

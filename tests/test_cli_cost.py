@@ -56,3 +56,13 @@ def test_bad_input_exits_2_with_one_line(args, message):
     assert out.returncode == 2
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_list_shows_every_network_variant():
+    out = run("list", "shufflenet*")
+    assert out.returncode == 0
+    assert out.stdout.splitlines() == [
+        "shufflenet_v1  groups: 1|2|3|4|8 = 3, width: 0.25|0.5|1.0|1.5|2.0 = 1.0, resolution: int = 224, "
+        "batch: int = 1",
+        "shufflenet_v2  width: 0.5|1.0|1.5|2.0 = 1.0, resolution: int = 224, batch: int = 1",
+    ]
