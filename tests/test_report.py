@@ -12,15 +12,23 @@ import pytest
 from bench.errors import UserError
 from bench.report.compare import write_compare
 from bench.report.index import write_report
-from bench.report.load import load
+from bench.report.load import load, ok_rows
 from bench.results import SCHEMA_VERSION, write_rows
 
 G1_CPU = [(32, 32, 1990.0), (22, 44, 1190.0), (13, 78, 730.0), (9, 108, 770.0)]
 
 
-def make_device(root: Path, device_id: str, speed: float = 1.0, emulated: bool = False, status: str = "ok") -> Path:
+def make_device(
+    root: Path,
+    device_id: str,
+    speed: float = 1.0,
+    emulated: bool = False,
+    status: str = "ok",
+    sweep: str = "default",
+    finished_at: str = "2026-01-01T00:00:00+00:00",
+) -> Path:
     folder = root / device_id
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "device.json").write_text(
         json.dumps(
             {
@@ -74,7 +82,9 @@ def make_device(root: Path, device_id: str, speed: float = 1.0, emulated: bool =
                     },
                 }
             )
-    write_rows(folder / "default.csv", rows)
+    for row in rows:
+        row["finished_at"] = finished_at
+    write_rows(folder / f"{sweep}.csv", rows)
     return folder
 
 
@@ -143,3 +153,11 @@ def test_cli_report_on_a_missing_folder_exits_2(tmp_path):
         timeout=60,
     )
     assert out.returncode == 2 and "no such results folder" in out.stderr
+
+
+def test_a_cell_measured_by_two_sweeps_is_shown_once_with_its_latest_row(tmp_path):
+    make_device(tmp_path / "results", "dev-a", speed=1.0)
+    folder = make_device(tmp_path / "results", "dev-a", speed=2.0, sweep="paper-g1", finished_at="2026-02-01T00:00:00")
+    ok = ok_rows(load([folder]).rows)
+    assert len(ok) == 8
+    assert set(ok["sweep"]) == {"paper-g1"}

@@ -78,7 +78,8 @@ def load(paths: list[Path]) -> Loaded:
 
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Measured rows only, with a `series` column: g1..g4 or 'networks'."""
-    ok = rows[rows["status"] == "ok"].copy()
+    """Measured rows only, one per cell and device (a cell measured by several sweeps: the latest), with a `series`
+    column: g1..g4 or 'networks'."""
+    ok = rows[rows["status"] == "ok"].sort_values("finished_at").drop_duplicates(["device_id", "cell"], keep="last")
     ok["series"] = ok["workload"].where(ok["workload"].str.fullmatch(r"g[1-4]"), "networks")
     return ok
