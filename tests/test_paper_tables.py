@@ -79,3 +79,11 @@ def test_every_paper_config_cell_has_a_paper_value(name):
         wanted = [args for _, _, args, _ in table.cells(platform)]
         assert any(all(cell.args[k] == v for k, v in args.items()) for args in wanted), cell.key
     assert len(sweep.cells) == sum(len(table.cells(p)) * 2 for p in ("cpu", "gpu"))
+
+
+def test_table8_speeds_by_network_and_platform():
+    assert paper.table8_speed("shufflenet_v2", {"width": 1.0, "resolution": 224}, "cpu") == 24.4
+    assert paper.table8_speed("shufflenet_v2", {"width": 1.0, "resolution": 224}, "gpu") == 341
+    assert paper.table8_speed("mobilenet_v2", {"width": 0.4, "resolution": 160}, "cpu") == 33.2
+    assert paper.table8_speed("mobilenet_v2", {"width": 0.4, "resolution": 224}, "cpu") is None
+    assert paper.table8_speed("resnet50", {"resolution": 224}, "cpu") is None

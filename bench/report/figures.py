@@ -104,9 +104,9 @@ def speed_vs_mflops(ok: pd.DataFrame, backend: str, unit_column: str, unit: str,
         ax.plot(group["flops"] / 1e6, group[unit_column], marker="o", label=workload)
         for _, row in group.iterrows():
             args = row["workload_args"]
-            tag = ",".join(f"{v}" for k, v in args.items() if k in ("width", "groups", "resolution"))
+            tag = f"{args.get('width', '')}x" + (f"@{args['resolution']}" if args.get("resolution", 224) != 224 else "")
             ax.annotate(
-                tag, (row["flops"] / 1e6, row[unit_column]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                tag, (row["flops"] / 1e6, row[unit_column]), fontsize=7, xytext=(4, 4), textcoords="offset points"
             )
     ax.set_xlabel("FLOPs (millions of multiply-adds)")
     ax.set_ylabel(f"speed ({unit}, higher is faster)")

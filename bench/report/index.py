@@ -42,25 +42,24 @@ def _rows_summary(rows: pd.DataFrame) -> list[str]:
     lines = [
         "## What was measured",
         "",
-        "| sweep | cells | ok | error | skipped | noisy |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| sweep | cells | ok | error | skipped | noisy | processes per cell | s of sampling per process |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for sweep, group in rows.groupby("sweep"):
         status = group["status"].value_counts()
         noisy = int(group["is_noisy"].fillna(False).astype(bool).sum())
+        settings = group["measure_settings"].dropna()
+        s = settings.iloc[0] if len(settings) else {}
         lines.append(
             f"| {sweep} | {len(group)} | {status.get('ok', 0)} | {status.get('error', 0)} | "
-            f"{status.get('skipped', 0)} | {noisy} |"
+            f"{status.get('skipped', 0)} | {noisy} | {s.get('processes', '-')} | {s.get('min_time', '-')} |"
         )
-    settings = rows[rows["status"] == "ok"]["measure_settings"].dropna()
-    if len(settings):
-        s = settings.iloc[0]
-        lines += [
-            "",
-            f"Each cell: {s.get('processes')} worker processes, warm-up {s.get('warmup_time')} s and "
-            f"{s.get('warmup_calls')} calls, at least {s.get('min_time')} s and {s.get('min_samples')} samples "
-            f"per process; median over all samples, 95% CI bootstrapped over the process medians.",
-        ]
+    lines += [
+        "",
+        "Each worker process warms up, sizes a block of calls so the timer's overhead stays under 0.1%, and samples; "
+        "the median is over all samples of the cell, its 95% CI bootstrapped over the process medians. A cell that "
+        "several sweeps measured is shown once, with its latest row.",
+    ]
     return lines + [""]
 
 
@@ -116,15 +115,21 @@ def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
     lines = [
         "## Networks (Table 8 / Figure 1)",
         "",
-        "| network | backend | settings | MFLOPs | MAC (M) | median ms | images/s | batches/s |",
+        "Speed in the paper's units for the platform: images/s for CPU cells (paper: ARM, batch 1), batches/s for "
+        "GPU cells (paper: GTX 1080Ti, batch 8).",
+        "",
+        "| network | backend | settings | MFLOPs | MAC (M) | median ms | speed | paper |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for _, r in nets.sort_values(["backend", "flops"]).iterrows():
         args = ", ".join(f"{k}={v}" for k, v in r["workload_args"].items())
+        platform = paper.platform_of(r["backend"])
+        column, unit, _ = paper.UNITS[platform]
+        published = paper.table8_speed(r["workload"], r["workload_args"], platform)
         lines.append(
             f"| {r['workload']}({args}) | {r['backend']} | {r['cell'].rsplit('/', 1)[-1]} | "
-            f"{r['flops'] / 1e6:,.1f} | {r['mac'] / 1e6:,.1f} | {r['median_ms']:.3f} | "
-            f"{r['images_per_s']:,.1f} | {r['batches_per_s']:,.1f} |"
+            f"{r['flops'] / 1e6:,.1f} | {r['mac'] / 1e6:,.1f} | {r['median_ms']:.3f} | {r[column]:,.1f} {unit} | "
+            f"{'-' if published is None else f'{published:g}'} |"
         )
     lines.append("")
     for backend, group in nets.groupby("backend"):

@@ -265,3 +265,33 @@ FIGURE2 = {
     ("mobilenet_v2 1x", "paper GPU"): {"Conv": 54, "Data": 22, "Elemwise": 23, "Other": 1, "Shuffle": 0},
     ("mobilenet_v2 1x", "paper ARM"): {"Conv": 89, "Elemwise": 10.5, "Data": 0.3, "Other": 0.2, "Shuffle": 0},
 }
+
+
+# Table 8: (GPU batches/s at batch 8, ARM images/s at batch 1) per network, at 224x224 unless a resolution is given.
+TABLE8 = {
+    ("shufflenet_v2", (("width", 0.5),)): (417, 57.0),
+    ("shufflenet_v2", (("width", 1.0),)): (341, 24.4),
+    ("shufflenet_v2", (("width", 1.5),)): (255, 11.8),
+    ("shufflenet_v2", (("width", 2.0),)): (217, 6.7),
+    ("shufflenet_v1", (("groups", 3), ("width", 0.5))): (347, 56.8),
+    ("shufflenet_v1", (("groups", 3), ("width", 1.0))): (213, 21.8),
+    ("shufflenet_v1", (("groups", 3), ("width", 1.5))): (164, 10.3),
+    ("shufflenet_v1", (("groups", 3), ("width", 2.0))): (133, 6.4),
+    ("mobilenet_v1", (("width", 0.25),)): (502, 36.4),
+    ("mobilenet_v1", (("width", 0.5),)): (382, 16.5),
+    ("mobilenet_v1", (("width", 0.75),)): (314, 10.6),
+    ("mobilenet_v1", (("width", 1.0),)): (247, 6.5),
+    ("mobilenet_v2", (("resolution", 160), ("width", 0.4))): (333, 33.2),
+    ("mobilenet_v2", (("width", 0.15),)): (351, 33.6),
+    ("mobilenet_v2", (("resolution", 192), ("width", 0.75))): (235, 15.9),
+    ("mobilenet_v2", (("width", 0.6),)): (249, 14.9),
+    ("mobilenet_v2", (("width", 1.0),)): (180, 8.9),
+    ("mobilenet_v2", (("width", 1.4),)): (137, 5.4),
+}
+
+
+def table8_speed(workload: str, args: dict[str, Any], platform: str) -> float | None:
+    """The paper's Table 8 speed for this network on ``platform`` (GPU batches/s, ARM images/s), if it lists it."""
+    key = tuple(sorted((k, v) for k, v in args.items() if not (k == "resolution" and v == 224)))
+    speeds = TABLE8.get((workload, key))
+    return None if speeds is None else speeds[0 if platform == "gpu" else 1]
