@@ -72,7 +72,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
             out["layers"] = counted.by_layer()
         print(json.dumps(out, indent=2))
         return
-    call = ", ".join(f"{k}={v}" for k, v in workload.params.items())
+    call = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in workload.params.items())
     print(f"{workload.name}({call})  input {'x'.join(map(str, workload.input_shape))}")
     if args.by_layer:
         _print_table(counted.by_layer(), ["layer", "type", "params", "flops", "mac", "elementwise_ops", "ops"])
@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"shufflebench {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `shufflebench cost ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

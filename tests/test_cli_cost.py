@@ -66,3 +66,17 @@ def test_list_shows_every_network_variant():
         "batch: int = 1",
         "shufflenet_v2  width: 0.5|1.0|1.5|2.0 = 1.0, resolution: int = 224, batch: int = 1",
     ]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    # `shufflebench cost densenet121 --by-layer --json | head -1`: about 100 kB, more than a pipe holds
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "cost", "densenet121", "--by-layer", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline() == "{\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in proc.stderr.read()
