@@ -38,32 +38,21 @@ def prepare(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def time_cell(job: dict[str, Any]) -> dict[str, Any]:
-    cell, settings = job["cell"], job["cell"]["settings"]
+    cell = job["cell"]
     backend = backends.parse(cell["backend"])
     input_shape = tuple(job["input_shape"])
+    # The cell carries exactly the settings its backend takes (bench.backends.Backend.settings), batch aside.
+    options = {k: v for k, v in cell["settings"].items() if k != "batch"}
     if backend.family == "torch":
         import blocks
         from bench.backends import torch_backend
 
-        workload = blocks.build(cell["workload"], **cell["args"], batch=settings["batch"])
-        timed = torch_backend.prepare(
-            workload.module,
-            input_shape,
-            device=backend.target,
-            threads=settings.get("threads"),
-            cudnn_benchmark=settings.get("cudnn_benchmark", True),
-            tf32=settings.get("tf32", False),
-        )
+        workload = blocks.build(cell["workload"], **cell["args"], batch=cell["settings"]["batch"])
+        timed = torch_backend.prepare(workload.module, input_shape, device=backend.target, **options)
     else:
         from bench.backends import ort_backend
 
-        timed = ort_backend.prepare(
-            Path(job["onnx"]),
-            input_shape,
-            provider=backend.target,
-            threads=settings.get("threads"),
-            opt_level=settings.get("opt_level", "all"),
-        )
+        timed = ort_backend.prepare(Path(job["onnx"]), input_shape, provider=backend.target, **options)
     m = measure(timed, MeasureSettings(**job["measure"]))
     return {
         "samples": m.samples,

@@ -75,3 +75,7 @@ def test_ort_output_matches_torch_through_the_bound_session(tmp_path):
     with torch.no_grad():
         expected = w.module(x).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_the_opt_levels_a_config_accepts_are_the_ones_ort_knows():
+    assert tuple(ort_backend.OPT_LEVELS) == backends.OPT_LEVELS
