@@ -133,6 +133,7 @@ class Measurer:
                     progress.done(cell, "error")
         jobs = [(cell, r) for cell in runnable if cell.key in prepared for r in range(self.run.processes)]
         random.Random(self.run.seed).shuffle(jobs)
+        progress.expect_runs(len(jobs))
         results: dict[str, list[dict]] = defaultdict(list)
         failed: set[str] = set()
         for cell, _ in jobs:
@@ -147,6 +148,7 @@ class Measurer:
                 "measure": self.run.measure.as_dict(),
             }
             result = self._worker("time", job)
+            progress.run_done()
             if "error" in result:
                 failed.add(cell.key)
                 on_row(self._row(cell, prepared[cell.key], status="error", error=result["error"]))
@@ -252,11 +254,20 @@ class Measurer:
 
 
 class Progress:
-    """A one-line progress bar with the current cell and an ETA on a terminal; one line per cell otherwise."""
+    """A line per finished cell; on a terminal also a progress bar over the worker runs with the current cell and
+    an ETA (worker runs, not cells, because a cell's repeats are spread over the whole shuffled sweep)."""
 
     def __init__(self, total: int, out: TextIO) -> None:
-        self.total, self.out, self.finished, self.start_time = total, out, 0, time.monotonic()
+        self.total, self.out, self.finished = total, out, 0
+        self.runs_total = self.runs_done = 0
+        self.runs_started_at = time.monotonic()
         self.tty = out.isatty()
+
+    def expect_runs(self, n: int) -> None:
+        self.runs_total, self.runs_done, self.runs_started_at = n, 0, time.monotonic()
+
+    def run_done(self) -> None:
+        self.runs_done += 1
 
     def note(self, text: str) -> None:
         if self.tty:
@@ -273,12 +284,15 @@ class Progress:
         print(f"[{self.finished:>{len(str(self.total))}}/{self.total}] {cell.key}: {outcome}", file=self.out)
 
     def _line(self, text: str) -> None:
-        elapsed = time.monotonic() - self.start_time
-        eta = f"ETA {_duration(elapsed / self.finished * (self.total - self.finished))}" if self.finished else ""
+        eta, fraction = "", 0.0
+        if self.runs_total:
+            fraction = self.runs_done / self.runs_total
+            if self.runs_done:
+                per_run = (time.monotonic() - self.runs_started_at) / self.runs_done
+                eta = f"ETA {_duration(per_run * (self.runs_total - self.runs_done))} "
         width = 30
-        filled = int(width * self.finished / self.total)
-        bar = "#" * filled + "-" * (width - filled)
-        self.out.write(f"\r\033[K[{bar}] {self.finished}/{self.total} {eta} {text}"[:200])
+        bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
+        self.out.write(f"\r\033[K[{bar}] {self.finished}/{self.total} cells {eta}{text}"[:200])
         self.out.flush()
 
 
