@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import device, runner
+from bench import config, device, runner
 from bench.results import read_rows
 
 FAST = "measure: {processes: 2, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, min_samples: 3}\n"
@@ -157,3 +158,22 @@ def test_time_json_prints_the_results_row():
     row = json.loads(out.stdout)
     assert row["status"] == "ok" and row["median_ms"] > 0 and row["threads"] == 1
     assert row["cell"] == "g1/c1=8,c2=8,hw=8/torch-cpu/batch=1,threads=1"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_counts_worker_runs_and_gives_an_eta():
+    cell = config.single_cell("g1", {"c1": 8, "c2": 8}, "torch-cpu", {"batch": 1, "threads": 1})
+    out = _Terminal()
+    progress = runner.Progress(2, out)
+    progress.expect_runs(4)
+    progress.run_done()
+    progress.start(cell)
+    line = out.getvalue().rsplit("\r", 1)[-1]
+    assert line.startswith("\033[K[#######-----------------------] 0/2 cells ETA 0m0")
+    assert line.endswith(cell.key)
+    progress.done(cell, "1.000 ms")
+    assert out.getvalue().endswith(f"[1/2] {cell.key}: 1.000 ms\n")
