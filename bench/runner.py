@@ -213,7 +213,8 @@ class Measurer:
             return {"error": f"worker crashed ({how}): {tail or 'no output'}"}
 
     def _row(self, cell: Cell, prepared: dict | None = None, **columns: Any) -> dict[str, Any]:
-        export = (prepared or {}).get("export") or {}
+        # A group's ONNX export is shared by its torch cells too; only ORT cells ran the exported file.
+        export = ((prepared or {}).get("export") or {}) if backends.parse(cell.backend).family == "ort" else {}
         row = {
             "schema_version": SCHEMA_VERSION,
             "cell": cell.key,
@@ -225,8 +226,8 @@ class Measurer:
             "arch": self.meta["arch"],
             "emulated": self.meta["emulated"],
             **((prepared or {}).get("cost") or {}),
-            "exporter": export.get("exporter") if backends.parse(cell.backend).family == "ort" else None,
-            "opset": export.get("opset") if backends.parse(cell.backend).family == "ort" else None,
+            "exporter": export.get("exporter"),
+            "opset": export.get("opset"),
             "measure_settings": {**self.run.measure.as_dict(), "processes": self.run.processes, "seed": self.run.seed},
             "finished_at": _now(),
         }
@@ -235,7 +236,8 @@ class Measurer:
 
     def _measured_row(self, cell: Cell, prepared: dict, results: list[dict]) -> dict[str, Any]:
         samples = [r["samples"] for r in results]
-        summary = stats.summarize(samples, cell.batch, load_avg=device.load_average(), cores=self.meta["cores_logical"])
+        load_avg = device.load_average()
+        summary = stats.summarize(samples, cell.batch, load_avg=load_avg, cores=self.meta["cores_logical"])
         return self._row(
             cell,
             prepared,
@@ -244,7 +246,7 @@ class Measurer:
             **summary,
             number=results[0]["number"],
             timer_overhead_us=min(r["timer_overhead"] for r in results) * 1e6,
-            load_avg=device.load_average(),
+            load_avg=load_avg,
             backend_info=results[0]["info"],
             # raw samples in ms to the nanosecond: the clock resolves no finer, and the file stays small
             samples_ms=[[round(s * 1e3, 6) for s in p] for p in samples],

@@ -159,18 +159,16 @@ def _convert(workload: str, p: Param, value: Any) -> Any:
             raise WorkloadError(f"{where} must be true or false, got {value!r}")
         return value
     if p.type in (int, float):
-        kind = "an integer" if p.type is int else "a number"
-        if isinstance(value, bool):
+        kind, allowed = ("an integer", (int,)) if p.type is int else ("a number", (int, float))
+        if isinstance(value, str):
+            try:
+                value = p.type(value)
+            except ValueError:
+                raise WorkloadError(f"{where} must be {kind}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, allowed):
             raise WorkloadError(f"{where} must be {kind}, got {value!r}")
-        try:
-            converted = p.type(value) if isinstance(value, str) else value
-        except ValueError:
-            raise WorkloadError(f"{where} must be {kind}, got {value!r}") from None
-        if p.type is int and not isinstance(converted, int) or not isinstance(converted, (int, float)):
-            raise WorkloadError(f"{where} must be {kind}, got {value!r}")
-        if converted <= 0:
+        if value <= 0:
             raise WorkloadError(f"{where} must be positive, got {value!r}")
-        value = converted
     elif not isinstance(value, str):
         raise WorkloadError(f"{where} must be a string, got {value!r}")
     if p.choices is not None and value not in p.choices:
