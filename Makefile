@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PAPER_SWEEPS := configs/paper/g1.yaml configs/paper/g2.yaml configs/paper/g3.yaml configs/paper/g4.yaml \
 	configs/paper/networks.yaml
 
-.PHONY: setup test lint bench paper report compare arm-emulated validate-timing selfbench
+.PHONY: setup test lint bench paper report compare arm-emulated gpu-check validate-timing selfbench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -50,6 +50,12 @@ compare: $(STAMP)
 # The torch-free ONNX Runtime path on emulated aarch64 (qemu-user); needs root. See scripts/arm_emulated.sh.
 arm-emulated: $(STAMP)
 	PYTHON=$(PY) bash scripts/arm_emulated.sh
+
+# Everything on a CUDA GPU in about 5 minutes with the Python already there (PYTHON, default python3, must have torch
+# with CUDA; no venv, no network): GPU tests, Tables 1-4 at x1, Table 8 networks, breakdown, report, all written to
+# $(OUT) or gpu-check/. Says so and exits 0 where no GPU is visible. See scripts/gpu_check.sh.
+gpu-check:
+	PYTHON=$(PYTHON) bash scripts/gpu_check.sh
 
 # shufflebench's timer against torch.utils.benchmark, and its overhead against a bare loop.
 validate-timing: $(STAMP)

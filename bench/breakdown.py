@@ -7,8 +7,8 @@ not latencies):
   ORT's profile_explorer does. A node belongs to Shuffle when the exporter recorded it as part of a
   ``ChannelShuffle`` module (``pkg.torch.onnx.class_hierarchy`` metadata); at full graph optimisation BN folds into
   Conv and activations fuse into it, so the breakdown is taken at both levels and labelled.
-- torch.profiler self CPU time [torch]: ATen ops, with the ops that run inside a ``ChannelShuffle`` module counted as
-  Shuffle.
+- torch.profiler [torch]: ATen ops' self CPU time, and on a CUDA device also their self device (kernel) time at the
+  paper's GPU batch of 8, with the ops that run inside a ``ChannelShuffle`` module counted as Shuffle.
 
 The op -> category map is the one table below (methodology section 9.3).
 """
@@ -186,15 +186,25 @@ def ort_breakdown(
     return parse_ort_profile(events, shuffle_nodes(model))
 
 
-def torch_breakdown(module: Any, input_shape: tuple[int, ...], *, threads: int = 1, runs: int = 20) -> dict[str, float]:
-    """Profile ``runs`` calls with torch.profiler; microseconds of self CPU time per category. [torch]"""
+def torch_breakdown(
+    module: Any, input_shape: tuple[int, ...], *, threads: int = 1, runs: int = 20, device: str = "cpu"
+) -> dict[str, float]:
+    """Profile ``runs`` calls with torch.profiler; microseconds per category. [torch]
+
+    On the CPU an op's time is its self CPU time; on CUDA it is the self device time of the op, i.e. the kernels the
+    op itself launched (methodology section 9), so the host-side launch cost is not counted as the op's.
+    """
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from blocks.layers import ChannelShuffle
 
     torch.set_num_threads(threads)
-    x = torch.randn(input_shape)
+    module = module.eval().to(device)
+    x = torch.randn(input_shape, device=device)
+    on_gpu = device != "cpu"
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
     contexts: dict[int, Any] = {}
 
     def enter(mod: Any, _: Any) -> None:
@@ -214,21 +224,24 @@ def torch_breakdown(module: Any, input_shape: tuple[int, ...], *, threads: int =
         with torch.inference_mode():
             for _ in range(3):
                 module(x)
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with profile(activities=activities) as prof:
                 for _ in range(runs):
                     module(x)
+                if on_gpu:
+                    torch.cuda.synchronize()
     finally:
         for h in handles:
             h.remove()
     totals: dict[str, float] = defaultdict(float)
     for event in prof.events():
-        if event.name == "channel_shuffle":
-            continue
+        if event.name == "channel_shuffle" or event.device_type != DeviceType.CPU:
+            continue  # kernels are counted through the op that launched them
         parent, in_shuffle = event.cpu_parent, False
         while parent is not None:
             in_shuffle = in_shuffle or parent.name == "channel_shuffle"
             parent = parent.cpu_parent
-        totals["Shuffle" if in_shuffle else aten_category(event.name)] += event.self_cpu_time_total
+        spent = event.self_device_time_total if on_gpu else event.self_cpu_time_total
+        totals["Shuffle" if in_shuffle else aten_category(event.name)] += spent
     return dict(totals)
 
 
@@ -243,13 +256,17 @@ FIGURE2_NETWORKS = [
     ("mobilenet_v2 1x", "mobilenet_v2", {"width": 1.0}),
 ]
 BREAKDOWN_COLUMNS = ["network", "source", "category", "percent", "time_us"]
+GPU_BATCH = 8
 
 
 def profile_figure2(folder: Path, runs: int = 20) -> Path:
-    """Profile Figure 2's two networks with ORT (optimisation off and on) and torch; write ``breakdown.csv``. [torch]"""
+    """Profile Figure 2's two networks with ORT (optimisation off and on) and torch (CPU, and CUDA where torch sees a
+    GPU); write ``breakdown.csv``. [torch]"""
     import blocks
     from bench.export import export
     from bench.results import write_rows
+
+    import torch
 
     rows = []
     for label, name, args in FIGURE2_NETWORKS:
@@ -263,6 +280,11 @@ def profile_figure2(folder: Path, runs: int = 20) -> Path:
             for level in ("disable", "all")
         }
         sources["torch-cpu"] = torch_breakdown(workload.module, workload.input_shape, runs=runs)
+        if torch.cuda.is_available():  # the paper's GPU batch, 8
+            gpu_shape = (GPU_BATCH, *workload.input_shape[1:])
+            sources[f"torch-cuda batch={GPU_BATCH}"] = torch_breakdown(
+                workload.module, gpu_shape, runs=runs, device="cuda"
+            )
         for source, totals in sources.items():
             for category, percent in shares(totals).items():
                 rows.append(

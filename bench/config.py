@@ -9,6 +9,8 @@ A sweep file (see configs/default.yaml for a commented example)::
       batch: 1
       threads: physical           # an integer, "physical" or "logical" cores
       opt_level: all              # ONNX Runtime graph optimisation: disable, basic, extended, all
+      # GPU backends also take cudnn_benchmark, tf32, dtype (float32, float16, bfloat16 on torch), channels_last
+      # (torch) and cuda_graph; bench.backends.SETTINGS declares every setting with its type and allowed values.
     measure: {processes: 3, min_time: 0.5}
     workloads:
       - name: g1
@@ -31,7 +33,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 
 from bench import backends
@@ -40,7 +41,7 @@ from bench.measure import MeasureSettings
 
 TOP_KEYS = ("sweep", "description", "base", "settings", "measure", "workloads")
 ENTRY_KEYS = ("name", "grid", "zip", "settings")
-SETTING_KEYS = ("backend", *backends.SETTING_DEFAULTS)
+SETTING_KEYS = ("backend", *backends.SETTINGS)
 
 
 class ConfigError(UserError):
@@ -224,7 +225,6 @@ def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
 
 
 def _cells_for(name: str, args: dict[str, Any], settings: dict[str, Any], where: str) -> list[Cell]:
-    axes = {key: _as_list(settings.get(key, default)) for key, default in backends.SETTING_DEFAULTS.items()}
     cells = []
     for backend_name in _as_list(settings["backend"]):
         if not isinstance(backend_name, str):
@@ -233,28 +233,21 @@ def _cells_for(name: str, args: dict[str, Any], settings: dict[str, Any], where:
             backend = backends.parse(backend_name)
         except UserError as e:
             raise ConfigError(f"{where}.settings.backend: {e}") from None
-        keys = backend.settings
-        for values in itertools.product(*(axes[k] for k in keys)):
-            chosen = {k: _setting(k, v, f"{where}.settings.{k}") for k, v in zip(keys, values)}
+        declared = backend.settings
+        axes = [_as_list(settings.get(s.name, s.default)) for s in declared]
+        for values in itertools.product(*axes):
+            chosen = {
+                s.name: _setting(s, v, f"{where}.settings.{s.name}", backend_name) for s, v in zip(declared, values)
+            }
             cells.append(Cell(name, args, backend_name, chosen))
     return cells
 
 
-def _setting(key: str, value: Any, where: str) -> Any:
-    if key in ("batch", "threads"):
-        if key == "threads" and value in ("physical", "logical"):
-            return psutil.cpu_count(logical=value == "logical") or psutil.cpu_count()
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-        extra = ', "physical" or "logical"' if key == "threads" else ""
-        raise ConfigError(f"{where}: must be a positive integer{extra}, got {value!r}")
-    if key == "opt_level":
-        if value not in backends.OPT_LEVELS:
-            raise ConfigError(f"{where}: must be one of {', '.join(backends.OPT_LEVELS)}, got {value!r}")
-        return value
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: must be true or false, got {value!r}")
-    return value
+def _setting(setting: backends.Setting, value: Any, where: str, backend: str) -> Any:
+    try:
+        return setting.check(value)
+    except UserError as e:
+        raise ConfigError(f"{where}: {e} (for {backend})") from None
 
 
 def _blocks_or_none() -> str | None:

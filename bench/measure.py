@@ -10,6 +10,9 @@ synchronize, ONNX Runtime's own ``run``), so nothing here knows about devices. P
    timed one by one, which keeps tail percentiles meaningful for whole networks.
 3. Sample blocks until ``min_time`` seconds and ``min_samples`` samples are collected; with ``target_ci`` set, go on
    (up to ``max_time``) until the 95% interval of the median is that narrow, relative to the median.
+4. On an asynchronous device (a GPU: the backend's ``asynchronous`` is true), ``time(n)`` is per-call latency and
+   the backend also offers ``time_pipelined(n)``, calls queued back to back with one wait at the end: its blocks are
+   calibrated the same way and sampled for ``min_time / 2`` as the throughput column.
 
 Garbage collection is off inside the timed loop (pytest-benchmark, pyperf).
 """
@@ -20,7 +23,7 @@ import gc
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -28,8 +31,13 @@ import numpy as np
 class Timed(Protocol):
     """What a backend's ``prepare`` returns."""
 
+    asynchronous: bool  # calls are queued on a device: time_pipelined differs from time
+
     def time(self, n: int) -> float:
-        """Run the workload ``n`` times and return the elapsed seconds, synchronised."""
+        """Run the workload ``n`` times, waiting for each call, and return the elapsed seconds."""
+
+    def time_pipelined(self, n: int) -> float:
+        """Run the workload ``n`` times back to back, wait once, and return the elapsed seconds."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class Measurement:
     samples: list[float] = field(default_factory=list)
     warmup: list[float] = field(default_factory=list)  # seconds per call of each warm-up call
     timer_overhead: float = 0.0  # s per time() call with n = 0
+    pipelined: list[float] = field(default_factory=list)  # s per call of back-to-back blocks (asynchronous only)
+    pipelined_number: int = 0
 
 
 def timer_overhead(timed: Timed, repeats: int = 20) -> float:
@@ -66,7 +76,7 @@ def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Meas
     try:
         warmup = _warm_up(timed, settings)
         overhead = timer_overhead(timed)
-        number = calibrate(timed, min_block=max(1000 * overhead, settings.min_time / 1000))
+        number = calibrate(timed.time, min_block=max(1000 * overhead, settings.min_time / 1000))
         m = Measurement(number=number, warmup=warmup, timer_overhead=overhead)
         start = time.perf_counter()
         while True:
@@ -78,10 +88,21 @@ def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Meas
                 break
             if _median_ci_halfwidth(m.samples) <= settings.target_ci:
                 break
+        if getattr(timed, "asynchronous", False):
+            m.pipelined_number, m.pipelined = _sample_pipelined(timed, overhead, settings)
         return m
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _sample_pipelined(timed: Timed, overhead: float, settings: MeasureSettings) -> tuple[int, list[float]]:
+    number = calibrate(timed.time_pipelined, min_block=max(1000 * overhead, settings.min_time / 1000))
+    samples: list[float] = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < settings.min_time / 2 or len(samples) < settings.min_samples:
+        samples.append(timed.time_pipelined(number) / number)
+    return number, samples
 
 
 def _warm_up(timed: Timed, settings: MeasureSettings) -> list[float]:
@@ -92,11 +113,11 @@ def _warm_up(timed: Timed, settings: MeasureSettings) -> list[float]:
     return times
 
 
-def calibrate(timed: Timed, min_block: float) -> int:
-    """Smallest convenient number of calls per block that takes at least ``min_block`` seconds."""
+def calibrate(time_calls: Callable[[int], float], min_block: float) -> int:
+    """Smallest convenient number of calls per block that ``time_calls(number)`` times at ``min_block`` s or more."""
     number = 1
     while True:
-        elapsed = timed.time(number)
+        elapsed = time_calls(number)
         if elapsed >= min_block:
             return number
         # Aim 20% past the target from the measured rate, at least doubling so a noisy estimate cannot stall.

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
@@ -37,6 +38,8 @@ from bench.results import SCHEMA_VERSION, ResultsStore
 # Prepended to every worker command. Under qemu-user without binfmt_misc a process cannot start a foreign binary, so
 # `make arm-emulated` sets it to "qemu-aarch64-static -L <root>" (see scripts/arm_emulated.sh).
 WORKER_PREFIX = shlex.split(os.environ.get("SHUFFLEBENCH_WORKER_PREFIX", ""))
+# Prepare workers (build, count, export) that run at once: each holds a torch process of a few hundred MB.
+PREPARE_WORKERS = max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
 @contextlib.contextmanager
@@ -173,7 +176,8 @@ class Measurer:
             groups[json.dumps([cell.workload, cell.args, cell.batch], sort_keys=True)].append(cell)
         prepared: dict[str, dict] = {}
         errors: dict[str, str] = {}
-        for group_key, group in groups.items():
+
+        def prepare_group(group_key: str, group: list[Cell]) -> None:
             needs_onnx = any(backends.parse(c.backend).family == "ort" for c in group)
             digest = hashlib.sha256(group_key.encode()).hexdigest()[:12]
             onnx = onnx_dir / f"{group[0].workload}-{digest}.onnx" if needs_onnx else None
@@ -191,6 +195,10 @@ class Measurer:
                     errors[cell.key] = result["error"]
                 else:
                     prepared[cell.key] = {**result, "onnx": str(onnx) if onnx else None}
+
+        # Nothing is timed while workloads are prepared, so their workers may share the cores.
+        with ThreadPoolExecutor(max_workers=PREPARE_WORKERS) as pool:
+            list(pool.map(prepare_group, groups.keys(), groups.values()))
         return prepared, errors
 
     def _worker(self, kind: str, job: dict) -> dict:
@@ -206,9 +214,12 @@ class Measurer:
                 )
             except subprocess.TimeoutExpired:
                 return {"error": f"worker timed out after {self.run.timeout:g} s (raise measure.timeout)"}
+            tail = " | ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
             if out_path.exists():
-                return json.loads(out_path.read_text())
-            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+                result = json.loads(out_path.read_text())
+                if "error" in result and tail:
+                    result["error"] += f" (worker stderr: {tail})"
+                return result
             how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
             return {"error": f"worker crashed ({how}): {tail or 'no output'}"}
 
@@ -237,7 +248,12 @@ class Measurer:
     def _measured_row(self, cell: Cell, prepared: dict, results: list[dict]) -> dict[str, Any]:
         samples = [r["samples"] for r in results]
         load_avg = device.load_average()
-        summary = stats.summarize(samples, cell.batch, load_avg=load_avg, cores=self.meta["cores_logical"])
+        warnings = results[0]["info"].get("warnings") or []
+        summary = stats.summarize(
+            samples, cell.batch, load_avg=load_avg, cores=self.meta["cores_logical"], warnings=warnings
+        )
+        if any(r.get("pipelined") for r in results):
+            summary.update(stats.pipelined([r["pipelined"] for r in results], cell.batch))
         return self._row(
             cell,
             prepared,

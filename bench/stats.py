@@ -27,7 +27,11 @@ BOOTSTRAP_RESAMPLES = 2000
 
 
 def summarize(
-    processes: list[list[float]], batch: int, load_avg: float | None = None, cores: int | None = None
+    processes: list[list[float]],
+    batch: int,
+    load_avg: float | None = None,
+    cores: int | None = None,
+    warnings: list[str] = (),
 ) -> dict[str, Any]:
     """Statistics of per-call times (seconds) from several processes, as results-row columns in ms.
 
@@ -36,6 +40,7 @@ def summarize(
         batch: images per call, for throughput.
         load_avg: the 1-minute load average at the end of the cell, to flag a busy machine.
         cores: logical cores of the device, to judge ``load_avg``.
+        warnings: what the backend noticed while preparing the cell (e.g. nodes off the GPU), added to the flags.
     """
     pooled = np.concatenate([np.asarray(p, dtype=float) for p in processes])
     if pooled.size == 0:
@@ -66,10 +71,21 @@ def summarize(
         "images_per_s": batch * 1e3 / float(median),
         "batches_per_s": 1e3 / float(median),
     }
-    reasons = noise_reasons(out, load_avg=load_avg, cores=cores)
+    reasons = noise_reasons(out, load_avg=load_avg, cores=cores) + list(warnings)
     out["is_noisy"] = bool(reasons)
     out["noise"] = "; ".join(reasons)
     return out
+
+
+def pipelined(processes: list[list[float]], batch: int) -> dict[str, Any]:
+    """Columns for back-to-back calls on an asynchronous device: the median over processes of each process's median
+    seconds per call, in ms, and the throughput it gives."""
+    median_ms = float(np.median([np.median(p) for p in processes if len(p)])) * 1e3
+    return {
+        "pipelined_ms": median_ms,
+        "pipelined_images_per_s": batch * 1e3 / median_ms,
+        "pipelined_batches_per_s": 1e3 / median_ms,
+    }
 
 
 def median_ci(

@@ -59,6 +59,8 @@ def time_cell(job: dict[str, Any]) -> dict[str, Any]:
         "warmup": m.warmup,
         "number": m.number,
         "timer_overhead": m.timer_overhead,
+        "pipelined": m.pipelined,
+        "pipelined_number": m.pipelined_number,
         "info": timed.info,
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import onnx
 import pytest
@@ -79,3 +81,165 @@ def test_ort_output_matches_torch_through_the_bound_session(tmp_path):
 
 def test_the_opt_levels_a_config_accepts_are_the_ones_ort_knows():
     assert tuple(ort_backend.OPT_LEVELS) == backends.OPT_LEVELS
+
+
+class CountingSync:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+
+
+def test_gpu_latency_waits_after_every_call_and_throughput_once_per_block():
+    sync, calls = CountingSync(), []
+    timed = torch_backend.TorchTimed(lambda: calls.append(sync.calls), sync, {}, asynchronous=True)
+    timed.time(5)
+    assert sync.calls == 6 and calls == [1, 2, 3, 4, 5]  # each call starts after the previous one was waited for
+    sync.calls, calls[:] = 0, []
+    timed.time_pipelined(5)
+    assert sync.calls == 2 and calls == [1, 1, 1, 1, 1]  # queued back to back, one wait at the end
+
+
+class FakeCuda:
+    """Just enough of torch.cuda to follow GraphReplay's steps."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.current = "default"
+        fake = self
+
+        class Stream:
+            def wait_stream(self, other):
+                fake.log.append("side waits for default")
+
+        class CUDAGraph:
+            def replay(self):
+                fake.log.append("replay")
+
+        self.Stream, self.CUDAGraph = Stream, CUDAGraph
+
+    def current_stream(self):
+        fake = self
+
+        class Current:
+            def wait_stream(self, other):
+                fake.log.append("default waits for side")
+
+        return Current()
+
+    @contextlib.contextmanager
+    def stream(self, stream):
+        self.current = "side"
+        yield
+        self.current = "default"
+
+    @contextlib.contextmanager
+    def graph(self, graph):
+        self.current = "capture"
+        yield
+        self.current = "default"
+
+    def synchronize(self):
+        self.log.append("synchronize")
+
+
+def test_graph_replay_warms_up_on_a_side_stream_then_captures_one_call():
+    cuda, output = FakeCuda(), torch.ones(2)
+    replay = torch_backend.GraphReplay(lambda: cuda.log.append(f"call on {cuda.current}") or output, cuda, warmup=2)
+    assert cuda.log == [
+        "side waits for default",
+        "call on side",
+        "call on side",
+        "default waits for side",
+        "synchronize",
+        "call on capture",
+    ]
+    assert replay() is output and cuda.log[-1] == "replay"  # a call replays; it does not run the module
+
+
+def test_dtype_and_memory_format_settings_reach_a_module():
+    w = blocks.build("g4", c=16, hw=8)
+    module = w.module.to(device="cpu", dtype=torch_backend.DTYPES["bfloat16"], memory_format=torch.channels_last)
+    weight = next(p for p in module.parameters() if p.dim() == 4)
+    assert weight.dtype == torch.bfloat16 and weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("tf32,autotune,graph", [(False, True, False), (True, False, True)])
+def test_ort_cuda_options_are_explicit_and_follow_the_cell(tf32, autotune, graph):
+    options = ort_backend.provider_options(
+        "CUDAExecutionProvider", cudnn_benchmark=autotune, tf32=tf32, cuda_graph=graph
+    )
+    assert options["use_tf32"] == ("1" if tf32 else "0")  # ORT's own default is 1; torch-cuda's is off
+    assert options["cudnn_conv_algo_search"] == ("EXHAUSTIVE" if autotune else "HEURISTIC")
+    assert options["enable_cuda_graph"] == ("1" if graph else "0")
+    assert options["device_id"] == "0"
+    assert (
+        ort_backend.provider_options("CPUExecutionProvider", cudnn_benchmark=True, tf32=False, cuda_graph=False) == {}
+    )
+
+
+def test_ort_prepare_creates_the_provider_with_its_options(tmp_path, monkeypatch):
+    w = blocks.build("g4", c=16, hw=8)
+    export(w.module, w.input_shape, tmp_path / "g4.onnx")
+    seen = {}
+
+    def fake_session(source, options, providers):
+        seen["providers"] = providers
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(ort_backend.ort, "InferenceSession", fake_session)
+    monkeypatch.setattr(ort_backend.ort, "preload_dlls", lambda: seen.setdefault("preloaded", True), raising=False)
+    with pytest.raises(RuntimeError, match="stop here"):
+        ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider="CUDAExecutionProvider", tf32=True)
+    [(provider, options)] = seen["providers"]
+    assert provider == "CUDAExecutionProvider" and options["use_tf32"] == "1" and seen["preloaded"]
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.runs: list[object] = []
+
+    def run_with_iobinding(self, binding, run_options=None):
+        self.runs.append(run_options)
+
+
+def test_ort_pipelined_runs_skip_the_sync_except_the_last():
+    session = FakeSession()
+    timed = ort_backend.OrtTimed(session, object(), {}, asynchronous=True, keep=[])
+    timed.time_pipelined(4)
+    assert session.runs[:3] == [timed.no_sync] * 3 and session.runs[3] is None
+    session.runs.clear()
+    timed.time(3)
+    assert session.runs == [None] * 3  # latency: ORT synchronises every run
+
+
+def test_node_placement_finds_nodes_off_the_provider(tmp_path):
+    w = blocks.build("g4", c=16, hw=8)
+    export(w.module, w.input_shape, tmp_path / "g4.onnx")
+    timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1)
+    assert timed.info["warnings"] == [] and not timed.asynchronous
+    events = [
+        {"cat": "Node", "name": "conv_kernel_time", "args": {"provider": "CUDAExecutionProvider", "op_name": "Conv"}},
+        {"cat": "Node", "name": "shape_kernel_time", "args": {"provider": "CPUExecutionProvider", "op_name": "Shape"}},
+        {"cat": "Node", "name": "add_kernel_time", "args": {"provider": "CPUExecutionProvider", "op_name": "Add"}},
+        {"cat": "Session", "name": "model_run", "args": {}},
+    ]
+    placement = ort_backend.node_placement(events)
+    assert placement == {
+        ("CUDAExecutionProvider", "Conv"): 1,
+        ("CPUExecutionProvider", "Shape"): 1,
+        ("CPUExecutionProvider", "Add"): 1,
+    }
+    [warning] = ort_backend.placement_warnings(placement, "CUDAExecutionProvider")
+    assert "1 Add, 1 Shape" in warning and "compute nodes" in warning
+    shape_only = {("CPUExecutionProvider", "Shape"): 2}
+    assert "compute" not in ort_backend.placement_warnings(shape_only, "CUDAExecutionProvider")[0]
+
+
+def test_float16_model_converts_weights_and_io(tmp_path):
+    w = blocks.build("g1", c1=8, c2=16, hw=8)
+    export(w.module, w.input_shape, tmp_path / "g1.onnx")
+    model = onnx.load_from_string(ort_backend.float16_model(tmp_path / "g1.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT16}

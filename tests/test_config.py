@@ -53,8 +53,31 @@ workloads: [{name: g4, grid: {c: 32}}]
         by_backend.setdefault(cell.backend, []).append(cell)
     assert len(by_backend["torch-cpu"]) == 2 and "opt_level" not in by_backend["torch-cpu"][0].settings
     assert len(by_backend["torch-cuda"]) == 1
-    assert by_backend["torch-cuda"][0].settings == {"batch": 1, "cudnn_benchmark": True, "tf32": False}
+    assert by_backend["torch-cuda"][0].settings == {
+        "batch": 1,
+        "cudnn_benchmark": True,
+        "tf32": False,
+        "dtype": "float32",
+        "channels_last": False,
+        "cuda_graph": False,
+    }
     assert len(by_backend["ort-cpu"]) == 4 and len(by_backend["ort-cuda"]) == 2
+    assert "threads" not in by_backend["ort-cuda"][0].settings and "tf32" in by_backend["ort-cuda"][0].settings
+
+
+def test_gpu_settings_expand_and_are_recorded_in_the_key(tmp_path):
+    sweep = config.load(
+        write(
+            tmp_path,
+            """
+settings: {backend: [torch-cuda, ort-cuda], dtype: [float32, float16], cuda_graph: [false, true]}
+workloads: [{name: g4, grid: {c: 32}}]
+""",
+        )
+    )
+    assert len(sweep.cells) == 2 * 2 * 2
+    keys = {c.key.rsplit("/", 1)[-1] for c in sweep.cells if c.backend == "ort-cuda"}
+    assert "batch=1,opt_level=all,cudnn_benchmark=true,tf32=false,dtype=float16,cuda_graph=true" in keys
 
 
 def test_threads_physical_resolves_to_the_core_count(tmp_path):
@@ -133,6 +156,22 @@ def test_shipped_configs_load(path):
             "settings: {backend: torch-cpu}\nmeasure: {min_time: fast}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
             "measure.min_time: must be a non-negative number, got 'fast'",
         ),
+        (
+            "settings: {backend: torch-cuda, dtype: float64}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "settings.dtype: must be one of float32, float16, bfloat16, got 'float64' (for torch-cuda)",
+        ),
+        (
+            "settings: {backend: ort-cuda, dtype: bfloat16}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "settings.dtype: must be one of float32, float16, got 'bfloat16' (for ort-cuda)",
+        ),
+        (
+            "settings: {backend: torch-cuda, cuda_graph: yes please}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "settings.cuda_graph: must be true or false, got 'yes please'",
+        ),
+        (
+            "settings: {backend: torch-cuda, channels_last: 1}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "settings.channels_last: must be true or false, got 1",
+        ),
         ("workloads: [{name: g4, grid: {c: 32}}]\n", "settings.backend: required"),
         ("settings: {backend: torch-cpu}\nworkloads: []\n", "workloads: must be a non-empty list"),
         ("base: missing.yaml\n", "missing.yaml: cannot read the sweep file"),
@@ -166,5 +205,6 @@ workloads: [{name: g4, grid: {c: 32}}]
     )
     assert [c.key for c in sweep.cells] == [
         "g4/c=32,relu=true,shortcut=true,hw=56/torch-cpu/batch=1,threads=1",
-        "g4/c=32,relu=true,shortcut=true,hw=56/torch-cuda/batch=8,cudnn_benchmark=true,tf32=false",
+        "g4/c=32,relu=true,shortcut=true,hw=56/torch-cuda/batch=8,cudnn_benchmark=true,tf32=false,dtype=float32,"
+        "channels_last=false,cuda_graph=false",
     ]

@@ -21,13 +21,13 @@ class FakeTimed:
 
 def test_calibration_grows_the_block_until_it_is_long_enough():
     timed = FakeTimed(per_call=2e-6)
-    number = calibrate(timed, min_block=1e-3)
+    number = calibrate(timed.time, min_block=1e-3)
     assert number * 2e-6 >= 1e-3
     assert number <= 2 * 1.2 * 1e-3 / 2e-6  # not wildly past the target
 
 
 def test_slow_calls_are_timed_one_by_one():
-    assert calibrate(FakeTimed(per_call=5e-3), min_block=1e-3) == 1
+    assert calibrate(FakeTimed(per_call=5e-3).time, min_block=1e-3) == 1
 
 
 def test_warm_up_and_sampling_meet_their_floors():
@@ -48,3 +48,27 @@ def test_target_ci_stops_once_the_median_is_known_well_enough():
     settings = MeasureSettings(warmup_time=0, min_time=0, min_samples=10, max_time=5, target_ci=0.01)
     m = measure(FakeTimed(per_call=1e-3), settings)  # identical samples: the interval is 0 wide at once
     assert len(m.samples) == 10
+
+
+class FakeGpuTimed(FakeTimed):
+    """A device that overlaps launches with work: back-to-back calls cost less than waited-for ones."""
+
+    asynchronous = True
+
+    def __init__(self, latency: float, throughput: float) -> None:
+        super().__init__(per_call=latency)
+        self.per_call_pipelined = throughput
+
+    def time_pipelined(self, n: int) -> float:
+        return self.overhead + n * self.per_call_pipelined
+
+
+def test_an_asynchronous_timer_is_also_sampled_back_to_back():
+    m = measure(FakeGpuTimed(latency=40e-6, throughput=25e-6), MeasureSettings(min_time=0.01, warmup_time=0))
+    assert m.samples and m.pipelined and m.pipelined_number >= 1
+    assert m.pipelined[0] == pytest.approx(25e-6, rel=0.01) and m.samples[0] == pytest.approx(40e-6, rel=0.01)
+
+
+def test_a_synchronous_timer_has_no_pipelined_samples():
+    m = measure(FakeTimed(per_call=40e-6), MeasureSettings(min_time=0.01, warmup_time=0))
+    assert m.pipelined == [] and m.pipelined_number == 0

@@ -16,6 +16,7 @@ from bench.report.load import load, ok_rows
 from bench.results import SCHEMA_VERSION, write_rows
 
 G1_CPU = [(32, 32, 1990.0), (22, 44, 1190.0), (13, 78, 730.0), (9, 108, 770.0)]
+G1_GPU = [(128, 128, 1480.0), (90, 180, 1296.0), (52, 312, 876.0), (36, 432, 748.0)]
 
 
 def make_device(
@@ -161,3 +162,51 @@ def test_a_cell_measured_by_two_sweeps_is_shown_once_with_its_latest_row(tmp_pat
     ok = ok_rows(load([folder]).rows)
     assert len(ok) == 8
     assert set(ok["sweep"]) == {"paper-g1"}
+
+
+def test_gpu_variants_get_their_own_series_and_figures(tmp_path):
+    folder = make_device(tmp_path / "results", "dev-gpu")
+    rows = []
+    for dtype, graph, factor in (("float32", False, 1.0), ("float16", False, 0.5), ("float32", True, 0.7)):
+        for c1, c2, images in G1_GPU:
+            median = factor * 1e3 / images
+            settings = f"batch=8,cudnn_benchmark=true,tf32=false,dtype={dtype},channels_last=false,cuda_graph={graph}"
+            rows.append(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "cell": f"g1/c1={c1},c2={c2},hw=56/torch-cuda/{settings.lower()}",
+                    "status": "ok",
+                    "workload": "g1",
+                    "workload_args": {"c1": c1, "c2": c2, "hw": 56},
+                    "backend": "torch-cuda",
+                    "batch": 8,
+                    "cudnn_benchmark": True,
+                    "tf32": False,
+                    "dtype": dtype,
+                    "channels_last": False,
+                    "cuda_graph": graph,
+                    "flops": 62_000_000 + c1,
+                    "mac": 4_000_000 + c2 * 1000,
+                    "mac_bytes": 16_000_000 + c2 * 4000,
+                    "median_ms": median,
+                    "iqr_ms": median * 0.02,
+                    "images_per_s": 8e3 / median,
+                    "batches_per_s": 1e3 / median,
+                    "pipelined_ms": median / 2,
+                    "is_noisy": False,
+                    "finished_at": "2026-01-01T00:00:00+00:00",
+                }
+            )
+    write_rows(folder / "gpu.csv", rows)
+    ok = ok_rows(load([folder]).rows)
+    assert set(ok["variant"]) == {
+        "ort-cpu",
+        "torch-cpu",
+        "torch-cuda",
+        "torch-cuda dtype=float16",
+        "torch-cuda cuda_graph=true",
+    }
+    text = write_report(load([folder]), "dev-gpu", tmp_path / "report").read_text()
+    assert "latency_vs_cost_torch-cuda_dtype-float16.png" in text
+    assert "| 1 (g1) | torch-cuda | batch=8,cudnn_benchmark=true,tf32=false,dtype=float16" in text
+    assert (tmp_path / "report" / "latency_vs_cost_torch-cuda_cuda_graph-true.png").exists()

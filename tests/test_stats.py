@@ -71,3 +71,14 @@ def test_required_processes_follows_pyperf():
 def test_no_samples_is_an_error():
     with pytest.raises(ValueError):
         stats.summarize([[]], batch=1)
+
+
+def test_pipelined_columns_are_the_median_of_process_medians():
+    out = stats.pipelined([[1e-3, 1e-3, 9e-3], [2e-3, 2e-3], [3e-3]], batch=8)
+    assert out["pipelined_ms"] == pytest.approx(2.0)
+    assert out["pipelined_images_per_s"] == pytest.approx(4000) and out["pipelined_batches_per_s"] == pytest.approx(500)
+
+
+def test_backend_warnings_become_noise_flags():
+    out = stats.summarize([[1e-3] * 20] * 3, batch=1, warnings=["nodes not on CUDAExecutionProvider: 1 Add"])
+    assert out["is_noisy"] and "1 Add" in out["noise"]

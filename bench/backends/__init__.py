@@ -3,8 +3,8 @@
 Names: ``torch-cpu``, ``torch-cuda`` (PyTorch eager), ``ort-cpu``, ``ort-cuda`` and ``ort:<Provider>`` for any other
 ONNX Runtime execution provider (``ort:OpenVINOExecutionProvider``). Each backend module has a ``prepare(...)`` that
 returns an object with ``time(n) -> seconds`` and ``info`` (the settings as applied); the backend owns its
-synchronisation. This module only parses names and says which settings apply to which backend, so it imports
-neither torch nor onnxruntime.
+synchronisation. This module only parses names and declares which settings each backend takes, with their types,
+defaults and allowed values, so it imports neither torch nor onnxruntime.
 """
 
 from __future__ import annotations
@@ -17,17 +17,65 @@ from bench.errors import UserError
 
 ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider"}
 NAMES = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort:<Provider>")
-
-# Settings a cell may carry, with their defaults. "threads" defaults to the physical core count (resolved by the
-# config); "opt_level" is ONNX Runtime's graph optimisation level.
-SETTING_DEFAULTS: dict[str, Any] = {
-    "batch": 1,
-    "threads": "physical",
-    "opt_level": "all",
-    "cudnn_benchmark": True,
-    "tf32": False,
+# ONNX Runtime providers that run on a GPU, with the device their inputs and outputs are bound on (IOBinding).
+ORT_GPU_DEVICES = {
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "cuda",
+    "NvTensorRTRTXExecutionProvider": "cuda",
+    "ROCMExecutionProvider": "cuda",
+    "MIGraphXExecutionProvider": "cuda",
+    "DmlExecutionProvider": "dml",
 }
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a cell may carry: its type, default and, where the values are fixed, the allowed ones."""
+
+    name: str
+    kind: type  # int, bool or str
+    default: Any
+    choices: tuple[Any, ...] = ()
+    help: str = ""
+
+    def check(self, value: Any) -> Any:
+        """``value`` as this setting stores it; raises UserError naming what is allowed."""
+        if self.name == "threads" and value in ("physical", "logical"):
+            import psutil
+
+            return psutil.cpu_count(logical=value == "logical") or psutil.cpu_count()
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise UserError(f"must be true or false, got {value!r}")
+            return value
+        if self.kind is int:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                extra = ', "physical" or "logical"' if self.name == "threads" else ""
+                raise UserError(f"must be a positive integer{extra}, got {value!r}")
+            return value
+        if value not in self.choices:
+            raise UserError(f"must be one of {', '.join(self.choices)}, got {value!r}")
+        return value
+
+    def with_choices(self, *choices: Any) -> Setting:
+        return Setting(self.name, self.kind, self.default, choices, self.help)
+
+
 OPT_LEVELS = ("disable", "basic", "extended", "all")
+DTYPES = ("float32", "float16", "bfloat16")
+SETTINGS = {
+    s.name: s
+    for s in (
+        Setting("batch", int, 1, help="images per call"),
+        Setting("threads", int, "physical", help='CPU threads: an integer, "physical" or "logical" cores'),
+        Setting("opt_level", str, "all", OPT_LEVELS, help="ONNX Runtime graph optimisation level"),
+        Setting("cudnn_benchmark", bool, True, help="cuDNN autotuning (ORT: cudnn_conv_algo_search EXHAUSTIVE)"),
+        Setting("tf32", bool, False, help="TF32 for fp32 convolutions and matmuls"),
+        Setting("dtype", str, "float32", DTYPES, help="weights and activations"),
+        Setting("channels_last", bool, False, help="NHWC memory format for the module and input"),
+        Setting("cuda_graph", bool, False, help="capture one call as a CUDA graph and replay it"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -38,14 +86,25 @@ class Backend:
 
     @property
     def on_gpu(self) -> bool:
-        return self.target in ("cuda", "CUDAExecutionProvider")
+        return self.target == "cuda" or self.target in ORT_GPU_DEVICES
 
     @property
-    def settings(self) -> tuple[str, ...]:
-        """The settings that change what this backend runs; the others are dropped from its cells."""
+    def settings(self) -> tuple[Setting, ...]:
+        """The settings that change what this backend runs, batch first; the others are dropped from its cells."""
         if self.family == "torch":
-            return ("batch", "cudnn_benchmark", "tf32") if self.on_gpu else ("batch", "threads")
-        return ("batch", "opt_level") if self.on_gpu else ("batch", "threads", "opt_level")
+            if not self.on_gpu:
+                names = ("batch", "threads")
+            else:
+                names = ("batch", "cudnn_benchmark", "tf32", "dtype", "channels_last", "cuda_graph")
+            return tuple(SETTINGS[n] for n in names)
+        if self.target == "CUDAExecutionProvider":
+            names = ("batch", "opt_level", "cudnn_benchmark", "tf32", "dtype", "cuda_graph")
+        elif self.on_gpu:
+            names = ("batch", "opt_level", "dtype")
+        else:
+            names = ("batch", "threads", "opt_level")
+        # ONNX Runtime's half precision is a float16-converted model; bfloat16 convolutions have no kernels there.
+        return tuple(SETTINGS[n].with_choices("float32", "float16") if n == "dtype" else SETTINGS[n] for n in names)
 
 
 def parse(name: str) -> Backend:
@@ -77,5 +136,6 @@ def unavailable_reason(backend: Backend) -> str | None:
 
     if backend.target not in onnxruntime.get_available_providers():
         available = ", ".join(onnxruntime.get_available_providers())
-        return f"ONNX Runtime here has no {backend.target} (available: {available})"
+        hint = " (install onnxruntime-gpu in place of onnxruntime)" if backend.target in ORT_GPU_DEVICES else ""
+        return f"ONNX Runtime here has no {backend.target}{hint} (available: {available})"
     return None

@@ -1,19 +1,32 @@
 """ONNX Runtime with any execution provider; needs onnxruntime and numpy only (no torch).
 
-Session settings are explicit (methodology section 8): the provider list, intra-op threads, one inter-op thread,
-sequential execution and the graph optimisation level. Input and output are bound once with IOBinding on the
-provider's device, so a timed ``run_with_iobinding`` does no host-device copies; ``run`` returns only when the
-device work is done (ORT synchronises its stream by default), so host timing is valid on CUDA too.
+Session settings are explicit (methodology section 8): the provider and its options, intra-op threads, one inter-op
+thread, sequential execution and the graph optimisation level. Input and output are bound once with IOBinding on the
+provider's device (outputs preallocated where their shape is static), so a timed ``run_with_iobinding`` does no
+host-device copies.
+
+GPU providers are timed as torch-cuda is (docs/design-notes.md, "What a GPU cell measures"): ``time(n)`` is per-call
+latency, because ``run`` synchronises the provider's stream before it returns (methodology R1.5); ``time_pipelined(n)``
+queues ``n - 1`` runs with that synchronisation switched off and lets the last run wait for all of them. The CUDA
+provider's options are set from the cell, never left to ORT's defaults: ``use_tf32`` follows ``tf32`` (ORT turns it on
+by default, torch-cuda off), ``cudnn_conv_algo_search`` follows ``cudnn_benchmark`` (EXHAUSTIVE, as cuDNN's benchmark
+mode, or HEURISTIC), and ``enable_cuda_graph`` follows ``cuda_graph``. Every node must run on the requested provider:
+a session that placed compute nodes on the CPU says so in its ``warnings``.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
+from bench.backends import ORT_GPU_DEVICES
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -21,16 +34,43 @@ OPT_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+# Nodes ONNX Runtime deliberately keeps on the CPU next to a GPU provider: shape arithmetic, not compute.
+SHAPE_OPS = frozenset({"Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Range"})
 
 
 class OrtTimed:
-    def __init__(self, session: ort.InferenceSession, binding: ort.IOBinding, info: dict[str, Any]) -> None:
-        self.session, self.binding, self.info = session, binding, info
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        binding: ort.IOBinding,
+        info: dict[str, Any],
+        *,
+        asynchronous: bool,
+        keep: list[Any],
+    ) -> None:
+        self.session, self.binding, self.info, self.asynchronous = session, binding, info, asynchronous
+        # The input array and the OrtValues live as long as the session: releases before 1.32 keep no reference to
+        # a bound OrtValue, so dropping ours would time runs on freed memory.
+        self.keep = keep
+        self.no_sync = ort.RunOptions()
+        self.no_sync.add_run_config_entry("disable_synchronize_execution_providers", "1")
 
     def time(self, n: int) -> float:
+        """Seconds for ``n`` runs, each synchronised by ORT before it returns: per-call latency."""
         run, binding = self.session.run_with_iobinding, self.binding
         start = time.perf_counter()
         for _ in range(n):
+            run(binding)
+        return time.perf_counter() - start
+
+    def time_pipelined(self, n: int) -> float:
+        """Seconds for ``n`` runs queued back to back; only the last one synchronises: throughput."""
+        run, binding, no_sync = self.session.run_with_iobinding, self.binding, self.no_sync
+        start = time.perf_counter()
+        for _ in range(n - 1):
+            run(binding, no_sync)
+        if n:
             run(binding)
         return time.perf_counter() - start
 
@@ -49,20 +89,109 @@ def session_options(*, threads: int | None, opt_level: str, profile_prefix: str 
     return so
 
 
+def provider_options(provider: str, *, cudnn_benchmark: bool, tf32: bool, cuda_graph: bool) -> dict[str, str]:
+    """The options ``provider`` is created with; every CUDA option that changes speed is explicit."""
+    if provider == "CUDAExecutionProvider":
+        return {
+            "device_id": "0",
+            "use_tf32": str(int(tf32)),
+            "cudnn_conv_algo_search": "EXHAUSTIVE" if cudnn_benchmark else "HEURISTIC",
+            "enable_cuda_graph": str(int(cuda_graph)),
+            "do_copy_in_default_stream": "1",
+        }
+    if provider in ORT_GPU_DEVICES:
+        return {"device_id": "0"}
+    return {}
+
+
+def float16_model(model: Path) -> bytes:
+    """``model`` with float16 weights, activations, input and output (ONNX Runtime's own converter)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(onnx.load(str(model)), keep_io_types=False).SerializeToString()
+
+
 def prepare(
-    model: Path, input_shape: tuple[int, ...], *, provider: str, threads: int | None = None, opt_level: str = "all"
+    model: Path,
+    input_shape: tuple[int, ...],
+    *,
+    provider: str,
+    threads: int | None = None,
+    opt_level: str = "all",
+    cudnn_benchmark: bool = True,
+    tf32: bool = False,
+    dtype: str = "float32",
+    cuda_graph: bool = False,
 ) -> OrtTimed:
     """An ORT session for ``model`` on ``provider`` with a random input of ``input_shape`` bound on its device."""
-    so = session_options(threads=threads, opt_level=opt_level)
-    session = ort.InferenceSession(str(model), so, providers=[provider])
-    used = session.get_providers()[0]
-    if used != provider:
-        raise RuntimeError(f"ONNX Runtime fell back to {used} instead of {provider}")
-    device = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
-    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
+    device = ORT_GPU_DEVICES.get(provider, "cpu")
+    if device == "cuda" and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()  # CUDA and cuDNN from pip's nvidia-* packages, where ORT would not find them itself
+    options = provider_options(provider, cudnn_benchmark=cudnn_benchmark, tf32=tf32, cuda_graph=cuda_graph)
+    source: str | bytes = float16_model(model) if dtype == "float16" else str(model)
+    with tempfile.TemporaryDirectory(prefix="shufflebench-ort-") as tmp:
+        profile = str(Path(tmp) / "placement") if provider != "CPUExecutionProvider" else None
+        so = session_options(threads=threads, opt_level=opt_level, profile_prefix=profile)
+        session = ort.InferenceSession(source, so, providers=[(provider, options)])
+        used = session.get_providers()[0]
+        if used != provider:
+            raise RuntimeError(f"ONNX Runtime fell back to {used} instead of {provider}")
+        binding, keep = bind(session, input_shape, device)
+        warnings: list[str] = []
+        if profile is not None:  # one profiled run says where every node ran; profiling stops after it
+            session.run_with_iobinding(binding)
+            placement = node_placement(json.loads(Path(session.end_profiling()).read_text()))
+            warnings = placement_warnings(placement, provider)
+    info = {
+        "onnxruntime": ort.__version__,
+        "provider": used,
+        "provider_options": session.get_provider_options().get(provider, {}),
+        "threads": threads,
+        "opt_level": opt_level,
+        "dtype": dtype,
+        "io_device": device,
+        "warnings": warnings,
+    }
+    return OrtTimed(session, binding, info, asynchronous=device != "cpu", keep=keep)
+
+
+def bind(session: ort.InferenceSession, input_shape: tuple[int, ...], device: str) -> tuple[ort.IOBinding, list]:
+    """Bind a random input and the outputs on ``device``; returns the binding and the values it must outlive."""
+    first = session.get_inputs()[0]
+    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32).astype(NUMPY_TYPES[first.type])
+    value = ort.OrtValue.ortvalue_from_numpy(x, device, 0)
     binding = session.io_binding()
-    binding.bind_ortvalue_input(session.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(x, device, 0))
+    binding.bind_ortvalue_input(first.name, value)
+    keep: list[Any] = [x, value]
     for output in session.get_outputs():
-        binding.bind_output(output.name, device)
-    info = {"onnxruntime": ort.__version__, "provider": used, "threads": threads, "opt_level": opt_level}
-    return OrtTimed(session, binding, info)
+        if all(isinstance(d, int) for d in output.shape):  # static: a fixed buffer, as CUDA graphs need
+            buffer = ort.OrtValue.ortvalue_from_shape_and_type(output.shape, NUMPY_TYPES[output.type], device, 0)
+            binding.bind_ortvalue_output(output.name, buffer)
+            keep.append(buffer)
+        else:
+            binding.bind_output(output.name, device)
+    return binding, keep
+
+
+def node_placement(profile: list[dict[str, Any]]) -> Counter:
+    """(provider, op type) -> node count, from an ORT profile's node events."""
+    seen = {
+        e["name"]: (e["args"].get("provider", "?"), e["args"].get("op_name", "?"))
+        for e in profile
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
+    }
+    return Counter(seen.values())
+
+
+def placement_warnings(placement: Counter, provider: str) -> list[str]:
+    """What to say when nodes ran somewhere other than ``provider``."""
+    elsewhere = Counter()
+    for (where, op), n in placement.items():
+        if where != provider:
+            elsewhere[op] += n
+    if not elsewhere:
+        return []
+    ops = ", ".join(f"{n} {op}" for op, n in sorted(elsewhere.items()))
+    compute = "" if set(elsewhere) <= SHAPE_OPS else " (compute nodes among them)"
+    return [f"nodes not on {provider}: {ops}{compute}; check this provider's support for those ops"]

@@ -48,9 +48,9 @@ def loglog_fit(x: pd.Series, y: pd.Series) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def latency_vs_cost(ok: pd.DataFrame, backend: str, path: Path, title: str) -> dict[str, float]:
+def latency_vs_cost(ok: pd.DataFrame, variant: str, path: Path, title: str) -> dict[str, float]:
     """Two panels, latency against FLOPs and against MAC, points coloured by series; returns the correlations."""
-    data = ok[(ok["backend"] == backend) & (ok["flops"] > 0)]
+    data = ok[(ok["variant"] == variant) & (ok["flops"] > 0)]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
     stats = {}
     for ax, (column, scale, label) in zip(axes, X_AXES):
@@ -95,9 +95,9 @@ def latency_vs_cost(ok: pd.DataFrame, backend: str, path: Path, title: str) -> d
     return stats
 
 
-def speed_vs_mflops(ok: pd.DataFrame, backend: str, unit_column: str, unit: str, path: Path, title: str) -> None:
+def speed_vs_mflops(ok: pd.DataFrame, variant: str, unit_column: str, unit: str, path: Path, title: str) -> None:
     """Figure 1 analogue: one line per network family, speed against MFLOPs."""
-    data = ok[(ok["backend"] == backend) & (ok["series"] == "networks")]
+    data = ok[(ok["variant"] == variant) & (ok["series"] == "networks")]
     fig, ax = plt.subplots(figsize=(7, 5))
     for workload, group in data.groupby("workload"):
         group = group.sort_values("flops")

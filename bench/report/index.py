@@ -74,15 +74,15 @@ def _cost_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     images = []
-    for backend in sorted(ok["backend"].unique()):
-        name = f"latency_vs_cost_{_file(backend)}.png"
-        stats = figures.latency_vs_cost(ok, backend, out / name, f"{device_id}: {backend}, median latency per cell")
-        n = int((ok["backend"] == backend).sum())
+    for variant in sorted(ok["variant"].unique()):
+        name = f"latency_vs_cost_{_file(variant)}.png"
+        stats = figures.latency_vs_cost(ok, variant, out / name, f"{device_id}: {variant}, median latency per cell")
+        n = int((ok["variant"] == variant).sum())
         lines.append(
-            f"| {backend} | {n} | {stats['rho_flops']:.2f} | {stats['rho_mac_bytes']:.2f} | "
+            f"| {variant} | {n} | {stats['rho_flops']:.2f} | {stats['rho_mac_bytes']:.2f} | "
             f"{stats.get('slope_flops', float('nan')):.2f} | {stats.get('slope_mac_bytes', float('nan')):.2f} |"
         )
-        images.append(f"![latency against FLOPs and MAC on {backend}]({name})")
+        images.append(f"![latency against FLOPs and MAC on {variant}]({name})")
     return lines + [""] + images + [""]
 
 
@@ -132,12 +132,12 @@ def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
             f"{'-' if published is None else f'{published:g}'} |"
         )
     lines.append("")
-    for backend, group in nets.groupby("backend"):
+    for variant, group in nets.groupby("variant"):
         if group["workload"].nunique() >= 2 or len(group) >= 3:
-            column, unit, _ = paper.UNITS[paper.platform_of(backend)]
-            name = f"speed_vs_mflops_{_file(backend)}.png"
-            figures.speed_vs_mflops(ok, backend, column, unit, out / name, f"{device_id}: {backend}")
-            lines += [f"![speed against MFLOPs on {backend}]({name})", ""]
+            column, unit, _ = paper.UNITS[paper.platform_of(group["backend"].iloc[0])]
+            name = f"speed_vs_mflops_{_file(variant)}.png"
+            figures.speed_vs_mflops(ok, variant, column, unit, out / name, f"{device_id}: {variant}")
+            lines += [f"![speed against MFLOPs on {variant}]({name})", ""]
     return lines
 
 
@@ -158,7 +158,8 @@ def _breakdown_section(breakdown: pd.DataFrame, device_id: str, out: Path) -> li
         "",
         "Shares of profiled time (profiling adds overhead, so only percentages are shown). ONNX Runtime at "
         "optimisation level `disable` shows every op as exported; at `all`, batch norm folds into Conv and "
-        "activations fuse into it, which is what actually runs. torch rows are self CPU times.",
+        "activations fuse into it, which is what actually runs. torch-cpu rows are self CPU times, torch-cuda rows the "
+        "self device time of each op's kernels.",
         "",
         f"![time by op category]({name})",
         "",
@@ -189,5 +190,5 @@ def _noise_section(rows: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _file(backend: str) -> str:
-    return backend.replace(":", "_")
+def _file(variant: str) -> str:
+    return variant.replace(":", "_").replace(" ", "_").replace("=", "-").replace(",", "_")

@@ -9,10 +9,13 @@ from typing import Any
 
 import pandas as pd
 
+from bench import backends
 from bench.errors import UserError
 from bench.results import read_rows
 
 BREAKDOWN_FILE = "breakdown.csv"
+# Settings that change what is computed or how it is launched; batch, threads and the rest are shown per cell.
+VARIANT_SETTINGS = ("dtype", "channels_last", "cuda_graph", "tf32", "cudnn_benchmark")
 
 
 @dataclass
@@ -79,7 +82,18 @@ def load(paths: list[Path]) -> Loaded:
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Measured rows only, one per cell and device (a cell measured by several sweeps: the latest), with a `series`
-    column: g1..g4 or 'networks'."""
+    column (g1..g4 or 'networks') and a `variant` column: the backend and those of its settings that change the
+    computation itself, where they differ from their defaults ("torch-cuda dtype=float16")."""
     ok = rows[rows["status"] == "ok"].sort_values("finished_at").drop_duplicates(["device_id", "cell"], keep="last")
     ok["series"] = ok["workload"].where(ok["workload"].str.fullmatch(r"g[1-4]"), "networks")
+    ok["variant"] = [variant(row) for _, row in ok.iterrows()]
     return ok
+
+
+def variant(row: pd.Series) -> str:
+    changed = [
+        f"{name}={str(row[name]).lower() if isinstance(row[name], bool) else row[name]}"
+        for name in VARIANT_SETTINGS
+        if name in row and pd.notna(row[name]) and row[name] != backends.SETTINGS[name].default
+    ]
+    return " ".join([row["backend"], ",".join(changed)]).strip()

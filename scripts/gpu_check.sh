@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make gpu-check`: everything shufflebench does on a CUDA GPU, in one run of about 5 minutes that needs no network.
+#
+# It uses the Python given as PYTHON (default python3) as it is, with this checkout on PYTHONPATH: no virtual
+# environment and no install, so it runs on a machine that already has torch with CUDA and cannot download anything.
+# Steps, each with a time cap so the whole check stays under 8 minutes whatever happens (a capped sweep keeps the
+# rows it wrote; rerunning resumes them):
+#   1. the device: nvidia-smi, torch's view of the GPU, shufflebench's fingerprint
+#   2. the GPU tests (pytest -m gpu)
+#   3. ShuffleNet V2 Tables 1-4 at x1 on the GPU, with CUDA-graph replay on two G3 cells (configs/gpu-check/tables.yaml)
+#   4. the Table 8 networks at ~140 MFLOPs, float32 and float16 (configs/gpu-check/networks.yaml)
+#   5. Figure 2's op-category breakdown, on the GPU too
+#   6. the report
+# Everything it produced lands in one folder, OUT (default gpu-check/): gpu-check.log and gpu-check.tar.gz, which
+# holds results/<device-id>/ and reports/<device-id>/ to unpack at the root of a checkout and commit.
+# ort-cuda cells need onnxruntime-gpu; where only the CPU build is installed they are recorded as skipped rows.
+# On a machine with no CUDA GPU it says so and exits 0.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+OUT_DIR=${OUT:-gpu-check}
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu-check.log"
+
+if ! "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" >/dev/null 2>&1; then
+    echo "gpu-check: no CUDA GPU is visible to $PYTHON's torch on this machine; nothing to check" | tee "$LOG"
+    exit 0
+fi
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+SB=("$PYTHON" -m bench.cli)
+failed=()
+
+step() {  # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS, log its exit status and duration
+    local name=$1 cap=$2 started=$SECONDS rc
+    shift 2
+    echo "== $name (at most ${cap} s)"
+    timeout -s INT -k 15 "$cap" "$@"
+    rc=$?
+    echo "== $name: exit status $rc after $((SECONDS - started)) s"
+    [ "$rc" -eq 0 ] || failed+=("$name")
+}
+
+{
+    echo "gpu-check on $(hostname) at $(date -u +%FT%TZ)"
+    step device 30 bash -c 'nvidia-smi; "$0" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())"; "$0" -m bench.cli device' "$PYTHON"
+    step tests 75 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
+    step tables 180 "${SB[@]}" run configs/gpu-check/tables.yaml --results "$WORK/results"
+    step networks 100 "${SB[@]}" run configs/gpu-check/networks.yaml --results "$WORK/results"
+    step breakdown 50 "${SB[@]}" breakdown --results "$WORK/results" --runs 10
+    for folder in "$WORK"/results/*/; do
+        id=$(basename "$folder")
+        step report 40 "${SB[@]}" report "$folder" --out "$WORK/reports/$id"
+    done
+    echo "== steps that did not finish cleanly: ${failed[*]:-none}"
+} 2>&1 | tee "$LOG"
+
+tar -czf "$OUT_DIR/gpu-check.tar.gz" -C "$WORK" --exclude onnx --exclude '*.lock' results reports 2>/dev/null ||
+    tar -czf "$OUT_DIR/gpu-check.tar.gz" -C "$WORK" --exclude onnx results
+echo "gpu-check: wrote $LOG and $OUT_DIR/gpu-check.tar.gz (unpack at the checkout's root: tar -xzf ... )"
