@@ -281,7 +281,7 @@ def profile_figure2(folder: Path, runs: int = 20) -> Path:
         }
         sources["torch-cpu"] = torch_breakdown(workload.module, workload.input_shape, runs=runs)
         if torch.cuda.is_available():  # the paper's GPU batch, 8
-            gpu_shape = (GPU_BATCH, *workload.input_shape[1:])
+            gpu_shape = workload.batched(GPU_BATCH)
             sources[f"torch-cuda batch={GPU_BATCH}"] = torch_breakdown(
                 workload.module, gpu_shape, runs=runs, device="cuda"
             )

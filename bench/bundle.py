@@ -11,26 +11,28 @@ device should name them (the paper's ARM setting is 1).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from bench import backends, device
-from bench.config import Cell, RunSettings, Sweep
+from bench.config import Cell, ConfigError, Sweep, check_name, run_settings
 from bench.errors import UserError
-from bench.measure import MeasureSettings
+from bench.worker import Prepared, decode
 
 MANIFEST = "manifest.json"
 FORMAT = "shufflebench-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: cells and their prepared data in the worker protocol's form
 
 
 def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
-    """Write the bundle of ``sweep``'s ORT cells to ``out``; returns the manifest path."""
-    from bench.runner import Measurer
+    """Write the bundle of ``sweep``'s ONNX cells to ``out``; returns the manifest path. Files already in ``out``
+    are overwritten only where the new bundle writes the same name, never deleted."""
+    from bench.runner import prepare_cells
 
-    cells = [c for c in sweep.cells if backends.parse(c.backend).family == "ort"]
+    cells = [c for c in sweep.cells if backends.get(c.backend).needs_onnx]
     if not cells:
         raise UserError(
             f"{sweep.path}: no ONNX Runtime cells to export; a bundle needs backend ort-cpu, ort-cuda or ort:<Provider>"
@@ -38,76 +40,82 @@ def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
     meta = device.collect()
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
-    prepared, errors = Measurer(meta, out, sweep.run, log).prepare(cells, models)
+    prepared, errors = prepare_cells(cells, models, sweep.run.timeout)
     for key, error in errors.items():
         print(f"not exported: {key}: {error}", file=log)
-    entries = []
-    for cell in cells:
-        if cell.key in prepared:
-            p = prepared[cell.key]
-            entries.append(
-                {
-                    "cell": cell.as_dict(),
-                    "input_shape": p["input_shape"],
-                    "cost": p["cost"],
-                    "export": p["export"],
-                    "onnx": str(Path(p["onnx"]).relative_to(out)),
-                }
-            )
+    entries = [
+        {
+            "cell": dataclasses.asdict(cell),
+            "prepared": {
+                **dataclasses.asdict(prepared[cell.key]),
+                "onnx": str(Path(prepared[cell.key].onnx).relative_to(out)),
+            },
+        }
+        for cell in cells
+        if cell.key in prepared
+    ]
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sweep": sweep.name,
         "description": sweep.description,
-        "run": {
-            "processes": sweep.run.processes,
-            "seed": sweep.run.seed,
-            "timeout": sweep.run.timeout,
-            "measure": sweep.run.measure.as_dict(),
-        },
+        "run": dataclasses.asdict(sweep.run),
         "exported_on": meta["device_id"],
         "versions": meta["versions"],
         "cells": entries,
     }
-    used = {e["onnx"] for e in entries}
-    for stale in models.glob("*.onnx"):
-        if str(stale.relative_to(out)) not in used:
-            stale.unlink()
     path = out / MANIFEST
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
 
 
-def load_bundle(folder: Path) -> tuple[Sweep, dict[str, dict[str, Any]]]:
-    """The sweep of a bundle and, per cell key, what the runner needs instead of building the workload."""
+def load_bundle(folder: Path) -> tuple[Sweep, dict[str, Prepared]]:
+    """The sweep of a bundle and, per cell key, what the runner needs instead of building the workload.
+
+    Everything the manifest names must stay inside the bundle: the sweep name is checked as a sweep file's is, and
+    an ONNX path that is absolute or leaves the folder is refused.
+    """
     path = folder / MANIFEST
-    if not path.exists():
+    if not path.is_file():
         raise UserError(
             f"{folder}: not a bundle (no {MANIFEST}); make one with `shufflebench export CONFIG --out {folder}`"
         )
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
         raise UserError(
-            f"{path}: not a {FORMAT} of version {FORMAT_VERSION} or older: export it again with this shufflebench"
+            f"{path}: bundle format {manifest.get('format_version')!r}, this shufflebench reads {FORMAT_VERSION}: "
+            "export it again with this shufflebench"
         )
-    cells, prepared = [], {}
-    for entry in manifest["cells"]:
-        cell = Cell.from_dict(entry["cell"])
-        model = folder / entry["onnx"]
-        if not model.exists():
-            raise UserError(f"{path}: {entry['onnx']} is missing from the bundle; copy the whole folder")
-        cells.append(cell)
-        prepared[cell.key] = {
-            "input_shape": entry["input_shape"],
-            "cost": entry["cost"],
-            "export": entry["export"],
-            "onnx": str(model),
-        }
-    run = manifest["run"]
-    settings = RunSettings(
-        processes=run["processes"], seed=run["seed"], timeout=run["timeout"], measure=MeasureSettings(**run["measure"])
-    )
-    return Sweep(manifest["sweep"], path, cells, settings, manifest.get("description", "")), prepared
+    try:
+        name = check_name(manifest["sweep"], str(path))
+        run_data = dict(manifest["run"])
+        run = run_settings({**run_data.pop("measure"), **run_data}, f"{path}: run")
+        cells, prepared = [], {}
+        for i, entry in enumerate(manifest["cells"]):
+            cell = decode(Cell, entry["cell"])
+            backends.get(cell.backend)
+            item = decode(Prepared, entry["prepared"])
+            model = _inside(folder, item.onnx, f"{path}: cells[{i}].prepared.onnx")
+            cells.append(cell)
+            prepared[cell.key] = dataclasses.replace(item, onnx=str(model))
+    except ConfigError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{path}: malformed manifest ({type(e).__name__}: {e}); export it again") from None
+    return Sweep(name, path, cells, run, str(manifest.get("description", ""))), prepared
+
+
+def _inside(folder: Path, relative: Any, where: str) -> Path:
+    if not isinstance(relative, str) or Path(relative).is_absolute():
+        raise UserError(f"{where}: must be a path inside the bundle, got {relative!r}")
+    model = (folder / relative).resolve()
+    if not model.is_relative_to(folder.resolve()):
+        raise UserError(f"{where}: {relative!r} leaves the bundle folder; a bundle may only name its own files")
+    if not model.is_file():
+        raise UserError(f"{where}: {relative} is missing from the bundle; copy the whole folder")
+    return model

@@ -32,19 +32,21 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _build(name: str, assignments: list[str], batch: int | None) -> Any:
+def _build(name: str, assignments: list[str]) -> Any:
     import blocks
 
-    kwargs: dict[str, Any] = parse_assignments(assignments)
-    if batch is not None:
-        kwargs["batch"] = batch
     try:
-        return blocks.build(name, **kwargs)
+        return blocks.build(name, **parse_assignments(assignments))
     except blocks.WorkloadError as e:
         raise UserError(str(e)) from None
 
 
 def cmd_list(args: argparse.Namespace) -> None:
+    if args.backends:
+        from bench import backends
+
+        print(backends.describe())
+        return
     import blocks
 
     names = blocks.list_workloads(args.pattern)
@@ -58,13 +60,16 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_cost(args: argparse.Namespace) -> None:
     from bench import cost
 
-    workload = _build(args.name, args.params, args.batch)
-    counted = cost.count(workload.module, workload.input_shape)
+    if args.batch < 1:
+        raise UserError(f"--batch must be a positive integer, got {args.batch}")
+    workload = _build(args.name, args.params)
+    input_shape = workload.batched(args.batch)
+    counted = cost.count(workload.module, input_shape)
     if args.json:
         out = {
             "workload": workload.name,
             "workload_args": workload.params,
-            "input_shape": list(workload.input_shape),
+            "input_shape": list(input_shape),
             **counted.totals(),
             "by_category": counted.by_category(),
         }
@@ -73,7 +78,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
         print(json.dumps(out, indent=2))
         return
     call = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in workload.params.items())
-    print(f"{workload.name}({call})  input {'x'.join(map(str, workload.input_shape))}")
+    print(f"{workload.name}({call})  input {'x'.join(map(str, input_shape))}")
     if args.by_layer:
         _print_table(counted.by_layer(), ["layer", "type", "params", "flops", "mac", "elementwise_ops", "ops"])
         print()
@@ -105,7 +110,7 @@ def _keep_backends(sweep: Any, names: list[str] | None) -> None:
     from bench import backends
 
     if names:
-        wanted = {backends.parse(b).name for b in names}
+        wanted = {backends.get(b).name for b in names}
         sweep.cells[:] = [c for c in sweep.cells if c.backend in wanted]
 
 
@@ -134,18 +139,16 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_time(args: argparse.Namespace) -> None:
-    from bench import config, device, runner
-    from bench.measure import MeasureSettings
+    from bench import config, runner
 
-    settings: dict[str, Any] = {"batch": args.batch}
+    settings: dict[str, Any] = {"batch": args.batch, **parse_settings(args.set or [])}
     if args.threads is not None:
         settings["threads"] = args.threads
     cell = config.single_cell(args.name, parse_assignments(args.params), args.backend, settings)
-    run = config.RunSettings(processes=args.processes, measure=MeasureSettings(min_time=args.min_time))
-    meta = device.collect()
-    rows: list[dict] = []
-    with runner.device_lock(meta["device_id"], f"pid {os.getpid()}, shufflebench time {cell.key}"):
-        runner.Measurer(meta, Path(args.results) / meta["device_id"], run, sys.stderr).measure([cell], rows.append)
+    measure = {"processes": args.processes, "min_time": args.min_time, "timeout": args.timeout}
+    run = config.run_settings(measure, "command line: --processes/--min-time/--timeout")
+    sweep = config.Sweep("time", Path("command line"), [cell], run)
+    rows = runner.run_sweep(sweep, Path(args.results), write=False)
     row = rows[0]
     if args.json:
         print(json.dumps(row, indent=2))
@@ -155,6 +158,19 @@ def cmd_time(args: argparse.Namespace) -> None:
         raise UserError(f"{cell.key}: {row['status']}: {row['error']}")
     else:
         print(describe_row(row))
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """["dtype=float16", "cuda_graph=true"] -> typed values, read as YAML reads them (true, 8, float16)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"expected a backend setting as key=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -190,18 +206,30 @@ def cmd_breakdown(args: argparse.Namespace) -> None:
 
 def describe_row(row: dict[str, Any]) -> str:
     """The statistics of one measured cell, for a terminal."""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    interval = (
+        f"{row['ci_level']:.1%} interval [{ms(row['ci_low_ms'])}, {ms(row['ci_high_ms'])}]"
+        if row["ci_level"]
+        else "no interval (too few processes)"
+    )
     lines = [
         row["cell"],
-        f"median  {row['median_ms']:.4f} ms   95% CI [{row['ci95_low_ms']:.4f}, {row['ci95_high_ms']:.4f}]   "
-        f"IQR {row['iqr_ms']:.4f} ms ({100 * row['iqr_ms'] / row['median_ms']:.1f}%)",
-        f"p10 {row['p10_ms']:.4f}  p90 {row['p90_ms']:.4f}  p99 {row['p99_ms']:.4f}  mean {row['mean_ms']:.4f}  "
-        f"std {row['std_ms']:.4f} ms",
+        f"median  {row['median_ms']:.4f} ms (median of {row['processes']} process medians)   {interval}",
+        f"IQR {ms(row['iqr_ms'])}  p10 {ms(row['p10_ms'])}  p90 {ms(row['p90_ms'])}  p99 {ms(row['p99_ms'])}  "
+        f"mean {row['mean_ms']:.4f}  std {row['std_ms']:.4f} ms, of {row['percentiles_of']}",
+        f"process medians  {', '.join(f'{m:.4f}' for m in row['process_medians_ms'])} ms",
         f"throughput  {row['images_per_s']:.1f} images/s, {row['batches_per_s']:.1f} batches/s",
-        f"{row['samples']} samples of {row['number']} calls in {row['processes']} processes; "
-        f"FLOPs {row['flops']:,}  MAC {row['mac']:,}",
     ]
-    if row["is_noisy"]:
-        lines.append(f"noisy: {row['noise']}")
+    if row["pipelined_ms"] is not None:
+        lines.append(
+            f"back to back  {row['pipelined_ms']:.4f} ms per call, {row['pipelined_images_per_s']:.1f} images/s"
+        )
+    lines.append(f"{row['samples']} samples; FLOPs {row['flops']:,}  MAC {row['mac']:,}")
+    if row["noise"]:
+        lines.append(f"{'noisy' if row['is_noisy'] else 'note'}: {row['noise']}")
     return "\n".join(lines)
 
 
@@ -219,12 +247,13 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("list", help="list workloads with their parameters and defaults")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'shufflenet*'")
+    p.add_argument("--backends", action="store_true", help="list the backends and the settings each takes instead")
     p.set_defaults(func=cmd_list)
 
     p = verbs.add_parser("cost", help="params, FLOPs and MAC of one workload")
     p.add_argument("name", help="workload name (see `shufflebench list`)")
     p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters, e.g. c1=128 c2=128")
-    p.add_argument("--batch", type=int, help="batch size (default 1)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--by-layer", action="store_true", help="also print one row per layer (module path)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
@@ -255,8 +284,15 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
-    p.add_argument("--processes", type=int, default=3, help="worker processes (default 3)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SETTING=VALUE",
+        help="a backend setting, e.g. dtype=float16 (repeatable; `shufflebench list --backends` shows each backend's)",
+    )
+    p.add_argument("--processes", type=int, default=6, help="worker processes (default 6, for a 95%% interval)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of sampling per process (default 1)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before a worker counts as hung (default 600)")
     p.add_argument("--results", default="results", help="where exported ONNX files are cached")
     p.add_argument("--json", action="store_true", help="print the results row as JSON")
     p.set_defaults(func=cmd_time)

@@ -29,7 +29,9 @@ the key and what is allowed.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, fields
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,33 +55,30 @@ class RunSettings:
     """How the runner repeats and isolates cells, on top of the per-process MeasureSettings."""
 
     processes: int = 5  # worker processes per cell (methodology R3.2)
+    max_processes: int = 20  # a cell whose processes fall into separate modes gets more, up to this many
     seed: int = 0  # for the shuffled cell order
     timeout: float = 600.0  # s per worker process before it counts as hung
     measure: MeasureSettings = MeasureSettings()
 
+    def recorded(self) -> dict[str, Any]:
+        """What a results row records of how it was measured; resume compares it (bench.runner)."""
+        return {**asdict(self.measure), "processes": self.processes, "seed": self.seed}
+
 
 @dataclass(frozen=True)
 class Cell:
+    """One workload x one backend x one setting tuple."""
+
     workload: str
-    args: dict[str, Any]  # workload parameters, defaults filled in, batch excluded
+    args: dict[str, Any]  # workload parameters, defaults filled in
     backend: str
-    settings: dict[str, Any]  # only the settings that apply to the backend, batch first
+    batch: int
+    settings: dict[str, Any]  # the other settings the backend declares, in its order
 
     @property
     def key(self) -> str:
         """Stable id, e.g. ``g1/c1=128,c2=128,hw=56/torch-cpu/batch=1,threads=2``."""
-        return f"{self.workload}/{_kv(self.args)}/{self.backend}/{_kv(self.settings)}"
-
-    @property
-    def batch(self) -> int:
-        return self.settings["batch"]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"workload": self.workload, "args": self.args, "backend": self.backend, "settings": self.settings}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Cell:
-        return cls(data["workload"], data["args"], data["backend"], data["settings"])
+        return f"{self.workload}/{kv(self.args)}/{self.backend}/{kv({'batch': self.batch, **self.settings})}"
 
 
 @dataclass(frozen=True)
@@ -91,16 +90,23 @@ class Sweep:
     description: str = ""
 
 
+def check_name(name: Any, where: str) -> str:
+    """A sweep name becomes a file name under results/: letters, digits, '.', '_' and '-', not starting with '.'."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}", name):
+        raise ConfigError(
+            f"{where}: sweep: must be a name of letters, digits, '.', '_' and '-' (not starting with '.'), got {name!r}"
+        )
+    return name
+
+
 def load(path: str | Path) -> Sweep:
     """Read, inherit, validate and expand the sweep file at ``path``."""
     path = Path(path)
     data = _read_with_base(path, seen=())
     where = str(path)
     _check_keys(data, TOP_KEYS, where)
-    name = data.get("sweep", path.stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(f"{where}: sweep: must be a name without '/', got {name!r}")
-    run = _run_settings(data.get("measure") or {}, f"{where}: measure")
+    name = check_name(data.get("sweep", path.stem), where)
+    run = run_settings(data.get("measure") or {}, f"{where}: measure")
     top_settings = data.get("settings") or {}
     groups = top_settings if isinstance(top_settings, list) else [top_settings]
     groups = [
@@ -159,26 +165,45 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _run_settings(data: Any, where: str) -> RunSettings:
+def run_settings(data: Any, where: str) -> RunSettings:
     data = dict(_mapping(data, where))
     run_fields = {f.name: f for f in fields(RunSettings) if f.name != "measure"}
     measure_fields = {f.name: f for f in fields(MeasureSettings)}
     _check_keys(data, (*run_fields, *measure_fields), where)
-    values = {}
-    for key, value in data.items():
-        default = (run_fields.get(key) or measure_fields[key]).default
-        if value is None and default is None:  # target_ci: null turns it off
-            values[key] = None
-            continue
-        kind = int if isinstance(default, int) else float
-        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number_ok or value < (1 if kind is int and key != "seed" else 0) or (kind is int and value % 1):
-            wanted = "a positive integer" if kind is int else "a non-negative number"
-            raise ConfigError(f"{where}.{key}: must be {wanted}, got {value!r}")
-        values[key] = kind(value)
+    values = {
+        key: _run_value(key, value, (run_fields.get(key) or measure_fields[key]).default, f"{where}.{key}")
+        for key, value in data.items()
+    }
     run_values = {k: v for k, v in values.items() if k in run_fields}
     measure_values = {k: v for k, v in values.items() if k in measure_fields}
-    return RunSettings(**run_values, measure=MeasureSettings(**measure_values))
+    run = RunSettings(**run_values, measure=MeasureSettings(**measure_values))
+    if run.max_processes < run.processes:
+        raise ConfigError(
+            f"{where}.max_processes: must be at least processes ({run.processes}), got {run.max_processes}"
+        )
+    return run
+
+
+# Settings of the run that may be zero; every other number must be positive, and every number finite.
+ZERO_ALLOWED = ("seed", "warmup_time", "warmup_calls")
+
+
+def _run_value(key: str, value: Any, default: Any, where: str) -> Any:
+    if value is None and default is None:  # target_ci: null turns it off
+        return None
+    kind = int if isinstance(default, int) else float
+    positive = key not in ZERO_ALLOWED
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and not (kind is int and value % 1) and (value > 0 if positive else value >= 0)
+    if not ok:
+        if kind is int:
+            wanted = "a positive integer" if positive else "a non-negative integer"
+        else:
+            wanted = "a finite number > 0" if positive else "a finite number >= 0"
+        raise ConfigError(f"{where}: must be {wanted}, got {value!r}")
+    if key == "target_ci" and value >= 1:
+        raise ConfigError(f"{where}: must be a fraction of the median below 1 (e.g. 0.01), got {value!r}")
+    return kind(value)
 
 
 def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
@@ -219,7 +244,6 @@ def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
                 args = blocks.resolve(name, **raw_args)
             except blocks.WorkloadError as e:
                 raise ConfigError(f"{where}: {e}") from None
-            args.pop("batch")
             cells.extend(_cells_for(name, args, settings, where))
     return cells
 
@@ -230,7 +254,7 @@ def _cells_for(name: str, args: dict[str, Any], settings: dict[str, Any], where:
         if not isinstance(backend_name, str):
             raise ConfigError(f"{where}.settings.backend: must be backend names, got {backend_name!r}")
         try:
-            backend = backends.parse(backend_name)
+            backend = backends.get(backend_name)
         except UserError as e:
             raise ConfigError(f"{where}.settings.backend: {e}") from None
         declared = backend.settings
@@ -239,7 +263,8 @@ def _cells_for(name: str, args: dict[str, Any], settings: dict[str, Any], where:
             chosen = {
                 s.name: _setting(s, v, f"{where}.settings.{s.name}", backend_name) for s, v in zip(declared, values)
             }
-            cells.append(Cell(name, args, backend_name, chosen))
+            batch = chosen.pop("batch")
+            cells.append(Cell(name, args, backend_name, batch, chosen))
     return cells
 
 
@@ -277,5 +302,5 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _kv(values: dict[str, Any]) -> str:
+def kv(values: dict[str, Any]) -> str:
     return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in values.items())

@@ -24,7 +24,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-OPSET = 18
+from bench.backends import ONNX_OPSET
+
+OPSET = ONNX_OPSET
 RTOL = 1e-4
 
 

@@ -6,10 +6,12 @@ synchronize, ONNX Runtime's own ``run``), so nothing here knows about devices. P
 1. Warm up by time and count: calls until at least ``warmup_time`` seconds and ``warmup_calls`` calls have run
    (after any autotuning, which happens on the first calls). The warm-up times are kept.
 2. Calibrate the block size: the number of calls per sample grows until one block takes at least 1000x the timer's
-   own overhead (so the overhead is under 0.1%) and at least ``min_time / 1000``. Calls of a millisecond or more are
-   timed one by one, which keeps tail percentiles meaningful for whole networks.
+   own overhead (so the overhead is under 0.1%) and at least ``min_time / 1000``, judged by the median of several
+   timings per size; after the first samples the size is checked again. Calls of a millisecond or more are timed one
+   by one, which keeps tail percentiles meaningful for whole networks.
 3. Sample blocks until ``min_time`` seconds and ``min_samples`` samples are collected; with ``target_ci`` set, go on
-   (up to ``max_time``) until the 95% interval of the median is that narrow, relative to the median.
+   (up to ``max_time``) until the median's 95% distribution-free interval over the samples (bench.stats) is that
+   narrow, relative to the median.
 4. On an asynchronous device (a GPU: the backend's ``asynchronous`` is true), ``time(n)`` is per-call latency and
    the backend also offers ``time_pipelined(n)``, calls queued back to back with one wait at the end: its blocks are
    calibrated the same way and sampled for ``min_time / 2`` as the throughput column.
@@ -21,11 +23,15 @@ from __future__ import annotations
 
 import gc
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
-import numpy as np
+from bench.stats import median_interval
+
+CALIBRATION_REPEATS = 5  # timings per candidate block size
+RECHECK_AFTER = 5  # samples after which the block size is checked against the timer's overhead again
 
 
 class Timed(Protocol):
@@ -76,17 +82,25 @@ def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Meas
     try:
         warmup = _warm_up(timed, settings)
         overhead = timer_overhead(timed)
-        number = calibrate(timed.time, min_block=max(1000 * overhead, settings.min_time / 1000))
+        min_block = max(1000 * overhead, settings.min_time / 1000)
+        number = calibrate(timed.time, min_block)
         m = Measurement(number=number, warmup=warmup, timer_overhead=overhead)
         start = time.perf_counter()
         while True:
-            m.samples.append(timed.time(number) / number)
+            m.samples.append(timed.time(m.number) / m.number)
+            if len(m.samples) == RECHECK_AFTER and statistics.median(m.samples) * m.number < min_block / 2:
+                # Calibration was misled (a slow first block): the blocks are too short for the timer. Size them
+                # again from the calls just timed and start sampling over.
+                m.number = calibrate(timed.time, min_block, start=m.number)
+                m.samples.clear()
+                start = time.perf_counter()
+                continue
             elapsed = time.perf_counter() - start
             if elapsed < settings.min_time or len(m.samples) < settings.min_samples:
                 continue
             if settings.target_ci is None or elapsed >= settings.max_time:
                 break
-            if _median_ci_halfwidth(m.samples) <= settings.target_ci:
+            if _interval_halfwidth(m.samples) <= settings.target_ci:
                 break
         if getattr(timed, "asynchronous", False):
             m.pipelined_number, m.pipelined = _sample_pipelined(timed, overhead, settings)
@@ -113,21 +127,21 @@ def _warm_up(timed: Timed, settings: MeasureSettings) -> list[float]:
     return times
 
 
-def calibrate(time_calls: Callable[[int], float], min_block: float) -> int:
-    """Smallest convenient number of calls per block that ``time_calls(number)`` times at ``min_block`` s or more."""
-    number = 1
+def calibrate(time_calls: Callable[[int], float], min_block: float, start: int = 1) -> int:
+    """Smallest convenient number of calls per block that ``time_calls(number)`` times at ``min_block`` s or more.
+
+    Each size is timed CALIBRATION_REPEATS times and judged by the median, so one preempted block cannot decide it.
+    """
+    number = start
     while True:
-        elapsed = time_calls(number)
+        elapsed = statistics.median(time_calls(number) for _ in range(CALIBRATION_REPEATS))
         if elapsed >= min_block:
             return number
         # Aim 20% past the target from the measured rate, at least doubling so a noisy estimate cannot stall.
         number = max(2 * number, math.ceil(number * 1.2 * min_block / max(elapsed, 1e-9)))
 
 
-def _median_ci_halfwidth(samples: list[float]) -> float:
-    """Relative half-width of the distribution-free 95% CI of the median (order statistics)."""
-    values = np.sort(np.asarray(samples))
-    n = values.size
-    half = 1.96 * math.sqrt(n) / 2
-    low, high = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half))
-    return float((values[high] - values[low]) / 2 / np.median(values))
+def _interval_halfwidth(samples: list[float]) -> float:
+    """Relative half-width of the median's 95% distribution-free interval (the one bench.stats reports)."""
+    low, high, _ = median_interval(samples)
+    return math.inf if low is None else (high - low) / 2 / statistics.median(samples)

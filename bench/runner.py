@@ -1,13 +1,17 @@
 """Runs the cells of a sweep and writes one results row per cell.
 
 - Isolation: every (cell, repeat) runs in its own worker process (bench.worker), so a crash, hang or OOM becomes an
-  ``error`` row and the sweep goes on. Workloads are built and exported once per run in a ``prepare`` worker.
+  ``error`` row and the sweep goes on. Workloads are built and exported once per run in ``prepare`` workers.
 - Order: the (cell, repeat) pairs are shuffled with a recorded seed, so slow drifts of the machine spread over all
-  cells instead of biasing the last ones (methodology R3.3).
-- Resume: cells that already have an ``ok`` row for this sweep on this device are skipped; ``fresh`` starts over.
+  cells instead of biasing the last ones (methodology R3.3). A cell whose processes fall into separate modes
+  (bench.stats) gets as many processes again, up to ``max_processes``, so the share of each mode is known.
+- Resume: a cell is measured again unless this device already has an ``ok`` row for it that was measured the same
+  way (measurement settings, and for ONNX cells the opset and, from a bundle, the exporter); ``fresh`` starts over.
   A row is written, atomically, as soon as its cell's last repeat finishes.
-- Lock: one sweep at a time per device (a file lock in the temp directory), because two sweeps would time each
-  other.
+- Lock: one sweep at a time per device, because two sweeps would time each other.
+
+``run_sweep`` is the one entry point: ``shufflebench run`` (sweep files and bundles) and ``shufflebench time`` both go
+through it, under one lock and one fingerprint.
 """
 
 from __future__ import annotations
@@ -22,24 +26,28 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
-from bench import backends, device, stats
-from bench.config import Cell, RunSettings, Sweep
-from bench.errors import UserError
-from bench.results import SCHEMA_VERSION, ResultsStore
+from tqdm import tqdm
 
+from bench import backends, device, stats
+from bench.config import Cell, RunSettings, Sweep, kv
+from bench.errors import UserError
+from bench.results import SCHEMA_VERSION, CellColumns, CostColumns, ResultsStore, RunColumns, make_row
+from bench.worker import Failure, Prepared, PrepareJob, ProcessResult, TimeJob, decode, encode
 
 # Prepended to every worker command. Under qemu-user without binfmt_misc a process cannot start a foreign binary, so
 # `make arm-emulated` sets it to "qemu-aarch64-static -L <root>" (see scripts/arm_emulated.sh).
 WORKER_PREFIX = shlex.split(os.environ.get("SHUFFLEBENCH_WORKER_PREFIX", ""))
 # Prepare workers (build, count, export) that run at once: each holds a torch process of a few hundred MB.
 PREPARE_WORKERS = max(1, min(8, (os.cpu_count() or 1) // 2))
+# Measurement settings that do not change what a row measured: a different seed or timeout does not re-measure it.
+NOT_COMPARED = ("seed",)
 
 
 @contextlib.contextmanager
@@ -66,257 +74,361 @@ def device_lock(device_id: str, holder: str) -> Iterator[None]:
             f.truncate()
 
 
+@dataclass
+class Context:
+    """What every row of one run shares: the device, the folder, the sweep's name and settings, the log."""
+
+    meta: dict[str, Any]
+    folder: Path
+    sweep: str
+    run: RunSettings
+    log: TextIO
+
+
 def run_sweep(
     sweep: Sweep,
     results_root: Path,
     *,
     fresh: bool = False,
-    prepared: dict[str, dict] | None = None,
+    prepared: dict[str, Prepared] | None = None,
+    write: bool = True,
     log: TextIO = sys.stderr,
 ) -> list[dict]:
-    """Measure the cells of ``sweep`` not yet measured on this device; returns the rows of this run.
+    """Measure the cells of ``sweep`` not yet measured this way on this device; returns the rows of this run.
 
     ``prepared`` holds each cell's cost, input shape and ONNX file when they come from a bundle (bench.bundle).
+    With ``write`` false (``shufflebench time``) nothing is stored and every cell is measured.
     """
     meta = device.collect()
-    folder = results_root / meta["device_id"]
+    context = Context(meta, results_root / meta["device_id"], sweep.name, sweep.run, log)
     holder = f"pid {os.getpid()}, sweep {sweep.name}, since {_now()}"
     with device_lock(meta["device_id"], holder):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "device.json").write_text(json.dumps(meta, indent=2) + "\n")
-        store = ResultsStore(folder / f"{sweep.name}.csv")
-        if fresh:
-            store.clear()
-        done = {key for key, row in store.by_cell().items() if row.get("status") == "ok"}
-        todo = [c for c in sweep.cells if c.key not in done]
-        if len(todo) < len(sweep.cells):
-            print(
-                f"resuming {sweep.name}: {len(sweep.cells) - len(todo)} of {len(sweep.cells)} cells already "
-                f"measured on {meta['device_id']} (--fresh to measure them again)",
-                file=log,
-            )
         rows: list[dict] = []
+        store = None
+        if write:
+            context.folder.mkdir(parents=True, exist_ok=True)
+            (context.folder / "device.json").write_text(json.dumps(meta, indent=2) + "\n")
+            store = ResultsStore(context.folder / f"{sweep.name}.csv")
+            if fresh:
+                store.clear()
+        todo = cells_to_measure(sweep, store.by_cell() if store else {}, prepared, log) if store else sweep.cells
 
         def on_row(row: dict) -> None:
-            row["sweep"] = sweep.name
-            store.put(row)
+            if store:
+                store.put(row)
             rows.append(row)
 
-        Measurer(meta, folder, sweep.run, log).measure(todo, on_row, prepared)
+        measure_cells(todo, context, on_row, prepared)
     return rows
 
 
-class Measurer:
-    """Prepares workloads and runs worker processes for a list of cells, calling ``on_row`` per finished cell."""
-
-    def __init__(self, meta: dict[str, Any], folder: Path, run: RunSettings, log: TextIO) -> None:
-        self.meta, self.folder, self.run, self.log = meta, folder, run, log
-
-    def measure(
-        self, cells: list[Cell], on_row: Callable[[dict], None], prepared: dict[str, dict] | None = None
-    ) -> None:
-        """Measure ``cells``; ``prepared`` (cost, input shape, ONNX file per cell key) comes from a bundle, or is
-        made here by prepare workers."""
-        if not cells:
-            return
-        progress = Progress(len(cells), self.log)
-        runnable = []
-        for cell in cells:
-            reason = backends.unavailable_reason(backends.parse(cell.backend))
+def cells_to_measure(
+    sweep: Sweep, rows: dict[str, dict], prepared: dict[str, Prepared] | None, log: TextIO
+) -> list[Cell]:
+    """The cells without an ``ok`` row measured the way this sweep measures; says what is resumed and why not."""
+    todo, reasons = [], Counter()
+    for cell in sweep.cells:
+        reason = remeasure_reason(cell, rows.get(cell.key), sweep.run, prepared)
+        if reason is not None:
+            todo.append(cell)
             if reason:
-                on_row(self._row(cell, status="skipped", error=reason))
-                progress.done(cell, "skipped")
-            else:
-                runnable.append(cell)
-        if prepared is None:
-            prepared, errors = self.prepare(runnable, self.folder / "onnx", progress)
-            for cell in runnable:
-                if cell.key in errors:
-                    on_row(self._row(cell, status="error", error=errors[cell.key]))
-                    progress.done(cell, "error")
-        jobs = [(cell, r) for cell in runnable if cell.key in prepared for r in range(self.run.processes)]
-        random.Random(self.run.seed).shuffle(jobs)
-        progress.expect_runs(len(jobs))
-        results: dict[str, list[dict]] = defaultdict(list)
-        failed: set[str] = set()
-        for cell, _ in jobs:
-            if cell.key in failed:
-                continue
-            progress.start(cell)
-            started = _now()
-            job = {
-                "cell": cell.as_dict(),
-                "input_shape": prepared[cell.key]["input_shape"],
-                "onnx": prepared[cell.key].get("onnx"),
-                "measure": self.run.measure.as_dict(),
-            }
-            result = self._worker("time", job)
-            progress.run_done()
-            if "error" in result:
-                failed.add(cell.key)
-                on_row(self._row(cell, prepared[cell.key], status="error", error=result["error"]))
+                reasons[reason] += 1
+    done = len(sweep.cells) - len(todo)
+    if done:
+        print(
+            f"resuming {sweep.name}: {done} of {len(sweep.cells)} cells already measured (--fresh to measure them "
+            "again)",
+            file=log,
+        )
+    for reason, n in reasons.items():
+        print(f"measuring {n} cell(s) again: {reason}", file=log)
+    return todo
+
+
+def remeasure_reason(
+    cell: Cell, row: dict | None, run: RunSettings, prepared: dict[str, Prepared] | None
+) -> str | None:
+    """None when ``row`` already measures ``cell`` as ``run`` would; otherwise why not ('' for a cell never run)."""
+    if row is None:
+        return ""
+    if row.get("status") != "ok":
+        return f"the last run ended as {row.get('status')}"
+    wanted = {k: v for k, v in run.recorded().items() if k not in NOT_COMPARED}
+    had = {k: v for k, v in (row.get("measure_settings") or {}).items() if k not in NOT_COMPARED}
+    changed = sorted(k for k in wanted.keys() | had.keys() if wanted.get(k) != had.get(k))
+    if changed:
+        return (
+            "measurement settings changed (" + ", ".join(f"{k} {had.get(k)} -> {wanted.get(k)}" for k in changed) + ")"
+        )
+    if backends.get(cell.backend).needs_onnx:
+        export = prepared[cell.key].export if prepared and cell.key in prepared else None
+        expected = {"opset": (export or {}).get("opset", backends.ONNX_OPSET)}
+        if export:
+            expected["exporter"] = export.get("exporter")
+        for key, value in expected.items():
+            if row.get(key) != value:
+                return f"the ONNX {key} changed ({row.get(key)} -> {value})"
+    return None
+
+
+def measure_cells(
+    cells: list[Cell],
+    context: Context,
+    on_row: Callable[[dict], None],
+    prepared: dict[str, Prepared] | None = None,
+) -> None:
+    """Measure ``cells``, calling ``on_row`` once per cell as soon as its row is ready (skipped, error or ok)."""
+    if not cells:
+        return
+    progress = Progress(len(cells), context.log)
+    runnable = []
+    for cell in cells:
+        reason = backends.get(cell.backend).unavailable_reason()
+        if reason:
+            on_row(error_row(cell, context, None, "skipped", reason))
+            progress.done(cell, "skipped")
+        else:
+            runnable.append(cell)
+    if prepared is None:
+        prepared, errors = prepare_cells(runnable, context.folder / "onnx", context.run.timeout, progress)
+        for cell in runnable:
+            if cell.key in errors:
+                on_row(error_row(cell, context, None, "error", errors[cell.key]))
                 progress.done(cell, "error")
-                continue
-            result["started_at"] = started
-            results[cell.key].append(result)
-            if len(results[cell.key]) == self.run.processes:
-                row = self._measured_row(cell, prepared[cell.key], results.pop(cell.key))
-                on_row(row)
-                progress.done(cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
-
-    def prepare(
-        self, cells: list[Cell], onnx_dir: Path, progress: Progress | None = None
-    ) -> tuple[dict[str, dict], dict[str, str]]:
-        """Cost (and ONNX file in ``onnx_dir``, for ORT cells) per distinct workload and batch, built once each.
-
-        Returns the prepared data and the error text, both by cell key.
-        """
-        groups: dict[str, list[Cell]] = defaultdict(list)
-        for cell in cells:
-            groups[json.dumps([cell.workload, cell.args, cell.batch], sort_keys=True)].append(cell)
-        prepared: dict[str, dict] = {}
-        errors: dict[str, str] = {}
-
-        def prepare_group(group_key: str, group: list[Cell]) -> None:
-            needs_onnx = any(backends.parse(c.backend).family == "ort" for c in group)
-            digest = hashlib.sha256(group_key.encode()).hexdigest()[:12]
-            onnx = onnx_dir / f"{group[0].workload}-{digest}.onnx" if needs_onnx else None
-            job = {
-                "workload": group[0].workload,
-                "args": group[0].args,
-                "batch": group[0].batch,
-                "onnx": str(onnx) if onnx else None,
-            }
-            if progress:
-                progress.note(f"preparing {group[0].workload} {_args(group[0].args)} batch={group[0].batch}")
-            result = self._worker("prepare", job)
-            for cell in group:
-                if "error" in result:
-                    errors[cell.key] = result["error"]
-                else:
-                    prepared[cell.key] = {**result, "onnx": str(onnx) if onnx else None}
-
-        # Nothing is timed while workloads are prepared, so their workers may share the cores.
-        with ThreadPoolExecutor(max_workers=PREPARE_WORKERS) as pool:
-            list(pool.map(prepare_group, groups.keys(), groups.values()))
-        return prepared, errors
-
-    def _worker(self, kind: str, job: dict) -> dict:
-        with tempfile.TemporaryDirectory(prefix="shufflebench-") as tmp:
-            job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
-            job_path.write_text(json.dumps(job))
-            try:
-                proc = subprocess.run(
-                    [*WORKER_PREFIX, sys.executable, "-m", "bench.worker", kind, str(job_path), str(out_path)],
-                    capture_output=True,
-                    text=True,
-                    timeout=self.run.timeout,
-                )
-            except subprocess.TimeoutExpired:
-                return {"error": f"worker timed out after {self.run.timeout:g} s (raise measure.timeout)"}
-            tail = " | ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
-            if out_path.exists():
-                result = json.loads(out_path.read_text())
-                if "error" in result and tail:
-                    result["error"] += f" (worker stderr: {tail})"
-                return result
-            how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-            return {"error": f"worker crashed ({how}): {tail or 'no output'}"}
-
-    def _row(self, cell: Cell, prepared: dict | None = None, **columns: Any) -> dict[str, Any]:
-        # A group's ONNX export is shared by its torch cells too; only ORT cells ran the exported file.
-        export = ((prepared or {}).get("export") or {}) if backends.parse(cell.backend).family == "ort" else {}
-        row = {
-            "schema_version": SCHEMA_VERSION,
-            "cell": cell.key,
-            "workload": cell.workload,
-            "workload_args": cell.args,
-            "backend": cell.backend,
-            **cell.settings,
-            "device_id": self.meta["device_id"],
-            "arch": self.meta["arch"],
-            "emulated": self.meta["emulated"],
-            **((prepared or {}).get("cost") or {}),
-            "exporter": export.get("exporter"),
-            "opset": export.get("opset"),
-            "measure_settings": {**self.run.measure.as_dict(), "processes": self.run.processes, "seed": self.run.seed},
-            "finished_at": _now(),
-        }
-        row.update(columns)
-        return row
-
-    def _measured_row(self, cell: Cell, prepared: dict, results: list[dict]) -> dict[str, Any]:
-        samples = [r["samples"] for r in results]
-        load_avg = device.load_average()
-        warnings = results[0]["info"].get("warnings") or []
-        summary = stats.summarize(
-            samples, cell.batch, load_avg=load_avg, cores=self.meta["cores_logical"], warnings=warnings
-        )
-        if any(r.get("pipelined") for r in results):
-            summary.update(stats.pipelined([r["pipelined"] for r in results], cell.batch))
-        return self._row(
-            cell,
-            prepared,
-            status="ok",
-            error=None,
-            **summary,
-            number=results[0]["number"],
-            timer_overhead_us=min(r["timer_overhead"] for r in results) * 1e6,
-            load_avg=load_avg,
-            backend_info=results[0]["info"],
-            # raw samples in ms to the nanosecond: the clock resolves no finer, and the file stays small
-            samples_ms=[[round(s * 1e3, 6) for s in p] for p in samples],
-            warmup_ms=[[round(s * 1e3, 6) for s in r["warmup"]] for r in results],
-            started_at=min(r["started_at"] for r in results),
-        )
+    queue = schedule([c for c in runnable if c.key in prepared], context.run.processes, context.run.seed)
+    progress.expect_runs(len(queue))
+    results: dict[str, list[tuple[str, ProcessResult]]] = defaultdict(list)
+    wanted = {cell.key: context.run.processes for cell in runnable}
+    failed: set[str] = set()
+    while queue:
+        cell = queue.pop(0)
+        if cell.key in failed:
+            continue
+        progress.start(cell)
+        started = _now()
+        answer = run_worker("time", TimeJob(cell, prepared[cell.key], context.run.measure), context.run.timeout)
+        progress.run_done()
+        if isinstance(answer, Failure):
+            failed.add(cell.key)
+            on_row(error_row(cell, context, prepared[cell.key], "error", answer.error))
+            progress.done(cell, "error")
+            continue
+        results[cell.key].append((started, answer))
+        if len(results[cell.key]) < wanted[cell.key]:
+            continue
+        extra = _extra_processes(results[cell.key], wanted[cell.key], context.run)
+        if extra:
+            wanted[cell.key] += extra
+            queue += [cell] * extra
+            progress.expect_more(extra, f"{cell.key}: processes fall into modes, {extra} more")
+            continue
+        row = measured_row(cell, context, prepared[cell.key], results.pop(cell.key))
+        on_row(row)
+        progress.done(cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
 
 
+def _extra_processes(results: list[tuple[str, ProcessResult]], done: int, run: RunSettings) -> int:
+    """More processes for a cell whose processes fall into modes, once, up to ``run.max_processes``."""
+    if done != run.processes or done >= run.max_processes:
+        return 0
+    if stats.find_modes([r.samples for _, r in results]) is None:
+        return 0
+    return min(run.processes, run.max_processes - done)
+
+
+def schedule(cells: list[Cell], processes: int, seed: int) -> list[Cell]:
+    """Each cell ``processes`` times, in an order shuffled with ``seed``."""
+    runs = [cell for cell in cells for _ in range(processes)]
+    random.Random(seed).shuffle(runs)
+    return runs
+
+
+def prepare_cells(
+    cells: list[Cell], onnx_dir: Path, timeout: float, progress: Progress | None = None
+) -> tuple[dict[str, Prepared], dict[str, str]]:
+    """Cost (and ONNX file in ``onnx_dir``, for backends that run one) per distinct workload and batch.
+
+    Returns what each cell needs and the error text, both by cell key.
+    """
+    groups: dict[str, list[Cell]] = defaultdict(list)
+    for cell in cells:
+        groups[json.dumps([cell.workload, cell.args, cell.batch], sort_keys=True)].append(cell)
+    prepared: dict[str, Prepared] = {}
+    errors: dict[str, str] = {}
+
+    def prepare_group(group_key: str, group: list[Cell]) -> None:
+        first = group[0]
+        needs_onnx = any(backends.get(c.backend).needs_onnx for c in group)
+        digest = hashlib.sha256(group_key.encode()).hexdigest()[:12]
+        onnx = str(onnx_dir / f"{first.workload}-{digest}.onnx") if needs_onnx else None
+        if progress:
+            progress.note(f"preparing {first.workload} {kv(first.args)} batch={first.batch}")
+        answer = run_worker("prepare", PrepareJob(first.workload, first.args, first.batch, onnx), timeout)
+        for cell in group:
+            if isinstance(answer, Failure):
+                errors[cell.key] = answer.error
+            else:
+                prepared[cell.key] = answer
+
+    # Nothing is timed while workloads are prepared, so their workers may share the cores.
+    with ThreadPoolExecutor(max_workers=PREPARE_WORKERS) as pool:
+        list(pool.map(prepare_group, groups.keys(), groups.values()))
+    return prepared, errors
+
+
+ANSWERS = {"Prepared": Prepared, "ProcessResult": ProcessResult, "Failure": Failure}
+
+
+def run_worker(kind: str, job: Any, timeout: float) -> Any:
+    """Run one worker process on ``job``; its answer, or a Failure that says what went wrong."""
+    with tempfile.TemporaryDirectory(prefix="shufflebench-") as tmp:
+        job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
+        job_path.write_text(encode(job))
+        try:
+            proc = subprocess.run(
+                [*WORKER_PREFIX, sys.executable, "-m", "bench.worker", kind, str(job_path), str(out_path)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return Failure(f"worker timed out after {timeout:g} s (raise measure.timeout)")
+        tail = " | ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
+        if out_path.exists():
+            out = json.loads(out_path.read_text())
+            answer = decode(ANSWERS[out["kind"]], out["answer"])
+            if isinstance(answer, Failure) and tail:
+                return Failure(f"{answer.error} (worker stderr: {tail})", answer.traceback)
+            return answer
+        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        return Failure(f"worker crashed ({how}): {tail or 'no output'}")
+
+
+def _cell_columns(cell: Cell, context: Context, status: str, error: str | None) -> CellColumns:
+    return CellColumns(
+        schema_version=SCHEMA_VERSION,
+        sweep=context.sweep,
+        cell=cell.key,
+        status=status,
+        error=error,
+        workload=cell.workload,
+        workload_args=cell.args,
+        backend=cell.backend,
+        device_id=context.meta["device_id"],
+        arch=context.meta["arch"],
+        emulated=context.meta["emulated"],
+    )
+
+
+def _cost_columns(cell: Cell, prepared: Prepared | None) -> CostColumns:
+    if prepared is None:
+        return CostColumns()
+    cost = dict(prepared.cost)
+    dtype = cell.settings.get("dtype", "float32")
+    cost["mac_bytes"] = cost["mac"] * backends.ITEMSIZE[dtype]  # counted at float32; the cell may run narrower
+    return CostColumns(**cost)
+
+
+def _export_columns(cell: Cell, prepared: Prepared | None) -> dict[str, Any]:
+    export = (prepared.export or {}) if prepared and backends.get(cell.backend).needs_onnx else {}
+    return {"exporter": export.get("exporter"), "opset": export.get("opset")}
+
+
+def error_row(cell: Cell, context: Context, prepared: Prepared | None, status: str, error: str) -> dict[str, Any]:
+    """The row of a cell that was skipped or failed."""
+    run = RunColumns(context.run.recorded(), _now(), **_export_columns(cell, prepared))
+    return make_row(
+        _cell_columns(cell, context, status, error),
+        {"batch": cell.batch, **cell.settings},
+        run,
+        _cost_columns(cell, prepared),
+    )
+
+
+def measured_row(
+    cell: Cell, context: Context, prepared: Prepared, results: list[tuple[str, ProcessResult]]
+) -> dict[str, Any]:
+    """The row of a measured cell, from its processes' results."""
+    processes = [r for _, r in results]
+    load_avg = device.load_average()
+    info = processes[0].info
+    summary = stats.summarize(
+        [p.samples for p in processes],
+        [p.number for p in processes],
+        cell.batch,
+        pipelined=[p.pipelined for p in processes],
+        load_avg=load_avg,
+        cores=context.meta["cores_logical"],
+        warnings=info.get("warnings") or [],
+    )
+    run = RunColumns(
+        measure_settings=context.run.recorded(),
+        finished_at=_now(),
+        started_at=min(started for started, _ in results),
+        timer_overhead_us=min(p.timer_overhead for p in processes) * 1e6,
+        load_avg=load_avg,
+        backend_info=info,
+        # raw samples in ms to the nanosecond: the clock resolves no finer, and the file stays small
+        samples_ms=[[round(s * 1e3, 6) for s in p.samples] for p in processes],
+        warmup_ms=[[round(s * 1e3, 6) for s in p.warmup] for p in processes],
+        **_export_columns(cell, prepared),
+    )
+    return make_row(
+        _cell_columns(cell, context, "ok", None),
+        {"batch": cell.batch, **cell.settings},
+        run,
+        _cost_columns(cell, prepared),
+        summary,
+    )
+
+
+@dataclass
 class Progress:
-    """A line per finished cell; on a terminal also a progress bar over the worker runs with the current cell and
-    an ETA (worker runs, not cells, because a cell's repeats are spread over the whole shuffled sweep)."""
+    """A line per finished cell; on a terminal also a tqdm bar over the worker runs (runs, not cells, because a
+    cell's repeats are spread over the whole shuffled sweep) with the current cell and an ETA."""
 
-    def __init__(self, total: int, out: TextIO) -> None:
-        self.total, self.out, self.finished = total, out, 0
-        self.runs_total = self.runs_done = 0
-        self.runs_started_at = time.monotonic()
-        self.tty = out.isatty()
+    total: int
+    out: TextIO
+    finished: int = 0
+    bar: tqdm = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bar = tqdm(
+            total=0,
+            file=self.out,
+            unit="run",
+            disable=not self.out.isatty(),
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}<{remaining}] {postfix}",
+        )
 
     def expect_runs(self, n: int) -> None:
-        self.runs_total, self.runs_done, self.runs_started_at = n, 0, time.monotonic()
+        self.bar.reset(total=n)
+
+    def expect_more(self, n: int, why: str) -> None:
+        self.bar.total += n
+        self.bar.refresh()
+        tqdm.write(why, file=self.out)
 
     def run_done(self) -> None:
-        self.runs_done += 1
+        self.bar.update(1)
 
     def note(self, text: str) -> None:
-        if self.tty:
-            self._line(text)
+        self.bar.set_postfix_str(text[:80])
 
     def start(self, cell: Cell) -> None:
-        if self.tty:
-            self._line(cell.key)
+        self.bar.set_postfix_str(f"{self.finished}/{self.total} cells, now {cell.key}"[:120])
 
     def done(self, cell: Cell, outcome: str) -> None:
         self.finished += 1
-        if self.tty:
-            self.out.write("\r\033[K")
-        print(f"[{self.finished:>{len(str(self.total))}}/{self.total}] {cell.key}: {outcome}", file=self.out)
-
-    def _line(self, text: str) -> None:
-        eta, fraction = "", 0.0
-        if self.runs_total:
-            fraction = self.runs_done / self.runs_total
-            if self.runs_done:
-                per_run = (time.monotonic() - self.runs_started_at) / self.runs_done
-                eta = f"ETA {_duration(per_run * (self.runs_total - self.runs_done))} "
-        width = 30
-        bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
-        self.out.write(f"\r\033[K[{bar}] {self.finished}/{self.total} cells {eta}{text}"[:200])
-        self.out.flush()
+        tqdm.write(f"[{self.finished:>{len(str(self.total))}}/{self.total}] {cell.key}: {outcome}", file=self.out)
+        if self.finished == self.total:
+            self.bar.close()
 
 
 def summary_table(rows: list[dict]) -> str:
     """The table printed at the end of a run: measured and failed cells, then a count of the skipped ones."""
-    header = ["cell", "status", "median_ms", "iqr_%", "images/s", "MFLOPs", "MAC_M", "note"]
+    header = ["cell", "status", "median_ms", "ci", "iqr_%", "images/s", "MFLOPs", "MAC_M", "note"]
     lines = []
     skipped = defaultdict(int)
     for r in rows:
@@ -329,7 +441,8 @@ def summary_table(rows: list[dict]) -> str:
                 r["cell"],
                 r["status"],
                 f"{r['median_ms']:.3f}" if ok else "",
-                f"{100 * r['iqr_ms'] / r['median_ms']:.1f}" if ok else "",
+                f"[{r['ci_low_ms']:.3f}, {r['ci_high_ms']:.3f}] {r['ci_level']:.0%}" if ok and r["ci_level"] else "",
+                f"{100 * r['iqr_ms'] / r['median_ms']:.1f}" if ok and r["iqr_ms"] is not None else "",
                 f"{r['images_per_s']:.1f}" if ok else "",
                 f"{r['flops'] / 1e6:.1f}" if r.get("flops") is not None else "",
                 f"{r['mac'] / 1e6:.2f}" if r.get("mac") is not None else "",
@@ -341,15 +454,6 @@ def summary_table(rows: list[dict]) -> str:
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
     out += [f"{n} cells skipped: {reason}" for reason, n in skipped.items()]
     return "\n".join(out)
-
-
-def _args(args: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in args.items())
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
 
 
 def _now() -> str:

@@ -1,106 +1,205 @@
-"""Latency statistics and noise flags (numpy only).
+"""Latency statistics and noise flags (numpy and scipy.stats; no torch).
 
-A measurement is a list of processes, each a list of samples: seconds per call, each the mean over a block of calls
-(methodology section 0). The median is the headline number (robust to the spikes a shared machine produces), with
-the IQR and percentiles beside it. The 95% confidence interval of the median is a percentile bootstrap over the
-process medians, because samples inside one process share allocator, ASLR and clock state and would make the interval
-too narrow; with one process it falls back to the samples and says so in ``ci_method``.
+A cell is measured in several worker processes; each process gives samples, each the mean seconds per call over a
+block of ``number`` calls (methodology section 0). Processes differ in ways samples inside one process do not (where
+the allocator put the tensors, which kernel a library picked, the clock), so the process is the unit:
+
+- The headline ``median_ms`` is the median of the process medians: every process weighs the same, however many
+  samples its block size gave it.
+- Its interval is the distribution-free one for a median (order statistics of the process medians, coverage from the
+  binomial distribution), with the level it really reaches in ``ci_level``: at least 95% needs 6 processes, 5 reach
+  93.8%, 3 reach 75%, and with 1 or 2 there is no interval.
+- Percentiles, IQR, mean and std describe the pooled samples with each process weighted equally. They are per call
+  when every block was one call, and of block means otherwise (``percentiles_of`` says which); a percentile the
+  samples cannot resolve (p99 needs 100 samples) is left empty and the noise text says why.
+- Processes that fall into separate groups (a gap between process medians far wider than the spread inside a
+  process) are reported as ``modes``: each group's median and how many processes it holds.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 IQR_WARN = 0.10  # IQR/median above this: "system fluctuation" (torch.utils.benchmark)
 IQR_GROSS = 0.25  # above this: "significant environmental influence"
 STD_WARN = 0.10  # std/mean (pyperf)
-TAIL_WARN = 0.50  # p99 this far above the median: frequent interruptions (pyperf checks min/max against the mean;
-# with hundreds of per-call samples one interrupt always trips that, so we check the 99th percentile instead)
-# Half-width of the median's 95% CI, relative. pyperf flags any cell needing more processes than ran for a 1%-wide
-# interval; on a shared machine that fires on nearly every cell, so we flag the interval itself and keep
-# `required_processes` as a column.
-CI_WARN = 0.05
-BOOTSTRAP_RESAMPLES = 2000
+TAIL_WARN = 0.50  # p99 this far above the median: frequent interruptions
+CI_WARN = 0.05  # half-width of the median's interval, relative to the median
+CI_LEVEL = 0.95  # the level an interval aims for
+# Modes: a gap between neighbouring process medians wider than GAP_SPREADS times the typical spread inside one
+# process, and than GAP_MIN of the median, separates two groups of processes.
+GAP_SPREADS = 4.0
+GAP_MIN = 0.25
+PERCENTILES = {"p10_ms": 10, "p25_ms": 25, "p75_ms": 75, "p90_ms": 90, "p99_ms": 99}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The statistics columns of a results row (times in ms)."""
+
+    median_ms: float
+    ci_low_ms: float | None
+    ci_high_ms: float | None
+    ci_level: float | None
+    iqr_ms: float | None
+    p10_ms: float | None
+    p25_ms: float | None
+    p75_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    percentiles_of: str
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    images_per_s: float
+    batches_per_s: float
+    pipelined_ms: float | None
+    pipelined_images_per_s: float | None
+    pipelined_batches_per_s: float | None
+    samples: int
+    processes: int
+    process_medians_ms: list[float]
+    numbers: list[int]
+    modes: list[dict[str, Any]] | None
+    required_processes: int
+    is_noisy: bool
+    noise: str  # the flags (what makes the cell noisy), then notes that do not (an empty percentile)
 
 
 def summarize(
-    processes: list[list[float]],
+    samples: list[list[float]],
+    numbers: list[int],
     batch: int,
+    *,
+    pipelined: list[list[float]] | None = None,
     load_avg: float | None = None,
     cores: int | None = None,
-    warnings: list[str] = (),
-) -> dict[str, Any]:
-    """Statistics of per-call times (seconds) from several processes, as results-row columns in ms.
+    warnings: list[str] | tuple[str, ...] = (),
+) -> Summary:
+    """Statistics of one cell.
 
     Args:
-        processes: per process, the per-call seconds of each sample.
+        samples: per process, the seconds per call of each sample (a block mean when that process's number > 1).
+        numbers: per process, the calls per block.
         batch: images per call, for throughput.
+        pipelined: per process, seconds per call of back-to-back blocks (asynchronous devices only).
         load_avg: the 1-minute load average at the end of the cell, to flag a busy machine.
         cores: logical cores of the device, to judge ``load_avg``.
         warnings: what the backend noticed while preparing the cell (e.g. nodes off the GPU), added to the flags.
     """
-    pooled = np.concatenate([np.asarray(p, dtype=float) for p in processes])
-    if pooled.size == 0:
+    processes = [np.asarray(p, dtype=float) * 1e3 for p in samples if len(p)]
+    if not processes:
         raise ValueError("no samples to summarise")
-    ms = pooled * 1e3
-    p10, p25, median, p75, p90, p99 = np.percentile(ms, [10, 25, 50, 75, 90, 99])
-    process_medians = [float(np.median(p)) * 1e3 for p in processes if len(p)]
-    ci_low, ci_high, ci_method = median_ci(process_medians, ms)
-    mean, std = float(ms.mean()), float(ms.std(ddof=1)) if ms.size > 1 else 0.0
-    out = {
-        "median_ms": float(median),
-        "iqr_ms": float(p75 - p25),
-        "p10_ms": float(p10),
-        "p25_ms": float(p25),
-        "p75_ms": float(p75),
-        "p90_ms": float(p90),
-        "p99_ms": float(p99),
-        "mean_ms": mean,
-        "std_ms": std,
-        "min_ms": float(ms.min()),
-        "max_ms": float(ms.max()),
-        "ci95_low_ms": ci_low,
-        "ci95_high_ms": ci_high,
-        "ci_method": ci_method,
-        "samples": int(ms.size),
-        "processes": len(process_medians),
-        "required_processes": required_processes(process_medians),
-        "images_per_s": batch * 1e3 / float(median),
-        "batches_per_s": 1e3 / float(median),
-    }
-    reasons = noise_reasons(out, load_avg=load_avg, cores=cores) + list(warnings)
-    out["is_noisy"] = bool(reasons)
-    out["noise"] = "; ".join(reasons)
-    return out
+    medians = np.array([float(np.median(p)) for p in processes])
+    median = float(np.median(medians))
+    low, high, level = median_interval(medians)
+    pooled = np.concatenate(processes)
+    weights = np.concatenate([np.full(p.size, 1.0 / p.size) for p in processes])
+    notes: list[str] = []
+    percentiles = {}
+    for column, q in PERCENTILES.items():
+        needed = math.ceil(100 / min(q, 100 - q))
+        if pooled.size >= needed:
+            percentiles[column] = float(np.percentile(pooled, q, weights=weights, method="inverted_cdf"))
+        else:
+            percentiles[column] = None
+            notes.append(f"{column.removesuffix('_ms')} left empty: {pooled.size} samples, {needed} needed")
+    mean = float(np.average(pooled, weights=weights))
+    std = float(np.sqrt(np.average((pooled - mean) ** 2, weights=weights)))
+    iqr = None if percentiles["p25_ms"] is None else percentiles["p75_ms"] - percentiles["p25_ms"]
+    blocks = sorted(set(numbers))
+    if blocks == [1]:
+        basis = "calls"
+    else:
+        basis = f"blocks of {blocks[0]} calls" if len(blocks) == 1 else f"blocks of {blocks[0]}-{blocks[-1]} calls"
+    pipe = _pipelined(pipelined or [], batch)
+    modes = find_modes(processes)
+    summary = dict(
+        median_ms=median,
+        ci_low_ms=low,
+        ci_high_ms=high,
+        ci_level=level,
+        iqr_ms=iqr,
+        **percentiles,
+        percentiles_of=basis,
+        mean_ms=mean,
+        std_ms=std,
+        min_ms=float(pooled.min()),
+        max_ms=float(pooled.max()),
+        images_per_s=batch * 1e3 / median,
+        batches_per_s=1e3 / median,
+        **pipe,
+        samples=int(pooled.size),
+        processes=len(processes),
+        process_medians_ms=[round(float(m), 6) for m in medians],
+        numbers=list(numbers),
+        modes=modes,
+        required_processes=required_processes(list(medians)),
+    )
+    flags = noise_reasons(summary, load_avg=load_avg, cores=cores) + list(warnings)
+    return Summary(**summary, is_noisy=bool(flags), noise="; ".join(flags + notes))
 
 
-def pipelined(processes: list[list[float]], batch: int) -> dict[str, Any]:
-    """Columns for back-to-back calls on an asynchronous device: the median over processes of each process's median
-    seconds per call, in ms, and the throughput it gives."""
-    median_ms = float(np.median([np.median(p) for p in processes if len(p)])) * 1e3
+def median_interval(values: np.ndarray | list[float], level: float = CI_LEVEL) -> tuple[float | None, ...]:
+    """Distribution-free interval of the median of ``values``: ``(low, high, achieved level)``.
+
+    The interval between the j-th smallest and the j-th largest value covers the true median with probability
+    1 - 2 * P(Binomial(n, 1/2) <= j - 1), for any continuous distribution. The narrowest such interval that reaches
+    ``level`` is returned; when even the full range falls short (n < 6 at 95%), the range with the level it reaches.
+    With fewer than 3 values there is no interval worth the name: ``(None, None, None)``.
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    n = x.size
+    if n < 3:
+        return None, None, None
+    j = 1
+    coverage = 1 - 2 * scipy_stats.binom.cdf(0, n, 0.5)
+    for candidate in range(2, n // 2 + 1):
+        candidate_coverage = 1 - 2 * scipy_stats.binom.cdf(candidate - 1, n, 0.5)
+        if candidate_coverage < level:
+            break
+        j, coverage = candidate, candidate_coverage
+    return float(x[j - 1]), float(x[n - j]), float(coverage)
+
+
+def find_modes(processes: list[np.ndarray]) -> list[dict[str, Any]] | None:
+    """Groups of processes whose medians are separated by gaps far wider than the spread inside a process, or None.
+
+    Args:
+        processes: per process, its samples (any unit; the modes are reported in the same unit).
+    """
+    if len(processes) < 2:
+        return None
+    medians = np.sort([float(np.median(p)) for p in processes])
+    spread = float(np.median([np.subtract(*np.percentile(p, [75, 25])) for p in processes]))
+    threshold = max(GAP_SPREADS * spread, GAP_MIN * float(np.median(medians)))
+    groups: list[list[float]] = [[float(medians[0])]]
+    for previous, value in zip(medians[:-1], medians[1:]):
+        if value - previous > threshold:
+            groups.append([])
+        groups[-1].append(float(value))
+    if len(groups) == 1:
+        return None
+    return [{"median_ms": round(float(np.median(g)), 6), "processes": len(g)} for g in groups]
+
+
+def _pipelined(processes: list[list[float]], batch: int) -> dict[str, float | None]:
+    """Back-to-back calls on an asynchronous device: the median over processes of each process's median."""
+    medians = [float(np.median(p)) * 1e3 for p in processes if len(p)]
+    if not medians:
+        return {"pipelined_ms": None, "pipelined_images_per_s": None, "pipelined_batches_per_s": None}
+    median_ms = float(np.median(medians))
     return {
         "pipelined_ms": median_ms,
         "pipelined_images_per_s": batch * 1e3 / median_ms,
         "pipelined_batches_per_s": 1e3 / median_ms,
     }
-
-
-def median_ci(
-    process_medians: list[float], pooled_ms: np.ndarray, confidence: float = 0.95
-) -> tuple[float, float, str]:
-    """95% percentile-bootstrap interval of the median, over process medians when there are at least 3."""
-    if len(process_medians) >= 3:
-        data, method = np.asarray(process_medians), "bootstrap over process medians"
-    else:
-        data, method = pooled_ms, "bootstrap over samples of one process (too narrow: run more processes)"
-    rng = np.random.default_rng(0)
-    resampled = np.median(rng.choice(data, size=(BOOTSTRAP_RESAMPLES, data.size), replace=True), axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    return float(low), float(high), method
 
 
 def required_processes(process_medians: list[float], width: float = 0.01, z: float = 1.96) -> int:
@@ -116,28 +215,37 @@ def noise_reasons(stats: dict[str, Any], load_avg: float | None = None, cores: i
     """Why a cell's numbers are not to be trusted, each with what to do about it (empty when they are)."""
     reasons = []
     median, mean = stats["median_ms"], stats["mean_ms"]
-    iqr_ratio = stats["iqr_ms"] / median
-    if iqr_ratio > IQR_GROSS:
+    if stats["modes"]:
+        modes = ", ".join(f"{m['median_ms']:.3g} ms in {m['processes']}" for m in stats["modes"])
+        reasons.append(
+            f"processes fall into {len(stats['modes'])} modes ({modes} of {stats['processes']} processes): the "
+            "median depends on how many land in each; read the modes, not the median alone (docs/design-notes.md)"
+        )
+    iqr_ratio = None if stats["iqr_ms"] is None else stats["iqr_ms"] / median
+    if iqr_ratio is not None and iqr_ratio > IQR_GROSS:
         reasons.append(
             f"IQR is {iqr_ratio:.0%} of the median, a strong outside influence: stop other programs and run again"
         )
-    elif iqr_ratio > IQR_WARN:
+    elif iqr_ratio is not None and iqr_ratio > IQR_WARN:
         reasons.append(f"IQR is {iqr_ratio:.0%} of the median: close other programs or raise min_time")
-    if stats["std_ms"] / mean >= STD_WARN and iqr_ratio <= IQR_WARN:
+    if stats["std_ms"] / mean >= STD_WARN and (iqr_ratio is None or iqr_ratio <= IQR_WARN) and not stats["modes"]:
         reasons.append(
             f"std is {stats['std_ms'] / mean:.0%} of the mean (spikes): close other programs or raise processes"
         )
-    if stats["p99_ms"] > median * (1 + TAIL_WARN):
+    if stats["p99_ms"] is not None and stats["p99_ms"] > median * (1 + TAIL_WARN):
         reasons.append(
             f"p99 is {stats['p99_ms'] / median - 1:.0%} above the median: frequent interruptions; "
             "close other programs and run again"
         )
-    ci_half = (stats["ci95_high_ms"] - stats["ci95_low_ms"]) / 2 / median
-    if ci_half > CI_WARN:
-        reasons.append(
-            f"the median is only known to ±{ci_half:.0%}: raise processes ({stats['required_processes']} "
-            f"needed for a 1%-wide interval, {stats['processes']} ran)"
-        )
+    if stats["ci_level"] is None:
+        reasons.append(f"no interval for the median from {stats['processes']} process(es): raise processes to 6")
+    else:
+        ci_half = (stats["ci_high_ms"] - stats["ci_low_ms"]) / 2 / median
+        if ci_half > CI_WARN:
+            reasons.append(
+                f"the median is only known to ±{ci_half:.0%} ({stats['ci_level']:.0%} interval): raise processes "
+                f"({stats['required_processes']} needed for a 1%-wide interval, {stats['processes']} ran)"
+            )
     if load_avg is not None and cores and load_avg > cores:
         reasons.append(f"load average {load_avg:.1f} on {cores} cores: other programs were running")
     return reasons

@@ -1,68 +1,126 @@
-"""The worker process: ``python -m bench.worker {prepare,time} JOB.json OUT.json``.
+"""The worker process and its typed protocol: ``python -m bench.worker {prepare,time} JOB.json OUT.json``.
 
 The runner starts one worker per (cell, repeat) so that a crash, a hang or an out-of-memory kill costs one cell, and
 torch and ONNX Runtime never share a process (their thread pools would compete). ``prepare`` builds a workload once
 per sweep run, counts its cost and exports it to ONNX when an ORT cell needs it [torch]; ``time`` measures one cell
-and imports only what its backend needs, so timing an ONNX file needs no torch. Results go to OUT.json, not stdout,
+and imports only what its backend needs, so timing an ONNX file needs no torch. Answers go to OUT.json, not stdout,
 because exporters and libraries print to stdout.
+
+Jobs and answers are frozen dataclasses; :func:`encode` and :func:`decode` are their one JSON round trip (bundles use
+them too).
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import signal
 import sys
 import traceback
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import backends
+from bench.config import Cell
 from bench.measure import MeasureSettings, measure
 
+T = TypeVar("T")
 
-def prepare(job: dict[str, Any]) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class PrepareJob:
+    """Build one workload, count its cost and, when ``onnx`` is set, export it there. [torch]"""
+
+    workload: str
+    args: dict[str, Any]
+    batch: int
+    onnx: str | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every cell of one workload and batch needs to be timed and recorded."""
+
+    input_shape: list[int]
+    cost: dict[str, int]  # params, flops, mac, mac_bytes (float32), elementwise_ops
+    onnx: str | None = None  # the exported file, for backends that run one
+    export: dict[str, Any] | None = None  # exporter, opset, versions, op counts
+
+
+@dataclass(frozen=True)
+class TimeJob:
+    cell: Cell
+    prepared: Prepared
+    measure: MeasureSettings
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """One worker process's measurement of a cell (seconds)."""
+
+    samples: list[float]
+    number: int
+    warmup: list[float]
+    timer_overhead: float
+    pipelined: list[float]
+    pipelined_number: int
+    info: dict[str, Any]  # the settings as the backend applied them
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A worker that raised: the exception type and message, and the traceback for the log."""
+
+    error: str
+    traceback: str = ""
+
+
+def encode(value: Any) -> str:
+    return json.dumps(dataclasses.asdict(value))
+
+
+def decode(cls: type[T], text: str | dict[str, Any]) -> T:
+    """``cls`` from its JSON (or the dict of it), nested dataclasses included."""
+    data = json.loads(text) if isinstance(text, str) else text
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            kind = next((k for k in typing.get_args(kind) if k is not type(None)), kind)
+        value = data[f.name]
+        values[f.name] = decode(kind, value) if dataclasses.is_dataclass(kind) and value is not None else value
+    return cls(**values)
+
+
+def prepare(job: PrepareJob) -> Prepared:
     import blocks
     from bench import cost
 
-    workload = blocks.build(job["workload"], **job["args"], batch=job["batch"])
-    out: dict[str, Any] = {
-        "input_shape": list(workload.input_shape),
-        "cost": cost.count(workload.module, workload.input_shape).totals(),
-    }
-    if job.get("onnx"):
-        from bench.export import export
+    workload = blocks.build(job.workload, **job.args)
+    input_shape = workload.batched(job.batch)
+    export = None
+    if job.onnx:
+        from bench.export import export as export_onnx
 
-        out["export"] = export(workload.module, workload.input_shape, Path(job["onnx"]))
-    return out
+        export = export_onnx(workload.module, input_shape, Path(job.onnx))
+    counted = cost.count(workload.module, input_shape).totals()
+    return Prepared(list(input_shape), counted, job.onnx, export)
 
 
-def time_cell(job: dict[str, Any]) -> dict[str, Any]:
-    cell = job["cell"]
-    backend = backends.parse(cell["backend"])
-    input_shape = tuple(job["input_shape"])
-    # The cell carries exactly the settings its backend takes (bench.backends.Backend.settings), batch aside.
-    options = {k: v for k, v in cell["settings"].items() if k != "batch"}
-    if backend.family == "torch":
-        import blocks
-        from bench.backends import torch_backend
-
-        workload = blocks.build(cell["workload"], **cell["args"], batch=cell["settings"]["batch"])
-        timed = torch_backend.prepare(workload.module, input_shape, device=backend.target, **options)
-    else:
-        from bench.backends import ort_backend
-
-        timed = ort_backend.prepare(Path(job["onnx"]), input_shape, provider=backend.target, **options)
-    m = measure(timed, MeasureSettings(**job["measure"]))
-    return {
-        "samples": m.samples,
-        "warmup": m.warmup,
-        "number": m.number,
-        "timer_overhead": m.timer_overhead,
-        "pipelined": m.pipelined,
-        "pipelined_number": m.pipelined_number,
-        "info": timed.info,
-    }
+def time_cell(job: TimeJob) -> ProcessResult:
+    cell = job.cell
+    backend = backends.get(cell.backend)
+    onnx = Path(job.prepared.onnx) if job.prepared.onnx else None
+    timed = backend.prepare(cell.workload, cell.args, onnx, tuple(job.prepared.input_shape), cell.settings)
+    m = measure(timed, job.measure)
+    return ProcessResult(m.samples, m.number, m.warmup, m.timer_overhead, m.pipelined, m.pipelined_number, timed.info)
 
 
 def _die_with_parent() -> None:
@@ -72,16 +130,19 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+KINDS = {"prepare": (PrepareJob, prepare), "time": (TimeJob, time_cell)}
+
+
 def main(argv: list[str]) -> int:
     kind, job_path, out_path = argv
     _die_with_parent()
-    job = json.loads(Path(job_path).read_text())
+    job_type, run = KINDS[kind]
     try:
-        result = {"prepare": prepare, "time": time_cell}[kind](job)
+        answer: Any = run(decode(job_type, Path(job_path).read_text()))
     except Exception as e:  # noqa: BLE001 - every failure of a cell becomes its error row
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        result = {"error": f"{type(e).__name__}: {first_line}", "traceback": traceback.format_exc()}
-    Path(out_path).write_text(json.dumps(result))
+        answer = Failure(f"{type(e).__name__}: {first_line}", traceback.format_exc())
+    Path(out_path).write_text(json.dumps({"kind": type(answer).__name__, "answer": dataclasses.asdict(answer)}))
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Builders are plain keyword-only functions registered with ``@register_workload`` (the torchvision / timm pattern).
 A builder returns the module and the shape of one input sample ``(C, H, W)``; :func:`build` validates and converts
-the parameters, adds the batch dimension and puts the module in eval mode. Parameter types come from the builder's
+the parameters and puts the module in eval mode. The batch size is not a workload parameter: it belongs to the cell
+that runs the workload (``Workload.input_shape`` is the example input of batch 1). Parameter types come from the builder's
 annotations: ``int``, ``float``, ``bool``, ``str`` or ``Literal[...]`` for a fixed set of allowed values. Every
 numeric parameter is a count or a multiplier, so it must be positive; rules that involve several parameters
 (``g`` divides ``c``) are checked by the builder with :func:`require`.
@@ -48,12 +49,20 @@ class Param:
 
 @dataclass(frozen=True)
 class Workload:
-    """A built workload: the module in eval mode and the shape of its input batch."""
+    """A built workload: the module in eval mode and the shape of one input sample."""
 
     name: str
-    params: dict[str, Any]  # every builder parameter, defaults filled in, plus batch
+    params: dict[str, Any]  # every builder parameter, defaults filled in
     module: nn.Module
-    input_shape: tuple[int, ...]
+    sample_shape: tuple[int, ...]  # (C, H, W)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The example input: one sample, batch 1."""
+        return self.batched(1)
+
+    def batched(self, batch: int) -> tuple[int, ...]:
+        return (batch, *self.sample_shape)
 
 
 def register_workload(builder: Builder) -> Builder:
@@ -75,7 +84,7 @@ def list_workloads(pattern: str = "*") -> list[str]:
 
 
 def params(name: str) -> list[Param]:
-    """The parameters of workload ``name``, in signature order, with ``batch`` last."""
+    """The parameters of workload ``name``, in signature order."""
     builder = _builder(name)
     hints = typing.get_type_hints(builder)
     out = []
@@ -88,7 +97,6 @@ def params(name: str) -> list[Param]:
             out.append(Param(p.name, hint, p.default))
         else:
             raise TypeError(f"workload {name!r}: parameter {p.name!r} has unsupported type {hint!r}")
-    out.append(Param("batch", int, 1))
     return out
 
 
@@ -126,12 +134,11 @@ def resolve(name: str, **kwargs: Any) -> dict[str, Any]:
 def build(name: str, **kwargs: Any) -> Workload:
     """Build workload ``name``; see :func:`resolve` for the parameters and the errors."""
     values = resolve(name, **kwargs)
-    batch = values.pop("batch")
     try:
         module, sample_shape = _BUILDERS[name](**values)
     except WorkloadError as e:
         raise WorkloadError(f"{name}: {e}") from None
-    return Workload(name, {**values, "batch": batch}, module.eval(), (batch, *sample_shape))
+    return Workload(name, values, module.eval(), tuple(sample_shape))
 
 
 def _builder(name: str) -> Builder:

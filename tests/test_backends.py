@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import weakref
 
 import numpy as np
 import onnx
@@ -17,32 +19,48 @@ from bench.export import export
 
 
 @pytest.mark.parametrize(
-    "name,family,target",
+    "name,kind,target,needs_onnx,on_gpu",
     [
-        ("torch-cpu", "torch", "cpu"),
-        ("torch-cuda", "torch", "cuda"),
-        ("ort-cpu", "ort", "CPUExecutionProvider"),
-        ("ort-cuda", "ort", "CUDAExecutionProvider"),
-        ("ort:OpenVINOExecutionProvider", "ort", "OpenVINOExecutionProvider"),
+        ("torch-cpu", backends.TorchBackend, "cpu", False, False),
+        ("torch-cuda", backends.TorchBackend, "cuda", False, True),
+        ("ort-cpu", backends.OrtBackend, "CPUExecutionProvider", True, False),
+        ("ort-cuda", backends.OrtBackend, "CUDAExecutionProvider", True, True),
+        ("ort:OpenVINOExecutionProvider", backends.OrtBackend, "OpenVINOExecutionProvider", True, False),
+        ("ort:TensorrtExecutionProvider", backends.OrtBackend, "TensorrtExecutionProvider", True, True),
     ],
 )
-def test_names(name, family, target):
-    b = backends.parse(name)
-    assert (b.family, b.target) == (family, target)
+def test_names(name, kind, target, needs_onnx, on_gpu):
+    b = backends.get(name)
+    assert isinstance(b, kind) and (b.target, b.needs_onnx, b.on_gpu) == (target, needs_onnx, on_gpu)
+    assert b.settings[0].name == "batch"
 
 
 @pytest.mark.parametrize("name", ["torch", "ort:", "ort:Foo", "tensorrt"])
 def test_unknown_names_list_the_allowed_ones(name):
     with pytest.raises(UserError, match="allowed: torch-cpu, torch-cuda, ort-cpu, ort-cuda, ort:<Provider>"):
-        backends.parse(name)
+        backends.get(name)
+
+
+def test_every_setting_a_backend_takes_is_declared_once_with_a_valid_default():
+    for backend in [*backends.REGISTRY.values(), backends.get("ort:TensorrtExecutionProvider")]:
+        names = [s.name for s in backend.settings]
+        assert len(names) == len(set(names))
+        for setting in backend.settings:
+            assert backends.SETTINGS[setting.name].kind is setting.kind
+            if setting.default not in ("physical",):
+                assert setting.check(setting.default) == setting.default
+    assert "bfloat16" not in backends.get("ort-cuda").settings[4].choices  # ORT runs fp16-converted models only
+    assert "dtype: float32|float16|bfloat16 = float32" in backends.describe()
 
 
 def test_unavailable_backends_say_why():
-    assert backends.unavailable_reason(backends.parse("torch-cpu")) is None
-    assert backends.unavailable_reason(backends.parse("ort-cpu")) is None
+    assert backends.get("torch-cpu").unavailable_reason() is None
+    assert backends.get("ort-cpu").unavailable_reason() is None
     if not torch.cuda.is_available():
-        assert "CUDA is not available" in backends.unavailable_reason(backends.parse("torch-cuda"))
-    assert "no NoSuchExecutionProvider" in backends.unavailable_reason(backends.parse("ort:NoSuchExecutionProvider"))
+        assert "CUDA is not available" in backends.get("torch-cuda").unavailable_reason()
+    reason = backends.get("ort-cuda").unavailable_reason()
+    assert reason is None or "install onnxruntime-gpu" in reason
+    assert "no NoSuchExecutionProvider" in backends.get("ort:NoSuchExecutionProvider").unavailable_reason()
 
 
 def test_torch_backend_applies_threads_and_times_calls():
@@ -81,6 +99,45 @@ def test_ort_output_matches_torch_through_the_bound_session(tmp_path):
 
 def test_the_opt_levels_a_config_accepts_are_the_ones_ort_knows():
     assert tuple(ort_backend.OPT_LEVELS) == backends.OPT_LEVELS
+
+
+def test_spinning_is_set_explicitly_and_recorded(tmp_path):
+    w = blocks.build("g4", c=16, hw=8)
+    export(w.module, w.input_shape, tmp_path / "g4.onnx")
+    for spinning in (True, False):
+        timed = ort_backend.prepare(
+            tmp_path / "g4.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1, spinning=spinning
+        )
+        assert timed.info["session_options"]["allow_spinning"] == ("1" if spinning else "0")
+
+
+def test_the_bound_input_outlives_a_binding_that_keeps_no_reference(tmp_path, monkeypatch):
+    """Releases before ONNX Runtime 1.32 keep no reference to a bound OrtValue: the timer must keep its own."""
+    w = blocks.build("g4", c=16, hw=8)
+    export(w.module, w.input_shape, tmp_path / "g4.onnx")
+    bound = []
+
+    class ForgetfulBinding:  # forwards to the real binding but holds only weak references to what is bound
+        def __init__(self, real):
+            self.real = real
+
+        def bind_ortvalue_input(self, name, value):
+            bound.append(weakref.ref(value))
+            self.real.bind_ortvalue_input(name, value)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    real_io_binding = ort_backend.ort.InferenceSession.io_binding
+    monkeypatch.setattr(
+        ort_backend.ort.InferenceSession, "io_binding", lambda self: ForgetfulBinding(real_io_binding(self))
+    )
+    timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1)
+    gc.collect()
+    assert bound and bound[0]() is not None  # still alive: the timer holds it
+    x = timed.keep[0]
+    assert timed.time(2) > 0
+    np.testing.assert_array_equal(bound[0]().numpy(), x)
 
 
 class CountingSync:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_manifest_holds_the_ort_cells_with_host_costs(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["format"] == "shufflebench-bundle" and manifest["sweep"] == "tiny"
     assert [e["cell"]["backend"] for e in manifest["cells"]] == ["ort-cpu", "ort-cpu"]  # torch cells left out
-    first = manifest["cells"][0]
+    first = manifest["cells"][0]["prepared"]
     assert first["cost"]["flops"] == 10 * 2 * 8 * 8 * 8 * 16 and first["input_shape"] == [1, 8, 8, 8]
     assert (exported / first["onnx"]).exists() and first["export"]["exporter"] == "dynamo"
     assert manifest["exported_on"] == device.collect()["device_id"] and "torch" in manifest["versions"]
@@ -47,7 +48,7 @@ def test_load_bundle_gives_cells_that_join_the_hosts(exported):
     sweep, prepared = bundle.load_bundle(exported)
     host = config.load(exported.parent / "tiny.yaml")
     assert [c.key for c in sweep.cells] == [c.key for c in host.cells if c.backend == "ort-cpu"]
-    assert all(Path(p["onnx"]).is_absolute() for p in prepared.values())
+    assert all(Path(p.onnx).is_absolute() for p in prepared.values())
     assert sweep.run.processes == 2
 
 
@@ -96,6 +97,44 @@ def test_bad_bundles_are_refused_with_one_line(tmp_path, setup, message):
         [sys.executable, "-m", "bench.cli", "run", str(folder)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def _crafted(exported: Path, tmp_path: Path, change) -> Path:
+    import shutil
+
+    copy = tmp_path / "crafted"
+    shutil.copytree(exported, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    change(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda m: m.update(sweep="../../x"), "sweep: must be a name of letters"),
+        (lambda m: m.update(sweep="/tmp/x"), "sweep: must be a name of letters"),
+        (lambda m: m["cells"][0]["prepared"].update(onnx="/etc/passwd"), "must be a path inside the bundle"),
+        (lambda m: m["cells"][0]["prepared"].update(onnx="../../outside.onnx"), "leaves the bundle folder"),
+        (lambda m: m["cells"][0].pop("prepared"), "malformed manifest"),
+        (lambda m: m["run"].update(processes=0), "run.processes: must be a positive integer"),
+        (lambda m: m["run"]["measure"].update(min_time=float("nan")), "run.min_time: must be a finite number"),
+        (lambda m: m.update(format_version=1), "export it again"),
+    ],
+)
+def test_a_crafted_manifest_cannot_reach_outside_the_bundle(exported, tmp_path, change, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        bundle.load_bundle(_crafted(exported, tmp_path, change))
+
+
+def test_export_leaves_files_it_did_not_write(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(SWEEP)
+    mine = tmp_path / "out" / "models" / "mine.onnx"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("not ours")
+    bundle.export_bundle(config.load(tmp_path / "tiny.yaml"), tmp_path / "out")
+    assert mine.read_text() == "not ours"
 
 
 def test_a_missing_model_file_is_named(exported, tmp_path):

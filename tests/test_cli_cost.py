@@ -21,7 +21,7 @@ def test_cost_json_has_the_cost_columns():
     assert data["mac"] == 10 * (2 * 56 * 56 * 256 + 2 * 128 * 128)
     assert data["mac_bytes"] == 4 * data["mac"]
     assert data["params"] == 10 * 2 * 128 * 128 and data["elementwise_ops"] == 0
-    assert data["workload_args"] == {"c1": 128, "c2": 128, "hw": 56, "batch": 1}
+    assert data["workload_args"] == {"c1": 128, "c2": 128, "hw": 56} and data["input_shape"] == [1, 128, 56, 56]
 
 
 def test_cost_batch_and_by_layer():
@@ -35,7 +35,7 @@ def test_cost_batch_and_by_layer():
 def test_list_shows_parameters_and_defaults():
     out = run("list", "g*")
     assert out.returncode == 0
-    assert "g4  c: int, relu: bool = True, shortcut: bool = True, hw: int = 56, batch: int = 1" in out.stdout
+    assert "g4  c: int, relu: bool = True, shortcut: bool = True, hw: int = 56" in out.stdout
 
 
 @pytest.mark.parametrize(
@@ -62,9 +62,8 @@ def test_list_shows_every_network_variant():
     out = run("list", "shufflenet*")
     assert out.returncode == 0
     assert out.stdout.splitlines() == [
-        "shufflenet_v1  groups: 1|2|3|4|8 = 3, width: 0.25|0.5|1.0|1.5|2.0 = 1.0, resolution: int = 224, "
-        "batch: int = 1",
-        "shufflenet_v2  width: 0.5|1.0|1.5|2.0 = 1.0, resolution: int = 224, batch: int = 1",
+        "shufflenet_v1  groups: 1|2|3|4|8 = 3, width: 0.25|0.5|1.0|1.5|2.0 = 1.0, resolution: int = 224",
+        "shufflenet_v2  width: 0.5|1.0|1.5|2.0 = 1.0, resolution: int = 224",
     ]
 
 

@@ -53,8 +53,8 @@ workloads: [{name: g4, grid: {c: 32}}]
         by_backend.setdefault(cell.backend, []).append(cell)
     assert len(by_backend["torch-cpu"]) == 2 and "opt_level" not in by_backend["torch-cpu"][0].settings
     assert len(by_backend["torch-cuda"]) == 1
+    assert by_backend["torch-cuda"][0].batch == 1
     assert by_backend["torch-cuda"][0].settings == {
-        "batch": 1,
         "cudnn_benchmark": True,
         "tf32": False,
         "dtype": "float32",
@@ -96,7 +96,7 @@ def test_base_inheritance_merges_mappings_and_takes_the_childs_name(tmp_path):
     sweep = config.load(child)
     assert sweep.name == "child"
     assert sweep.run.processes == 7 and sweep.run.measure.min_time == 0.1
-    assert sweep.cells[0].settings["batch"] == 4
+    assert sweep.cells[0].batch == 4
 
 
 def test_same_cell_from_two_entries_is_kept_once(tmp_path):
@@ -154,7 +154,27 @@ def test_shipped_configs_load(path):
         ),
         (
             "settings: {backend: torch-cpu}\nmeasure: {min_time: fast}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
-            "measure.min_time: must be a non-negative number, got 'fast'",
+            "measure.min_time: must be a finite number > 0, got 'fast'",
+        ),
+        (
+            "settings: {backend: torch-cpu}\nmeasure: {min_time: .nan}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "measure.min_time: must be a finite number > 0, got nan",
+        ),
+        (
+            "settings: {backend: torch-cpu}\nmeasure: {timeout: .inf}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "measure.timeout: must be a finite number > 0, got inf",
+        ),
+        (
+            "settings: {backend: torch-cpu}\nmeasure: {timeout: 0}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "measure.timeout: must be a finite number > 0, got 0",
+        ),
+        (
+            "settings: {backend: torch-cpu}\nmeasure: {processes: 6, max_processes: 3}\nworkloads: [{name: g4}]\n",
+            "measure.max_processes: must be at least processes (6), got 3",
+        ),
+        (
+            "sweep: ../escape\nsettings: {backend: torch-cpu}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
+            "sweep: must be a name of letters, digits",
         ),
         (
             "settings: {backend: torch-cuda, dtype: float64}\nworkloads: [{name: g4, grid: {c: 32}}]\n",
@@ -188,7 +208,8 @@ def test_bad_files_give_one_line_naming_the_file_and_key(tmp_path, text, message
 
 def test_single_cell_from_the_command_line():
     cell = config.single_cell("g1", {"c1": "8", "c2": "16"}, "ort-cpu", {"batch": 2, "threads": 1})
-    assert cell.key == "g1/c1=8,c2=16,hw=56/ort-cpu/batch=2,threads=1,opt_level=all"
+    assert cell.key == "g1/c1=8,c2=16,hw=56/ort-cpu/batch=2,threads=1,opt_level=all,spinning=true"
+    assert cell.batch == 2 and "batch" not in cell.settings
 
 
 def test_a_list_of_setting_groups_expands_each_group_on_its_own(tmp_path):

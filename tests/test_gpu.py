@@ -26,8 +26,8 @@ needs_ort_cuda = pytest.mark.skipif(
 
 @pytest.mark.parametrize("tf32", [False, True])
 def test_torch_cuda_applies_and_records_cudnn_and_tf32(tf32):
-    w = blocks.build("g1", c1=128, c2=128, batch=8)
-    timed = torch_backend.prepare(w.module, w.input_shape, device="cuda", cudnn_benchmark=True, tf32=tf32)
+    w = blocks.build("g1", c1=128, c2=128)
+    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", cudnn_benchmark=True, tf32=tf32)
     assert timed.info["tf32"] is tf32 and timed.info["cudnn_benchmark"] is True
     assert torch.backends.cudnn.conv.fp32_precision == ("tf32" if tf32 else "ieee")
     assert torch.backends.cuda.matmul.fp32_precision == ("tf32" if tf32 else "ieee")
@@ -51,8 +51,8 @@ def _event_ms(call, n: int = 1) -> float:
 
 def test_per_call_and_pipelined_times_cover_the_gpu_work():
     # About 2 TFLOP of fp32 convolutions per call: tens of ms of GPU work, against well under 1 ms of launches.
-    w = blocks.build("g1", c1=1024, c2=1024, batch=16)
-    timed = torch_backend.prepare(w.module, w.input_shape, device="cuda", tf32=False)
+    w = blocks.build("g1", c1=1024, c2=1024)
+    timed = torch_backend.prepare(w.module, w.batched(16), device="cuda", tf32=False)
     timed.time(2)
     gpu_ms = _event_ms(timed.call)
     assert gpu_ms > 5, "the workload is too small to tell launches from work"
@@ -65,8 +65,8 @@ def test_per_call_and_pipelined_times_cover_the_gpu_work():
 def test_dtype_and_channels_last_reach_the_module_and_input(dtype):
     if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         pytest.skip("no bfloat16 on this GPU")
-    w = blocks.build("g4", c=32, batch=8)
-    timed = torch_backend.prepare(w.module, w.input_shape, device="cuda", dtype=dtype, channels_last=True)
+    w = blocks.build("g4", c=32)
+    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", dtype=dtype, channels_last=True)
     out = timed.call()
     assert out.dtype == torch_backend.DTYPES[dtype]
     weight = next(p for p in w.module.parameters() if p.dim() == 4)
@@ -75,9 +75,9 @@ def test_dtype_and_channels_last_reach_the_module_and_input(dtype):
 
 
 def test_cuda_graph_replay_computes_what_eager_computes():
-    w = blocks.build("g3", structure="4-fragment-series", c=128, batch=8)
+    w = blocks.build("g3", structure="4-fragment-series", c=128)
     module = w.module.eval().cuda()
-    x = torch.randn(w.input_shape, device="cuda")
+    x = torch.randn(w.batched(8), device="cuda")
     replay = torch_backend.GraphReplay(lambda: module(x), torch.cuda)
     with torch.inference_mode():
         torch.testing.assert_close(replay().clone(), module(x))
@@ -86,8 +86,8 @@ def test_cuda_graph_replay_computes_what_eager_computes():
 
 
 def test_cuda_graph_cells_time_the_replay():
-    w = blocks.build("g3", structure="4-fragment-series", c=128, batch=8)
-    timed = torch_backend.prepare(w.module, w.input_shape, device="cuda", cuda_graph=True)
+    w = blocks.build("g3", structure="4-fragment-series", c=128)
+    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", cuda_graph=True)
     assert isinstance(timed.call, torch_backend.GraphReplay) and timed.info["cuda_graph"] is True
     assert timed.time(5) > 0 and timed.time_pipelined(5) > 0
 
@@ -95,10 +95,10 @@ def test_cuda_graph_cells_time_the_replay():
 @needs_ort_cuda
 @pytest.mark.parametrize("tf32", [False, True])
 def test_ort_cuda_options_follow_the_cell(tmp_path, tf32):
-    w = blocks.build("g3", structure="2-fragment-parallel", c=128, batch=8)
-    export(w.module, w.input_shape, tmp_path / "g3.onnx")
+    w = blocks.build("g3", structure="2-fragment-parallel", c=128)
+    export(w.module, w.batched(8), tmp_path / "g3.onnx")
     timed = ort_backend.prepare(
-        tmp_path / "g3.onnx", w.input_shape, provider="CUDAExecutionProvider", tf32=tf32, cudnn_benchmark=False
+        tmp_path / "g3.onnx", w.batched(8), provider="CUDAExecutionProvider", tf32=tf32, cudnn_benchmark=False
     )
     options = timed.info["provider_options"]
     assert options["use_tf32"] == str(int(tf32)) and options["cudnn_conv_algo_search"] == "HEURISTIC"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench import measure as measure_module
 from bench.measure import MeasureSettings, calibrate, measure
 
 
@@ -72,3 +73,43 @@ def test_an_asynchronous_timer_is_also_sampled_back_to_back():
 def test_a_synchronous_timer_has_no_pipelined_samples():
     m = measure(FakeTimed(per_call=40e-6), MeasureSettings(min_time=0.01, warmup_time=0))
     assert m.pipelined == [] and m.pipelined_number == 0
+
+
+class SpikyTimed(FakeTimed):
+    """The second call of time() is preempted: it takes 100x longer than it should."""
+
+    def time(self, n: int) -> float:
+        elapsed = super().time(n)
+        return elapsed * 100 if len(self.requests) == 2 else elapsed
+
+
+def test_a_spike_during_calibration_does_not_change_the_block_size():
+    steady, spiky = FakeTimed(per_call=2e-6), SpikyTimed(per_call=2e-6)
+    assert calibrate(spiky.time, min_block=1e-3) == calibrate(steady.time, min_block=1e-3)
+
+
+class SlowFirstBlocks(FakeTimed):
+    """Every block is slow until sampling starts, as when a neighbour stops: calibration picks too small a block."""
+
+    def __init__(self) -> None:
+        super().__init__(per_call=2e-6)
+        self.slow = True
+
+    def time(self, n: int) -> float:
+        elapsed = super().time(n)
+        return elapsed * 10 if self.slow and n > 0 else elapsed
+
+
+def test_blocks_that_turn_out_too_short_are_sized_again(monkeypatch):
+    timed = SlowFirstBlocks()
+    real_calibrate = measure_module.calibrate
+
+    def calibrate_then_speed_up(time_calls, min_block, start=1):
+        number = real_calibrate(time_calls, min_block, start)
+        timed.slow = False
+        return number
+
+    monkeypatch.setattr(measure_module, "calibrate", calibrate_then_speed_up)
+    m = measure(timed, MeasureSettings(min_time=0.01, warmup_time=0))
+    # blocks sized while slow hold a tenth of the calls they need; the re-check sizes them for the real speed
+    assert m.number * 2e-6 >= 1000 * m.timer_overhead and m.number * 2e-6 >= 0.01 / 1000

@@ -58,11 +58,11 @@ def test_resnet50_is_torchvisions_v1_5():
 
 
 @pytest.mark.parametrize("name", NETWORKS)
-def test_resolution_and_batch_set_the_input(name):
-    w = blocks.build(name, resolution=96, batch=2)
-    assert w.input_shape == (2, 3, 96, 96)
+def test_resolution_sets_the_input_and_any_batch_runs(name):
+    w = blocks.build(name, resolution=96)
+    assert w.batched(2) == (2, 3, 96, 96)
     with torch.no_grad():
-        assert w.module(torch.randn(w.input_shape)).shape == (2, 1000)
+        assert w.module(torch.randn(w.batched(2))).shape == (2, 1000)
 
 
 @pytest.mark.parametrize(

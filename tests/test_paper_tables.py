@@ -13,12 +13,6 @@ from bench.report import paper
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_kendall_tau():
-    assert paper.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1
-    assert paper.kendall_tau([1, 2, 3, 4], [40, 30, 20, 10]) == -1
-    assert paper.kendall_tau([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(4 / 6)
-
-
 def synthetic(table: paper.PaperTable, platform: str, speeds_by_row: list[float], backend: str) -> pd.DataFrame:
     """One ok row per x1 / first-column cell, with the given speed per row."""
     rows = []

@@ -12,9 +12,10 @@ from tests.conftest import example_params
 
 @pytest.mark.parametrize("name", blocks.list_workloads())
 def test_every_workload_builds_in_eval_mode_with_its_input_shape(name):
-    w = blocks.build(name, **example_params(name), batch=2)
+    w = blocks.build(name, **example_params(name))
     assert isinstance(w.module, nn.Module) and not w.module.training
-    assert w.input_shape[0] == 2 and w.params["batch"] == 2
+    assert w.input_shape == (1, *w.sample_shape) and w.batched(2)[0] == 2 and len(w.sample_shape) == 3
+    assert "batch" not in w.params  # the batch belongs to the cell
 
 
 def test_list_with_wildcards():
@@ -23,8 +24,8 @@ def test_list_with_wildcards():
 
 
 def test_strings_are_converted_to_the_parameter_types():
-    w = blocks.build("g4", c="64", relu="false", shortcut="true", batch="3")
-    assert w.params == {"c": 64, "relu": False, "shortcut": True, "hw": 56, "batch": 3}
+    w = blocks.build("g4", c="64", relu="false", shortcut="true")
+    assert w.params == {"c": 64, "relu": False, "shortcut": True, "hw": 56}
 
 
 @pytest.mark.parametrize(

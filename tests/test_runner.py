@@ -14,7 +14,7 @@ import pytest
 from bench import config, device, runner
 from bench.results import read_rows
 
-FAST = "measure: {processes: 2, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, min_samples: 3}\n"
+FAST = "measure: {processes: 2, max_processes: 2, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, min_samples: 3}\n"
 SWEEP = (
     FAST
     + """
@@ -142,9 +142,9 @@ def test_dry_run_lists_the_cells(sweep_file):
     out = shufflebench("run", str(sweep_file), "--dry-run", "--backend", "ort-cpu")
     assert out.returncode == 0
     assert out.stdout.splitlines() == [
-        "g1/c1=8,c2=16,hw=8/ort-cpu/batch=1,threads=1,opt_level=all",
-        "g4/c=8,relu=true,shortcut=true,hw=8/ort-cpu/batch=1,threads=1,opt_level=all",
-        "g2/g=8,c=12,hw=8/ort-cpu/batch=1,threads=1,opt_level=all",
+        "g1/c1=8,c2=16,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true",
+        "g4/c=8,relu=true,shortcut=true,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true",
+        "g2/g=8,c=12,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true",
     ]
 
 
@@ -173,7 +173,55 @@ def test_progress_bar_counts_worker_runs_and_gives_an_eta():
     progress.run_done()
     progress.start(cell)
     line = out.getvalue().rsplit("\r", 1)[-1]
-    assert line.startswith("\033[K[#######-----------------------] 0/2 cells ETA 0m0")
-    assert line.endswith(cell.key)
+    assert "1/4 runs" in line and "<" in line and f"0/2 cells, now {cell.key}"[:60] in line  # elapsed<remaining
     progress.done(cell, "1.000 ms")
-    assert out.getvalue().endswith(f"[1/2] {cell.key}: 1.000 ms\n")
+    assert f"[1/2] {cell.key}: 1.000 ms\n" in out.getvalue()
+
+
+def test_off_a_terminal_there_are_only_plain_lines():
+    cell = config.single_cell("g1", {"c1": 8, "c2": 8}, "torch-cpu", {"batch": 1, "threads": 1})
+    out = io.StringIO()
+    progress = runner.Progress(1, out)
+    progress.expect_runs(2)
+    progress.run_done()
+    progress.start(cell)
+    progress.done(cell, "skipped")
+    assert out.getvalue() == f"[1/1] {cell.key}: skipped\n"
+
+
+def test_resume_measures_again_what_was_measured_differently(tmp_path):
+    root = tmp_path / "results"
+    path = tmp_path / "resume.yaml"
+    measure = "measure: {{processes: {p}, max_processes: {p}, min_time: 0.02, warmup_time: 0, min_samples: 3}}\n"
+    body = "settings: {{backend: torch-cpu, threads: 1}}\nworkloads: [{{name: g4, grid: {{c: {c}, hw: 8}}}}]\n"
+    path.write_text(measure.format(p=2) + body.format(c="[8, 16]"))
+    assert shufflebench("run", str(path), "--results", str(root)).returncode == 0
+    first = {r["cell"]: r["finished_at"] for r in read_rows(results_file(root, "resume"))}
+
+    path.write_text(measure.format(p=3) + body.format(c="[8, 16]"))  # a different number of processes
+    out = shufflebench("run", str(path), "--results", str(root))
+    assert "measuring 2 cell(s) again: measurement settings changed (processes 2 -> 3" in out.stderr
+    rows = {r["cell"]: r for r in read_rows(results_file(root, "resume"))}
+    assert all(r["processes"] == 3 for r in rows.values()) and len(rows) == 2
+
+    path.write_text(measure.format(p=3) + body.format(c="[8, 16, 24]"))  # one more value
+    out = shufflebench("run", str(path), "--results", str(root))
+    assert "2 of 3 cells already measured" in out.stderr and "cell(s) again" not in out.stderr
+    after = {r["cell"]: r for r in read_rows(results_file(root, "resume"))}
+    assert len(after) == 3 and all(after[c]["finished_at"] == rows[c]["finished_at"] for c in rows)
+    assert set(first) < set(after)
+
+
+def test_an_error_row_carries_the_exception_and_the_workers_stderr(tmp_path):
+    path = tmp_path / "fails.yaml"
+    path.write_text(FAST + "settings: {backend: torch-cpu, threads: 1}\nworkloads: [{name: g2, grid: {g: 8, c: 12}}]\n")
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text('#!/bin/sh\necho "a line the worker wrote to stderr" >&2\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**__import__("os").environ, "SHUFFLEBENCH_WORKER_PREFIX": str(wrapper)}
+    out = shufflebench("run", str(path), "--results", str(tmp_path / "results"), env=env)
+    assert out.returncode == 0, out.stderr
+    (row,) = read_rows(results_file(tmp_path / "results", "fails"))
+    assert row["status"] == "error"
+    assert row["error"].startswith("WorkloadError: g2: g=8 must divide c=12")
+    assert "worker stderr: a line the worker wrote to stderr" in row["error"]

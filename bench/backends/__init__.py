@@ -1,21 +1,25 @@
-"""Backends: how a cell's workload is run and timed.
+"""Backends: how a cell's workload is run and timed, as objects in a small registry.
 
 Names: ``torch-cpu``, ``torch-cuda`` (PyTorch eager), ``ort-cpu``, ``ort-cuda`` and ``ort:<Provider>`` for any other
-ONNX Runtime execution provider (``ort:OpenVINOExecutionProvider``). Each backend module has a ``prepare(...)`` that
-returns an object with ``time(n) -> seconds`` and ``info`` (the settings as applied); the backend owns its
-synchronisation. This module only parses names and declares which settings each backend takes, with their types,
-defaults and allowed values, so it imports neither torch nor onnxruntime.
+ONNX Runtime execution provider (``ort:OpenVINOExecutionProvider``). A backend declares, as data, the settings it
+takes (name, type, default, allowed values), whether it runs an exported ONNX file, and why it cannot run on this
+device; its ``prepare`` returns a ``Timed`` (bench.measure) that owns its synchronisation. Config validation, cell
+keys, the results columns and the command-line help all come from these declarations, and nothing else branches on a
+backend's name. This module imports neither torch nor onnxruntime; each backend imports its runtime in ``prepare``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
 
-ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider"}
+if TYPE_CHECKING:
+    from bench.measure import Timed
+
 NAMES = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort:<Provider>")
 # ONNX Runtime providers that run on a GPU, with the device their inputs and outputs are bound on (IOBinding).
 ORT_GPU_DEVICES = {
@@ -57,18 +61,25 @@ class Setting:
             raise UserError(f"must be one of {', '.join(self.choices)}, got {value!r}")
         return value
 
-    def with_choices(self, *choices: Any) -> Setting:
+    def describe(self) -> str:
+        allowed = "|".join(self.choices) if self.choices else self.kind.__name__
+        return f"{self.name}: {allowed} = {str(self.default).lower() if self.kind is bool else self.default}"
+
+    def restricted(self, *choices: Any) -> Setting:
         return Setting(self.name, self.kind, self.default, choices, self.help)
 
 
+ONNX_OPSET = 18  # the opset of every exported file (bench.export); a row of another opset is measured again
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 DTYPES = ("float32", "float16", "bfloat16")
+ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 SETTINGS = {
     s.name: s
     for s in (
         Setting("batch", int, 1, help="images per call"),
         Setting("threads", int, "physical", help='CPU threads: an integer, "physical" or "logical" cores'),
         Setting("opt_level", str, "all", OPT_LEVELS, help="ONNX Runtime graph optimisation level"),
+        Setting("spinning", bool, True, help="ONNX Runtime intra-op threads spin while waiting for work"),
         Setting("cudnn_benchmark", bool, True, help="cuDNN autotuning (ORT: cudnn_conv_algo_search EXHAUSTIVE)"),
         Setting("tf32", bool, False, help="TF32 for fp32 convolutions and matmuls"),
         Setting("dtype", str, "float32", DTYPES, help="weights and activations"),
@@ -80,62 +91,114 @@ SETTINGS = {
 
 @dataclass(frozen=True)
 class Backend:
+    """A way to run a workload. Subclasses declare their settings and know how to prepare a timer."""
+
     name: str
-    family: str  # "torch" or "ort"
     target: str  # torch device ("cpu", "cuda") or ORT execution provider
+    on_gpu: bool
+    settings: tuple[Setting, ...]  # batch first
+    needs_onnx: bool  # runs the workload's exported ONNX file (and can go into a bundle)
 
-    @property
-    def on_gpu(self) -> bool:
-        return self.target == "cuda" or self.target in ORT_GPU_DEVICES
+    def unavailable_reason(self) -> str | None:
+        """Why this backend cannot run on this device, or None when it can."""
+        raise NotImplementedError
 
-    @property
-    def settings(self) -> tuple[Setting, ...]:
-        """The settings that change what this backend runs, batch first; the others are dropped from its cells."""
-        if self.family == "torch":
-            if not self.on_gpu:
-                names = ("batch", "threads")
-            else:
-                names = ("batch", "cudnn_benchmark", "tf32", "dtype", "channels_last", "cuda_graph")
-            return tuple(SETTINGS[n] for n in names)
-        if self.target == "CUDAExecutionProvider":
-            names = ("batch", "opt_level", "cudnn_benchmark", "tf32", "dtype", "cuda_graph")
-        elif self.on_gpu:
-            names = ("batch", "opt_level", "dtype")
-        else:
-            names = ("batch", "threads", "opt_level")
-        # ONNX Runtime's half precision is a float16-converted model; bfloat16 convolutions have no kernels there.
-        return tuple(SETTINGS[n].with_choices("float32", "float16") if n == "dtype" else SETTINGS[n] for n in names)
+    def prepare(
+        self,
+        workload: str,
+        args: dict[str, Any],
+        onnx: Path | None,
+        input_shape: tuple[int, ...],
+        settings: dict[str, Any],
+    ) -> Timed:
+        """A timer for the workload on this backend with the cell's ``settings`` (batch excluded)."""
+        raise NotImplementedError
 
 
-def parse(name: str) -> Backend:
-    """The backend called ``name``; raises UserError listing the allowed names."""
-    if name in ("torch-cpu", "torch-cuda"):
-        return Backend(name, "torch", name.removeprefix("torch-"))
-    if name in ORT_PROVIDERS:
-        return Backend(name, "ort", ORT_PROVIDERS[name])
-    if name.startswith("ort:") and name.endswith("ExecutionProvider") and len(name) > len("ort:ExecutionProvider"):
-        return Backend(name, "ort", name.removeprefix("ort:"))
-    raise UserError(f"unknown backend {name!r}; allowed: {', '.join(NAMES)}")
+def _settings(*names: str, dtypes: tuple[str, ...] = DTYPES) -> tuple[Setting, ...]:
+    return tuple(SETTINGS[n].restricted(*dtypes) if n == "dtype" else SETTINGS[n] for n in ("batch", *names))
 
 
-def unavailable_reason(backend: Backend) -> str | None:
-    """Why ``backend`` cannot run on this device, or None when it can."""
-    if backend.family == "torch":
+class TorchBackend(Backend):
+    """PyTorch eager (bench.backends.torch_backend); builds the workload in the worker process."""
+
+    def unavailable_reason(self) -> str | None:
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed (pip install 'shufflebench[torch]')"
         try:
             import torch
         except ImportError as e:
             return f"torch is installed but does not import: {e}"
-        if backend.on_gpu and not torch.cuda.is_available():
+        if self.on_gpu and not torch.cuda.is_available():
             return "CUDA is not available to torch on this device"
         return None
-    if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed (pip install 'shufflebench[ort]')"
-    import onnxruntime
 
-    if backend.target not in onnxruntime.get_available_providers():
-        available = ", ".join(onnxruntime.get_available_providers())
-        hint = " (install onnxruntime-gpu in place of onnxruntime)" if backend.target in ORT_GPU_DEVICES else ""
-        return f"ONNX Runtime here has no {backend.target}{hint} (available: {available})"
-    return None
+    def prepare(self, workload, args, onnx, input_shape, settings):  # noqa: ANN001, ANN201 (see Backend)
+        import blocks
+        from bench.backends import torch_backend
+
+        module = blocks.build(workload, **args).module
+        return torch_backend.prepare(module, input_shape, device=self.target, **settings)
+
+
+class OrtBackend(Backend):
+    """ONNX Runtime with one execution provider (bench.backends.ort_backend); runs the exported file, no torch."""
+
+    def unavailable_reason(self) -> str | None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install 'shufflebench[ort]')"
+        import onnxruntime
+
+        if self.target not in onnxruntime.get_available_providers():
+            available = ", ".join(onnxruntime.get_available_providers())
+            hint = " (install onnxruntime-gpu in place of onnxruntime)" if self.on_gpu else ""
+            return f"ONNX Runtime here has no {self.target}{hint} (available: {available})"
+        return None
+
+    def prepare(self, workload, args, onnx, input_shape, settings):  # noqa: ANN001, ANN201 (see Backend)
+        from bench.backends import ort_backend
+
+        return ort_backend.prepare(onnx, input_shape, provider=self.target, **settings)
+
+
+def _ort(name: str, provider: str) -> OrtBackend:
+    if provider == "CUDAExecutionProvider":
+        # ONNX Runtime's half precision is a float16-converted model; it has no bfloat16 convolutions.
+        declared = _settings("opt_level", "cudnn_benchmark", "tf32", "dtype", "cuda_graph", dtypes=DTYPES[:2])
+    elif provider in ORT_GPU_DEVICES:
+        declared = _settings("opt_level", "dtype", dtypes=DTYPES[:2])
+    else:
+        declared = _settings("threads", "opt_level", "spinning")
+    return OrtBackend(name, provider, provider in ORT_GPU_DEVICES, declared, needs_onnx=True)
+
+
+REGISTRY: dict[str, Backend] = {
+    "torch-cpu": TorchBackend("torch-cpu", "cpu", False, _settings("threads"), needs_onnx=False),
+    "torch-cuda": TorchBackend(
+        "torch-cuda",
+        "cuda",
+        True,
+        _settings("cudnn_benchmark", "tf32", "dtype", "channels_last", "cuda_graph"),
+        needs_onnx=False,
+    ),
+    "ort-cpu": _ort("ort-cpu", "CPUExecutionProvider"),
+    "ort-cuda": _ort("ort-cuda", "CUDAExecutionProvider"),
+}
+
+
+def get(name: str) -> Backend:
+    """The backend called ``name``; raises UserError listing the allowed names."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if name.startswith("ort:") and name.endswith("ExecutionProvider") and len(name) > len("ort:ExecutionProvider"):
+        return _ort(name, name.removeprefix("ort:"))
+    raise UserError(f"unknown backend {name!r}; allowed: {', '.join(NAMES)}")
+
+
+def describe() -> str:
+    """Every backend with its settings, for ``--help`` and ``shufflebench list --backends``."""
+    lines = []
+    for backend in REGISTRY.values():
+        lines.append(f"{backend.name}: " + ", ".join(s.describe() for s in backend.settings))
+    lines.append(f"ort:<Provider>: as ort-cpu, or as ort-cuda for GPU providers ({', '.join(ORT_GPU_DEVICES)})")
+    return "\n".join(lines)

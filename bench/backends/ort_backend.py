@@ -75,10 +75,14 @@ class OrtTimed:
         return time.perf_counter() - start
 
 
-def session_options(*, threads: int | None, opt_level: str, profile_prefix: str | None = None) -> ort.SessionOptions:
+def session_options(
+    *, threads: int | None, opt_level: str, spinning: bool = True, profile_prefix: str | None = None
+) -> ort.SessionOptions:
     so = ort.SessionOptions()
     if threads is not None:
         so.intra_op_num_threads = threads
+    # Spinning intra-op threads answer faster and burn a core while they wait; ORT's default is on.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = OPT_LEVELS[opt_level]
@@ -119,6 +123,7 @@ def prepare(
     provider: str,
     threads: int | None = None,
     opt_level: str = "all",
+    spinning: bool = True,
     cudnn_benchmark: bool = True,
     tf32: bool = False,
     dtype: str = "float32",
@@ -132,7 +137,7 @@ def prepare(
     source: str | bytes = float16_model(model) if dtype == "float16" else str(model)
     with tempfile.TemporaryDirectory(prefix="shufflebench-ort-") as tmp:
         profile = str(Path(tmp) / "placement") if provider != "CPUExecutionProvider" else None
-        so = session_options(threads=threads, opt_level=opt_level, profile_prefix=profile)
+        so = session_options(threads=threads, opt_level=opt_level, spinning=spinning, profile_prefix=profile)
         session = ort.InferenceSession(source, so, providers=[(provider, options)])
         used = session.get_providers()[0]
         if used != provider:
@@ -149,6 +154,13 @@ def prepare(
         "provider_options": session.get_provider_options().get(provider, {}),
         "threads": threads,
         "opt_level": opt_level,
+        "session_options": {
+            "intra_op_num_threads": so.intra_op_num_threads,
+            "inter_op_num_threads": so.inter_op_num_threads,
+            "execution_mode": str(so.execution_mode),
+            "graph_optimization_level": str(so.graph_optimization_level),
+            "allow_spinning": so.get_session_config_entry("session.intra_op.allow_spinning"),
+        },
         "dtype": dtype,
         "io_device": device,
         "warnings": warnings,

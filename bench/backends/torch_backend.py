@@ -26,10 +26,20 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 class TorchTimed:
-    """Times ``call`` (one forward pass); ``sync`` waits for the device, a no-op on the CPU."""
+    """Times ``call`` (one forward pass); ``sync`` waits for the device, a no-op on the CPU. ``module`` and ``x`` are
+    what ``call`` runs, for checks against other timers."""
 
-    def __init__(self, call: Callable[[], Any], sync: Callable[[], None], info: dict[str, Any], asynchronous: bool):
+    def __init__(
+        self,
+        call: Callable[[], Any],
+        sync: Callable[[], None],
+        info: dict[str, Any],
+        asynchronous: bool,
+        module: nn.Module | None = None,
+        x: torch.Tensor | None = None,
+    ) -> None:
         self.call, self.sync, self.info, self.asynchronous = call, sync, info, asynchronous
+        self.module, self.x = module, x
 
     def time(self, n: int) -> float:
         """Seconds for ``n`` calls, each one waited for: per-call latency."""
@@ -74,7 +84,7 @@ def prepare(
         torch.set_num_threads(threads)
         info["threads"] = torch.get_num_threads()
         x = torch.randn(input_shape)
-        return TorchTimed(lambda: module(x), lambda: None, info, asynchronous=False)
+        return TorchTimed(lambda: module(x), lambda: None, info, asynchronous=False, module=module, x=x)
 
     torch.backends.cudnn.benchmark = cudnn_benchmark
     precision = "tf32" if tf32 else "ieee"
@@ -95,7 +105,7 @@ def prepare(
         cudnn=torch.backends.cudnn.version(),
     )
     call = GraphReplay(lambda: module(x), torch.cuda) if cuda_graph else (lambda: module(x))
-    return TorchTimed(call, torch.cuda.synchronize, info, asynchronous=True)
+    return TorchTimed(call, torch.cuda.synchronize, info, asynchronous=True, module=module, x=x)
 
 
 class GraphReplay:

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from bench.errors import UserError  # noqa: E402
-from bench.report import figures, paper  # noqa: E402
-from bench.report.load import Loaded, ok_rows  # noqa: E402
+from bench.errors import UserError
+from bench.report import figures, paper
+from bench.report.load import Loaded, ok_rows
 
 
 def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Path:
@@ -133,6 +128,7 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
 
 
 def _speed_figure(medians: pd.DataFrame, baseline: str, labels: dict[str, str], path: Path) -> None:
+    plt = figures.pyplot()
     others = [d for d in medians.columns if d != baseline]
     fig, ax = plt.subplots(figsize=(7, 5))
     for d in others:

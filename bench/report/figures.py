@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from typing import Any
 
-matplotlib.use("Agg")  # files only, no display
+import numpy as np
+import pandas as pd
+from scipy import stats
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from bench.breakdown import CATEGORIES  # noqa: E402
+from bench.breakdown import CATEGORIES
 
 SERIES_COLORS = {"g1": "tab:blue", "g2": "tab:orange", "g3": "tab:green", "g4": "tab:red", "networks": "tab:purple"}
 CATEGORY_COLORS = {
@@ -28,8 +25,20 @@ MIN_FIT_SPAN = 1.5  # fit a line only when the cost spans this factor (the guide
 X_AXES = [("flops", 1e6, "FLOPs (millions of multiply-adds)"), ("mac_bytes", 1e6, "MAC (MB read + written)")]
 
 
-def plain_log_ticks(ax: plt.Axes) -> None:
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only (the Agg backend), chosen when a figure is drawn, not at import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plain_log_ticks(ax: Any) -> None:
     """Log axes labelled 20, 50, 100 rather than 2x10^1."""
+    import matplotlib.ticker
+
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(
@@ -38,8 +47,8 @@ def plain_log_ticks(ax: plt.Axes) -> None:
 
 
 def spearman(x: pd.Series, y: pd.Series) -> float:
-    """Rank correlation (Spearman's rho): Pearson correlation of the ranks."""
-    return float(x.rank().corr(y.rank()))
+    """Rank correlation (Spearman's rho); NaN with fewer than two points."""
+    return float(stats.spearmanr(x, y).statistic) if len(x) >= 2 else float("nan")
 
 
 def loglog_fit(x: pd.Series, y: pd.Series) -> tuple[float, float]:
@@ -50,6 +59,7 @@ def loglog_fit(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 
 def latency_vs_cost(ok: pd.DataFrame, variant: str, path: Path, title: str) -> dict[str, float]:
     """Two panels, latency against FLOPs and against MAC, points coloured by series; returns the correlations."""
+    plt = pyplot()
     data = ok[(ok["variant"] == variant) & (ok["flops"] > 0)]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
     stats = {}
@@ -97,6 +107,7 @@ def latency_vs_cost(ok: pd.DataFrame, variant: str, path: Path, title: str) -> d
 
 def speed_vs_mflops(ok: pd.DataFrame, variant: str, unit_column: str, unit: str, path: Path, title: str) -> None:
     """Figure 1 analogue: one line per network family, speed against MFLOPs."""
+    plt = pyplot()
     data = ok[(ok["variant"] == variant) & (ok["series"] == "networks")]
     fig, ax = plt.subplots(figsize=(7, 5))
     for workload, group in data.groupby("workload"):
@@ -120,6 +131,7 @@ def speed_vs_mflops(ok: pd.DataFrame, variant: str, unit_column: str, unit: str,
 
 def breakdown_bars(shares: pd.DataFrame, path: Path, title: str) -> None:
     """Figure 2 analogue: one stacked bar per (network, source), percent of time per category."""
+    plt = pyplot()
     labels = list(shares.index)
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.5))
     left = np.zeros(len(labels))

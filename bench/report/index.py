@@ -56,10 +56,18 @@ def _rows_summary(rows: pd.DataFrame) -> list[str]:
         )
     lines += [
         "",
-        "Each worker process warms up, sizes a block of calls so the timer's overhead stays under 0.1%, and samples; "
-        "the median is over all samples of the cell, its 95% CI bootstrapped over the process medians. A cell that "
+        "Each worker process warms up, sizes a block of calls so the timer's overhead stays under 0.1%, and samples. "
+        "A cell's median is the median of its process medians, so every process weighs the same; its interval is "
+        "the distribution-free one from the order statistics of the process medians, at the level those processes "
+        "reach (95% needs 6). Processes that fall into separate modes are listed with the noisy cells. A cell that "
         "several sweeps measured is shown once, with its latest row.",
     ]
+    if (rows["schema_version"] < 2).any():
+        lines += [
+            "",
+            "Rows of results schema 1 (before the statistics were reworked) give the median over all samples "
+            "pooled and a bootstrap interval; measure them again to get the process-median statistics.",
+        ]
     return lines + [""]
 
 
