@@ -21,13 +21,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def parse_assignments(items: list[str]) -> dict[str, str]:
-    """["c1=128", "c2=64"] -> {"c1": "128", "c2": "64"}; the workload converts the strings to its types."""
+def parse_assignments(items: list[str], what: str = "a workload parameter") -> dict[str, str]:
+    """["c1=128", "c2=64"] -> {"c1": "128", "c2": "64"}; the receiver converts the strings to its types."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"expected a workload parameter as key=value, got {item!r}")
+            raise UserError(f"expected {what} as key=value, got {item!r}")
         out[key] = value
     return out
 
@@ -164,13 +164,7 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
     """["dtype=float16", "cuda_graph=true"] -> typed values, read as YAML reads them (true, 8, float16)."""
     import yaml
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"expected a backend setting as key=value, got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
+    return {k: yaml.safe_load(v) for k, v in parse_assignments(items, "a backend setting").items()}
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -241,6 +235,14 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         print("  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(line, widths, numeric)).rstrip())
 
 
+def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--json", action="store_true", help=help)
+
+
+def _results_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--results", default="results", help=help)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="shufflebench", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
@@ -255,17 +257,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters, e.g. c1=128 c2=128")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--by-layer", action="store_true", help="also print one row per layer (module path)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _json_flag(p, "print one JSON object")
     p.set_defaults(func=cmd_cost)
 
     p = verbs.add_parser("device", help="this device's fingerprint: id, CPU, GPU, library versions")
-    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    _json_flag(p, "print the metadata as JSON")
     p.set_defaults(func=cmd_device)
 
     p = verbs.add_parser("run", help="measure the cells of a sweep file and write results/<device>/<sweep>.csv")
     p.add_argument("config", help="sweep file (configs/default.yaml) or bundle folder (from `shufflebench export`)")
     p.add_argument("--backend", action="append", help="only cells of this backend (repeatable)")
-    p.add_argument("--results", default="results", help="results folder (default: results)")
+    _results_option(p, "results folder (default: results)")
     p.add_argument("--fresh", action="store_true", help="discard this sweep's earlier rows on this device")
     p.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     p.set_defaults(func=cmd_run)
@@ -293,12 +295,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=6, help="worker processes (default 6, for a 95%% interval)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of sampling per process (default 1)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before a worker counts as hung (default 600)")
-    p.add_argument("--results", default="results", help="where exported ONNX files are cached")
-    p.add_argument("--json", action="store_true", help="print the results row as JSON")
+    _results_option(p, "where exported ONNX files are cached")
+    _json_flag(p, "print the results row as JSON")
     p.set_defaults(func=cmd_time)
 
     p = verbs.add_parser("breakdown", help="profile Figure 2's networks: time shares by op category")
-    p.add_argument("--results", default="results", help="results folder (default: results)")
+    _results_option(p, "results folder (default: results)")
     p.add_argument("--runs", type=int, default=20, help="profiled runs per source (default 20)")
     p.set_defaults(func=cmd_breakdown)
 

@@ -65,6 +65,16 @@ class OpCost:
     elementwise_ops: int
 
 
+class _Total:
+    """A read-only attribute of Cost: the sum of the OpCost field of the same name over all ops."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, cost: Cost, owner: type | None = None) -> int:
+        return sum(getattr(o, self.name) for o in cost.ops)
+
+
 @dataclass
 class Cost:
     """Cost of one forward pass: totals, and the op list they are summed from."""
@@ -74,21 +84,10 @@ class Cost:
     layer_params: dict[str, int] = field(default_factory=dict)  # module path -> parameters owned directly
     layer_types: dict[str, str] = field(default_factory=dict)  # module path -> class name
 
-    @property
-    def flops(self) -> int:
-        return sum(o.flops for o in self.ops)
-
-    @property
-    def mac(self) -> int:
-        return sum(o.mac for o in self.ops)
-
-    @property
-    def mac_bytes(self) -> int:
-        return sum(o.mac_bytes for o in self.ops)
-
-    @property
-    def elementwise_ops(self) -> int:
-        return sum(o.elementwise_ops for o in self.ops)
+    flops = _Total()
+    mac = _Total()
+    mac_bytes = _Total()
+    elementwise_ops = _Total()
 
     def totals(self) -> dict[str, int]:
         """The cost columns of a results row."""

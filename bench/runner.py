@@ -206,7 +206,9 @@ def measure_cells(
             continue
         progress.start(cell)
         started = _now()
-        answer = run_worker("time", TimeJob(cell, prepared[cell.key], context.run.measure), context.run.timeout)
+        job = TimeJob(cell, prepared[cell.key], context.run.measure)
+        env = backends.get(cell.backend).worker_env(cell.settings)
+        answer = run_worker("time", job, context.run.timeout, env)
         progress.run_done()
         if isinstance(answer, Failure):
             failed.add(cell.key)
@@ -279,8 +281,9 @@ def prepare_cells(
 ANSWERS = {"Prepared": Prepared, "ProcessResult": ProcessResult, "Failure": Failure}
 
 
-def run_worker(kind: str, job: Any, timeout: float) -> Any:
-    """Run one worker process on ``job``; its answer, or a Failure that says what went wrong."""
+def run_worker(kind: str, job: Any, timeout: float, env: dict[str, str] | None = None) -> Any:
+    """Run one worker process on ``job`` (with ``env`` added to this process's environment); its answer, or a Failure
+    that says what went wrong."""
     with tempfile.TemporaryDirectory(prefix="shufflebench-") as tmp:
         job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job_path.write_text(encode(job))
@@ -290,6 +293,7 @@ def run_worker(kind: str, job: Any, timeout: float) -> Any:
                 capture_output=True,
                 text=True,
                 timeout=timeout,
+                env={**os.environ, **env} if env else None,
             )
         except subprocess.TimeoutExpired:
             return Failure(f"worker timed out after {timeout:g} s (raise measure.timeout)")

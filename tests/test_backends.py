@@ -17,6 +17,8 @@ from bench.backends import ort_backend, torch_backend
 from bench.errors import UserError
 from bench.export import export
 
+TORCH_CPU, ORT_CPU, CPU = backends.get("torch-cpu"), backends.get("ort-cpu"), "CPUExecutionProvider"
+
 
 @pytest.mark.parametrize(
     "name,kind,target,needs_onnx,on_gpu",
@@ -53,6 +55,14 @@ def test_every_setting_a_backend_takes_is_declared_once_with_a_valid_default():
     assert "dtype: float32|float16|bfloat16 = float32" in backends.describe()
 
 
+def test_defaults_fill_every_declared_setting_and_refuse_others():
+    assert ORT_CPU.defaults(threads=2) == {"threads": 2, "opt_level": "all", "spinning": True}
+    with pytest.raises(UserError, match="ort-cpu takes no setting 'tf32'"):
+        ORT_CPU.defaults(tf32=True)
+    with pytest.raises(UserError, match="must be one of steady, glibc"):
+        TORCH_CPU.defaults(malloc="jemalloc")
+
+
 def test_unavailable_backends_say_why():
     assert backends.get("torch-cpu").unavailable_reason() is None
     assert backends.get("ort-cpu").unavailable_reason() is None
@@ -65,7 +75,7 @@ def test_unavailable_backends_say_why():
 
 def test_torch_backend_applies_threads_and_times_calls():
     w = blocks.build("g1", c1=8, c2=8, hw=8)
-    timed = torch_backend.prepare(w.module, w.input_shape, device="cpu", threads=1)
+    timed = torch_backend.prepare(w.module, w.input_shape, device="cpu", settings=TORCH_CPU.defaults(threads=1))
     assert timed.info["threads"] == 1 == torch.get_num_threads()
     assert timed.time(5) > timed.time(0) >= 0
 
@@ -77,7 +87,7 @@ def test_export_is_verified_and_ort_times_it(tmp_path):
     assert info["op_types"] == {"Conv": 20, "Add": 10}
     assert info["max_abs_diff"] <= 1e-4 * 1
     timed = ort_backend.prepare(
-        tmp_path / "g3.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1, opt_level="disable"
+        tmp_path / "g3.onnx", w.input_shape, provider=CPU, settings=ORT_CPU.defaults(threads=1, opt_level="disable")
     )
     assert timed.info["provider"] == "CPUExecutionProvider" and timed.info["opt_level"] == "disable"
     assert timed.time(3) > 0
@@ -88,7 +98,7 @@ def test_export_is_verified_and_ort_times_it(tmp_path):
 def test_ort_output_matches_torch_through_the_bound_session(tmp_path):
     w = blocks.build("g4", c=16, hw=8)
     export(w.module, w.input_shape, tmp_path / "g4.onnx")
-    timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1)
+    timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider=CPU, settings=ORT_CPU.defaults(threads=1))
     timed.time(1)
     got = timed.binding.copy_outputs_to_cpu()[0]
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(w.input_shape, dtype=np.float32))
@@ -105,9 +115,8 @@ def test_spinning_is_set_explicitly_and_recorded(tmp_path):
     w = blocks.build("g4", c=16, hw=8)
     export(w.module, w.input_shape, tmp_path / "g4.onnx")
     for spinning in (True, False):
-        timed = ort_backend.prepare(
-            tmp_path / "g4.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1, spinning=spinning
-        )
+        settings = ORT_CPU.defaults(threads=1, spinning=spinning)
+        timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider=CPU, settings=settings)
         assert timed.info["session_options"]["allow_spinning"] == ("1" if spinning else "0")
 
 
@@ -132,7 +141,7 @@ def test_the_bound_input_outlives_a_binding_that_keeps_no_reference(tmp_path, mo
     monkeypatch.setattr(
         ort_backend.ort.InferenceSession, "io_binding", lambda self: ForgetfulBinding(real_io_binding(self))
     )
-    timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1)
+    timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider=CPU, settings=ORT_CPU.defaults(threads=1))
     gc.collect()
     assert bound and bound[0]() is not None  # still alive: the timer holds it
     x = timed.keep[0]
@@ -150,7 +159,8 @@ class CountingSync:
 
 def test_gpu_latency_waits_after_every_call_and_throughput_once_per_block():
     sync, calls = CountingSync(), []
-    timed = torch_backend.TorchTimed(lambda: calls.append(sync.calls), sync, {}, asynchronous=True)
+    timed = torch_backend.TorchTimed(None, None, {}, call=lambda: calls.append(sync.calls), sync=sync)
+    assert timed.asynchronous
     timed.time(5)
     assert sync.calls == 6 and calls == [1, 2, 3, 4, 5]  # each call starts after the previous one was waited for
     sync.calls, calls[:] = 0, []
@@ -224,16 +234,13 @@ def test_dtype_and_memory_format_settings_reach_a_module():
 
 @pytest.mark.parametrize("tf32,autotune,graph", [(False, True, False), (True, False, True)])
 def test_ort_cuda_options_are_explicit_and_follow_the_cell(tf32, autotune, graph):
-    options = ort_backend.provider_options(
-        "CUDAExecutionProvider", cudnn_benchmark=autotune, tf32=tf32, cuda_graph=graph
-    )
+    settings = backends.get("ort-cuda").defaults(cudnn_benchmark=autotune, tf32=tf32, cuda_graph=graph)
+    options = ort_backend.provider_options("CUDAExecutionProvider", settings)
     assert options["use_tf32"] == ("1" if tf32 else "0")  # ORT's own default is 1; torch-cuda's is off
     assert options["cudnn_conv_algo_search"] == ("EXHAUSTIVE" if autotune else "HEURISTIC")
     assert options["enable_cuda_graph"] == ("1" if graph else "0")
     assert options["device_id"] == "0"
-    assert (
-        ort_backend.provider_options("CPUExecutionProvider", cudnn_benchmark=True, tf32=False, cuda_graph=False) == {}
-    )
+    assert ort_backend.provider_options(CPU, ORT_CPU.defaults()) == {}
 
 
 def test_ort_prepare_creates_the_provider_with_its_options(tmp_path, monkeypatch):
@@ -248,7 +255,8 @@ def test_ort_prepare_creates_the_provider_with_its_options(tmp_path, monkeypatch
     monkeypatch.setattr(ort_backend.ort, "InferenceSession", fake_session)
     monkeypatch.setattr(ort_backend.ort, "preload_dlls", lambda: seen.setdefault("preloaded", True), raising=False)
     with pytest.raises(RuntimeError, match="stop here"):
-        ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider="CUDAExecutionProvider", tf32=True)
+        settings = backends.get("ort-cuda").defaults(tf32=True)
+        ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider="CUDAExecutionProvider", settings=settings)
     [(provider, options)] = seen["providers"]
     assert provider == "CUDAExecutionProvider" and options["use_tf32"] == "1" and seen["preloaded"]
 
@@ -274,7 +282,7 @@ def test_ort_pipelined_runs_skip_the_sync_except_the_last():
 def test_node_placement_finds_nodes_off_the_provider(tmp_path):
     w = blocks.build("g4", c=16, hw=8)
     export(w.module, w.input_shape, tmp_path / "g4.onnx")
-    timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider="CPUExecutionProvider", threads=1)
+    timed = ort_backend.prepare(tmp_path / "g4.onnx", w.input_shape, provider=CPU, settings=ORT_CPU.defaults(threads=1))
     assert timed.info["warnings"] == [] and not timed.asynchronous
     events = [
         {"cat": "Node", "name": "conv_kernel_time", "args": {"provider": "CUDAExecutionProvider", "op_name": "Conv"}},

@@ -34,7 +34,7 @@ workloads:
     assert sweep.name == "sweep"
     assert len(sweep.cells) == 2 * 2 * 2 * 2  # pairs x hw x backends x threads
     first = sweep.cells[0]
-    assert first.key == "g1/c1=8,c2=16,hw=7/torch-cpu/batch=1,threads=1"
+    assert first.key == "g1/c1=8,c2=16,hw=7/torch-cpu/batch=1,threads=1,malloc=steady"
     assert {(c.args["c1"], c.args["c2"]) for c in sweep.cells} == {(8, 16), (16, 32)}
 
 
@@ -225,7 +225,7 @@ workloads: [{name: g4, grid: {c: 32}}]
         )
     )
     assert [c.key for c in sweep.cells] == [
-        "g4/c=32,relu=true,shortcut=true,hw=56/torch-cpu/batch=1,threads=1",
+        "g4/c=32,relu=true,shortcut=true,hw=56/torch-cpu/batch=1,threads=1,malloc=steady",
         "g4/c=32,relu=true,shortcut=true,hw=56/torch-cuda/batch=8,cudnn_benchmark=true,tf32=false,dtype=float32,"
         "channels_last=false,cuda_graph=false",
     ]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import blocks
+from bench import backends
 from bench.backends import ort_backend, torch_backend
 from bench.export import export
 from bench.measure import MeasureSettings, measure
@@ -19,6 +20,7 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch on this machine"),
 ]
+TORCH_CUDA = backends.get("torch-cuda")
 needs_ort_cuda = pytest.mark.skipif(
     "CUDAExecutionProvider" not in ort.get_available_providers(), reason="onnxruntime-gpu not installed"
 )
@@ -27,7 +29,8 @@ needs_ort_cuda = pytest.mark.skipif(
 @pytest.mark.parametrize("tf32", [False, True])
 def test_torch_cuda_applies_and_records_cudnn_and_tf32(tf32):
     w = blocks.build("g1", c1=128, c2=128)
-    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", cudnn_benchmark=True, tf32=tf32)
+    settings = TORCH_CUDA.defaults(cudnn_benchmark=True, tf32=tf32)
+    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", settings=settings)
     assert timed.info["tf32"] is tf32 and timed.info["cudnn_benchmark"] is True
     assert torch.backends.cudnn.conv.fp32_precision == ("tf32" if tf32 else "ieee")
     assert torch.backends.cuda.matmul.fp32_precision == ("tf32" if tf32 else "ieee")
@@ -52,7 +55,7 @@ def _event_ms(call, n: int = 1) -> float:
 def test_per_call_and_pipelined_times_cover_the_gpu_work():
     # About 2 TFLOP of fp32 convolutions per call: tens of ms of GPU work, against well under 1 ms of launches.
     w = blocks.build("g1", c1=1024, c2=1024)
-    timed = torch_backend.prepare(w.module, w.batched(16), device="cuda", tf32=False)
+    timed = torch_backend.prepare(w.module, w.batched(16), device="cuda", settings=TORCH_CUDA.defaults(tf32=False))
     timed.time(2)
     gpu_ms = _event_ms(timed.call)
     assert gpu_ms > 5, "the workload is too small to tell launches from work"
@@ -66,7 +69,8 @@ def test_dtype_and_channels_last_reach_the_module_and_input(dtype):
     if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         pytest.skip("no bfloat16 on this GPU")
     w = blocks.build("g4", c=32)
-    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", dtype=dtype, channels_last=True)
+    settings = TORCH_CUDA.defaults(dtype=dtype, channels_last=True)
+    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", settings=settings)
     out = timed.call()
     assert out.dtype == torch_backend.DTYPES[dtype]
     weight = next(p for p in w.module.parameters() if p.dim() == 4)
@@ -87,7 +91,7 @@ def test_cuda_graph_replay_computes_what_eager_computes():
 
 def test_cuda_graph_cells_time_the_replay():
     w = blocks.build("g3", structure="4-fragment-series", c=128)
-    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", cuda_graph=True)
+    timed = torch_backend.prepare(w.module, w.batched(8), device="cuda", settings=TORCH_CUDA.defaults(cuda_graph=True))
     assert isinstance(timed.call, torch_backend.GraphReplay) and timed.info["cuda_graph"] is True
     assert timed.time(5) > 0 and timed.time_pipelined(5) > 0
 
@@ -97,9 +101,8 @@ def test_cuda_graph_cells_time_the_replay():
 def test_ort_cuda_options_follow_the_cell(tmp_path, tf32):
     w = blocks.build("g3", structure="2-fragment-parallel", c=128)
     export(w.module, w.batched(8), tmp_path / "g3.onnx")
-    timed = ort_backend.prepare(
-        tmp_path / "g3.onnx", w.batched(8), provider="CUDAExecutionProvider", tf32=tf32, cudnn_benchmark=False
-    )
+    settings = backends.get("ort-cuda").defaults(tf32=tf32, cudnn_benchmark=False)
+    timed = ort_backend.prepare(tmp_path / "g3.onnx", w.batched(8), provider="CUDAExecutionProvider", settings=settings)
     options = timed.info["provider_options"]
     assert options["use_tf32"] == str(int(tf32)) and options["cudnn_conv_algo_search"] == "HEURISTIC"
     assert timed.binding.get_outputs()[0].device_name() == "cuda"

@@ -157,7 +157,7 @@ def test_time_json_prints_the_results_row():
 
     row = json.loads(out.stdout)
     assert row["status"] == "ok" and row["median_ms"] > 0 and row["threads"] == 1
-    assert row["cell"] == "g1/c1=8,c2=8,hw=8/torch-cpu/batch=1,threads=1"
+    assert row["cell"] == "g1/c1=8,c2=8,hw=8/torch-cpu/batch=1,threads=1,malloc=steady"
 
 
 class _Terminal(io.StringIO):

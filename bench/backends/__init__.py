@@ -11,6 +11,7 @@ backend's name. This module imports neither torch nor onnxruntime; each backend 
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,8 @@ class Setting:
         return Setting(self.name, self.kind, self.default, choices, self.help)
 
 
+# glibc.malloc tunables of the "steady" heap (the malloc setting); see docs/design-notes.md, "Two speeds of one cell".
+STEADY_HEAP = ("glibc.malloc.mmap_threshold=33554432", "glibc.malloc.trim_threshold=4294967296")
 ONNX_OPSET = 18  # the opset of every exported file (bench.export); a row of another opset is measured again
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -78,6 +81,7 @@ SETTINGS = {
     for s in (
         Setting("batch", int, 1, help="images per call"),
         Setting("threads", int, "physical", help='CPU threads: an integer, "physical" or "logical" cores'),
+        Setting("malloc", str, "steady", ("steady", "glibc"), help="heap of the worker: kept (steady) or glibc's own"),
         Setting("opt_level", str, "all", OPT_LEVELS, help="ONNX Runtime graph optimisation level"),
         Setting("spinning", bool, True, help="ONNX Runtime intra-op threads spin while waiting for work"),
         Setting("cudnn_benchmark", bool, True, help="cuDNN autotuning (ORT: cudnn_conv_algo_search EXHAUSTIVE)"),
@@ -114,6 +118,25 @@ class Backend:
         """A timer for the workload on this backend with the cell's ``settings`` (batch excluded)."""
         raise NotImplementedError
 
+    def defaults(self, **overrides: Any) -> dict[str, Any]:
+        """Every setting this backend takes but batch, at its default unless overridden, checked."""
+        unknown = set(overrides) - {s.name for s in self.settings}
+        if unknown:
+            raise UserError(f"{self.name} takes no setting {sorted(unknown)[0]!r}; it takes: {self.describe()}")
+        return {s.name: s.check(overrides.get(s.name, s.default)) for s in self.settings if s.name != "batch"}
+
+    def describe(self) -> str:
+        return ", ".join(s.describe() for s in self.settings)
+
+    def worker_env(self, settings: dict[str, Any]) -> dict[str, str]:
+        """Environment variables the worker process must start with for these settings (read before main)."""
+        if settings.get("malloc") != "steady":
+            return {}
+        # glibc reads its tunables at process start. Large buffers from the heap (up to 32 MiB) and freed memory never
+        # handed back: the steady state of a long-running process, with no page faults per call (design-notes).
+        tunables = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t and t not in STEADY_HEAP]
+        return {"GLIBC_TUNABLES": ":".join([*tunables, *STEADY_HEAP])}
+
 
 def _settings(*names: str, dtypes: tuple[str, ...] = DTYPES) -> tuple[Setting, ...]:
     return tuple(SETTINGS[n].restricted(*dtypes) if n == "dtype" else SETTINGS[n] for n in ("batch", *names))
@@ -138,7 +161,7 @@ class TorchBackend(Backend):
         from bench.backends import torch_backend
 
         module = blocks.build(workload, **args).module
-        return torch_backend.prepare(module, input_shape, device=self.target, **settings)
+        return torch_backend.prepare(module, input_shape, device=self.target, settings=settings)
 
 
 class OrtBackend(Backend):
@@ -158,7 +181,7 @@ class OrtBackend(Backend):
     def prepare(self, workload, args, onnx, input_shape, settings):  # noqa: ANN001, ANN201 (see Backend)
         from bench.backends import ort_backend
 
-        return ort_backend.prepare(onnx, input_shape, provider=self.target, **settings)
+        return ort_backend.prepare(onnx, input_shape, provider=self.target, settings=settings)
 
 
 def _ort(name: str, provider: str) -> OrtBackend:
@@ -173,7 +196,7 @@ def _ort(name: str, provider: str) -> OrtBackend:
 
 
 REGISTRY: dict[str, Backend] = {
-    "torch-cpu": TorchBackend("torch-cpu", "cpu", False, _settings("threads"), needs_onnx=False),
+    "torch-cpu": TorchBackend("torch-cpu", "cpu", False, _settings("threads", "malloc"), needs_onnx=False),
     "torch-cuda": TorchBackend(
         "torch-cuda",
         "cuda",
@@ -199,6 +222,6 @@ def describe() -> str:
     """Every backend with its settings, for ``--help`` and ``shufflebench list --backends``."""
     lines = []
     for backend in REGISTRY.values():
-        lines.append(f"{backend.name}: " + ", ".join(s.describe() for s in backend.settings))
+        lines.append(f"{backend.name}: {backend.describe()}")
     lines.append(f"ort:<Provider>: as ort-cpu, or as ort-cuda for GPU providers ({', '.join(ORT_GPU_DEVICES)})")
     return "\n".join(lines)

@@ -76,13 +76,13 @@ class OrtTimed:
 
 
 def session_options(
-    *, threads: int | None, opt_level: str, spinning: bool = True, profile_prefix: str | None = None
+    *, threads: int | None, opt_level: str, spinning: bool | None = None, profile_prefix: str | None = None
 ) -> ort.SessionOptions:
     so = ort.SessionOptions()
     if threads is not None:
         so.intra_op_num_threads = threads
-    # Spinning intra-op threads answer faster and burn a core while they wait; ORT's default is on.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if spinning is not None:  # spinning intra-op threads answer sooner and burn a core while they wait
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = OPT_LEVELS[opt_level]
@@ -93,14 +93,14 @@ def session_options(
     return so
 
 
-def provider_options(provider: str, *, cudnn_benchmark: bool, tf32: bool, cuda_graph: bool) -> dict[str, str]:
+def provider_options(provider: str, settings: dict[str, Any]) -> dict[str, str]:
     """The options ``provider`` is created with; every CUDA option that changes speed is explicit."""
     if provider == "CUDAExecutionProvider":
         return {
             "device_id": "0",
-            "use_tf32": str(int(tf32)),
-            "cudnn_conv_algo_search": "EXHAUSTIVE" if cudnn_benchmark else "HEURISTIC",
-            "enable_cuda_graph": str(int(cuda_graph)),
+            "use_tf32": str(int(settings["tf32"])),
+            "cudnn_conv_algo_search": "EXHAUSTIVE" if settings["cudnn_benchmark"] else "HEURISTIC",
+            "enable_cuda_graph": str(int(settings["cuda_graph"])),
             "do_copy_in_default_stream": "1",
         }
     if provider in ORT_GPU_DEVICES:
@@ -116,28 +116,25 @@ def float16_model(model: Path) -> bytes:
     return convert_float_to_float16(onnx.load(str(model)), keep_io_types=False).SerializeToString()
 
 
-def prepare(
-    model: Path,
-    input_shape: tuple[int, ...],
-    *,
-    provider: str,
-    threads: int | None = None,
-    opt_level: str = "all",
-    spinning: bool = True,
-    cudnn_benchmark: bool = True,
-    tf32: bool = False,
-    dtype: str = "float32",
-    cuda_graph: bool = False,
-) -> OrtTimed:
-    """An ORT session for ``model`` on ``provider`` with a random input of ``input_shape`` bound on its device."""
+def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, settings: dict[str, Any]) -> OrtTimed:
+    """An ORT session for ``model`` on ``provider`` with a random input of ``input_shape`` bound on its device.
+
+    ``settings`` holds every setting the backend declares (bench.backends; ``Backend.defaults()`` fills them in).
+    """
     device = ORT_GPU_DEVICES.get(provider, "cpu")
     if device == "cuda" and hasattr(ort, "preload_dlls"):
         ort.preload_dlls()  # CUDA and cuDNN from pip's nvidia-* packages, where ORT would not find them itself
-    options = provider_options(provider, cudnn_benchmark=cudnn_benchmark, tf32=tf32, cuda_graph=cuda_graph)
-    source: str | bytes = float16_model(model) if dtype == "float16" else str(model)
+    options = provider_options(provider, settings)
+    # settings a provider does not declare are None: CPU providers run the model's own dtype, GPU ones own threads
+    source: str | bytes = float16_model(model) if settings.get("dtype") == "float16" else str(model)
     with tempfile.TemporaryDirectory(prefix="shufflebench-ort-") as tmp:
         profile = str(Path(tmp) / "placement") if provider != "CPUExecutionProvider" else None
-        so = session_options(threads=threads, opt_level=opt_level, spinning=spinning, profile_prefix=profile)
+        so = session_options(
+            threads=settings.get("threads"),
+            opt_level=settings["opt_level"],
+            spinning=settings.get("spinning"),
+            profile_prefix=profile,
+        )
         session = ort.InferenceSession(source, so, providers=[(provider, options)])
         used = session.get_providers()[0]
         if used != provider:
@@ -152,16 +149,16 @@ def prepare(
         "onnxruntime": ort.__version__,
         "provider": used,
         "provider_options": session.get_provider_options().get(provider, {}),
-        "threads": threads,
-        "opt_level": opt_level,
+        **settings,
         "session_options": {
             "intra_op_num_threads": so.intra_op_num_threads,
             "inter_op_num_threads": so.inter_op_num_threads,
             "execution_mode": str(so.execution_mode),
             "graph_optimization_level": str(so.graph_optimization_level),
-            "allow_spinning": so.get_session_config_entry("session.intra_op.allow_spinning"),
+            "allow_spinning": (
+                so.get_session_config_entry("session.intra_op.allow_spinning") if "spinning" in settings else None
+            ),
         },
-        "dtype": dtype,
         "io_device": device,
         "warnings": warnings,
     }

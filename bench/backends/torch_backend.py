@@ -1,8 +1,9 @@
 """PyTorch eager on CPU or CUDA. [torch]
 
 Settings are applied here, per cell, inside the worker process (nothing is set at import): the intra-op thread count
-on CPU; on CUDA cudnn.benchmark, TF32 (for both convolutions and matmuls), the dtype, the memory format and CUDA-graph
-replay. The model runs in eval mode under ``torch.inference_mode``, on device-resident inputs.
+on CPU (and the worker's heap, ``malloc``, which the runner sets when it starts the process); on CUDA cudnn.benchmark,
+TF32 (for both convolutions and matmuls), the dtype, the memory format and CUDA-graph replay. The model runs in eval
+mode under ``torch.inference_mode``, on device-resident inputs.
 
 A GPU measurement has two numbers (docs/design-notes.md, "What a GPU cell measures"):
 
@@ -11,11 +12,13 @@ A GPU measurement has two numbers (docs/design-notes.md, "What a GPU cell measur
 - ``time_pipelined(n)``: one synchronisation after ``n`` calls, so the CPU queues call k+1 while the GPU runs call k;
   the time per call is the throughput of back-to-back calls (about max(launch, kernel time)).
 
-On the CPU both are the same thing (the call returns when the work is done), so only GPU timers are ``asynchronous``.
+On the CPU both are the same thing (the call returns when the work is done), so only GPU timers are ``asynchronous``
+and only they are sampled back to back.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
 
@@ -26,86 +29,81 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 class TorchTimed:
-    """Times ``call`` (one forward pass); ``sync`` waits for the device, a no-op on the CPU. ``module`` and ``x`` are
-    what ``call`` runs, for checks against other timers."""
+    """Times ``module(x)``. On a GPU, ``sync`` waits for the device and ``call`` is what one call runs (the module, or
+    the replay of its CUDA graph); on the CPU there is nothing to wait for and the module is called directly, so the
+    timed loop is the bare loop a user would write."""
 
     def __init__(
         self,
-        call: Callable[[], Any],
-        sync: Callable[[], None],
+        module: nn.Module,
+        x: torch.Tensor,
         info: dict[str, Any],
-        asynchronous: bool,
-        module: nn.Module | None = None,
-        x: torch.Tensor | None = None,
+        call: Callable[[], Any] | None = None,
+        sync: Callable[[], None] | None = None,
     ) -> None:
-        self.call, self.sync, self.info, self.asynchronous = call, sync, info, asynchronous
-        self.module, self.x = module, x
+        self.module, self.x, self.info = module, x, info
+        self.call = call or (lambda: module(x))
+        self.sync = sync
+        self.asynchronous = sync is not None
 
     def time(self, n: int) -> float:
         """Seconds for ``n`` calls, each one waited for: per-call latency."""
-        call, sync = self.call, self.sync
-        with torch.inference_mode():
-            sync()
-            start = time.perf_counter()
-            for _ in range(n):
-                call()
-                sync()
-            return time.perf_counter() - start
+        if self.sync is None:
+            module, x = self.module, self.x
+            with torch.inference_mode():
+                start = time.perf_counter()
+                for _ in range(n):
+                    module(x)
+                return time.perf_counter() - start
+        return self._calls(n, wait_each=True)
 
     def time_pipelined(self, n: int) -> float:
         """Seconds for ``n`` calls queued back to back and waited for once: throughput."""
-        call, sync = self.call, self.sync
+        return self._calls(n, wait_each=False)
+
+    def _calls(self, n: int, wait_each: bool) -> float:
+        call, sync = self.call, self.sync or (lambda: None)
         with torch.inference_mode():
             sync()
             start = time.perf_counter()
             for _ in range(n):
                 call()
-            sync()
+                if wait_each:
+                    sync()
+            if not wait_each:
+                sync()
             return time.perf_counter() - start
 
 
-def prepare(
-    module: nn.Module,
-    input_shape: tuple[int, ...],
-    *,
-    device: str,
-    threads: int | None = None,
-    cudnn_benchmark: bool = True,
-    tf32: bool = False,
-    dtype: str = "float32",
-    channels_last: bool = False,
-    cuda_graph: bool = False,
-) -> TorchTimed:
-    """Configure torch for the cell and return a timer for ``module`` on a random input of ``input_shape``."""
+def prepare(module: nn.Module, input_shape: tuple[int, ...], *, device: str, settings: dict[str, Any]) -> TorchTimed:
+    """Configure torch for the cell and return a timer for ``module`` on a random input of ``input_shape``.
+
+    ``settings`` holds every setting the backend declares (bench.backends; ``Backend.defaults()`` fills them in).
+    """
     info: dict[str, Any] = {"torch": torch.__version__}
     torch.manual_seed(0)
     module = module.eval()
     if device == "cpu":
-        torch.set_num_threads(threads)
-        info["threads"] = torch.get_num_threads()
-        x = torch.randn(input_shape)
-        return TorchTimed(lambda: module(x), lambda: None, info, asynchronous=False, module=module, x=x)
+        torch.set_num_threads(settings["threads"])
+        # the heap was set up when the worker started (bench.backends.Backend.worker_env); record what it got
+        info.update(
+            threads=torch.get_num_threads(), malloc=settings["malloc"], glibc_tunables=os.environ.get("GLIBC_TUNABLES")
+        )
+        return TorchTimed(module, torch.randn(input_shape), info)
 
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    precision = "tf32" if tf32 else "ieee"
+    torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
+    precision = "tf32" if settings["tf32"] else "ieee"
     torch.backends.cudnn.conv.fp32_precision = precision
     torch.backends.cuda.matmul.fp32_precision = precision
+    dtype = settings["dtype"]
     if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         raise RuntimeError(f"{torch.cuda.get_device_name()} has no bfloat16 support; use dtype float16 or float32")
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
     module = module.to(device=device, dtype=DTYPES[dtype], memory_format=memory_format)
     x = torch.randn(input_shape, device=device, dtype=DTYPES[dtype]).contiguous(memory_format=memory_format)
-    info.update(
-        cudnn_benchmark=cudnn_benchmark,
-        tf32=tf32,
-        dtype=dtype,
-        channels_last=channels_last,
-        cuda_graph=cuda_graph,
-        gpu=torch.cuda.get_device_name(),
-        cudnn=torch.backends.cudnn.version(),
-    )
-    call = GraphReplay(lambda: module(x), torch.cuda) if cuda_graph else (lambda: module(x))
-    return TorchTimed(call, torch.cuda.synchronize, info, asynchronous=True, module=module, x=x)
+    info.update(settings, gpu=torch.cuda.get_device_name(), cudnn=torch.backends.cudnn.version())
+    call = GraphReplay(lambda: module(x), torch.cuda) if settings["cuda_graph"] else None
+    return TorchTimed(module, x, info, call=call, sync=torch.cuda.synchronize)
 
 
 class GraphReplay:
