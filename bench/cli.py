@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench.errors import UserError
+from bench.errors import Interrupted, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,10 +37,20 @@ def parse_assignments(items: list[str], what: str = "a workload parameter") -> d
 def _build(name: str, assignments: list[str]) -> Any:
     import blocks
 
+    params = parse_assignments(assignments)
     try:
-        return blocks.build(name, **parse_assignments(assignments))
+        return blocks.build(name, **params)
     except blocks.WorkloadError as e:
         raise UserError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - a builder that fails on valid-looking values (too large to allocate)
+        raise UserError(
+            f"{name}: cannot build with {params or 'its defaults'}: {type(e).__name__}: {_first(e)}"
+        ) from None
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -60,11 +72,14 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_cost(args: argparse.Namespace) -> None:
     from bench import cost
 
-    if args.batch < 1:
-        raise UserError(f"--batch must be a positive integer, got {args.batch}")
     workload = _build(args.name, args.params)
     input_shape = workload.batched(args.batch)
-    counted = cost.count(workload.module, input_shape)
+    try:
+        counted = cost.count(workload.module, input_shape)
+    except Exception as e:  # noqa: BLE001 - e.g. an input too large to allocate
+        raise UserError(
+            f"{args.name}: cannot run one forward pass of {input_shape}: {type(e).__name__}: {_first(e)}"
+        ) from None
     if args.json:
         out = {
             "workload": workload.name,
@@ -111,10 +126,15 @@ def _keep_backends(sweep: Any, names: list[str] | None) -> None:
 
     if names:
         wanted = {backends.get(b).name for b in names}
+        present = sorted({c.backend for c in sweep.cells})
         sweep.cells[:] = [c for c in sweep.cells if c.backend in wanted]
+        if not sweep.cells:
+            raise UserError(
+                f"{sweep.path}: no cells of backend {', '.join(sorted(wanted))}; its backends are {', '.join(present)}"
+            )
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+def cmd_run(args: argparse.Namespace) -> int:
     from bench import runner
 
     sweep, prepared = _load_sweep(Path(args.config))
@@ -127,6 +147,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     rows = runner.run_sweep(sweep, Path(args.results), fresh=args.fresh, prepared=prepared)
     if rows:
         print(runner.summary_table(rows))
+    if rows and all(r["status"] == "error" for r in rows):
+        print(
+            f"shufflebench run: every one of the {len(rows)} cells measured failed; see the errors above",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -141,12 +168,16 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_time(args: argparse.Namespace) -> None:
     from bench import config, runner
 
-    settings: dict[str, Any] = {"batch": args.batch, **parse_settings(args.set or [])}
+    from bench import backends
+
+    settings: dict[str, Any] = parse_settings(args.set or [])
     if args.threads is not None:
         settings["threads"] = args.threads
+    backends.get(args.backend).defaults(**settings)  # a setting this backend does not take is an error here
+    settings["batch"] = args.batch
     cell = config.single_cell(args.name, parse_assignments(args.params), args.backend, settings)
     measure = {"processes": args.processes, "min_time": args.min_time, "timeout": args.timeout}
-    run = config.run_settings(measure, "command line: --processes/--min-time/--timeout")
+    run = config.run_settings(measure, "command line")
     sweep = config.Sweep("time", Path("command line"), [cell], run)
     rows = runner.run_sweep(sweep, Path(args.results), write=False)
     row = rows[0]
@@ -176,6 +207,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     loaded = load(paths)
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    Path(args.out or "reports").mkdir(parents=True, exist_ok=True)  # an unwritable place fails before any work
     for device_id in loaded.device_folders():
         out = Path(args.out) if args.out and len(loaded.devices) == 1 else Path(args.out or "reports") / device_id
         print(write_report(loaded, device_id, out))
@@ -186,6 +218,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from bench.report.load import load
 
     loaded = load([Path(p) for p in args.results])
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(write_compare(loaded, Path(args.out), args.baseline))
 
 
@@ -235,6 +269,28 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         print("  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(line, widths, numeric)).rstrip())
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
 def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--json", action="store_true", help=help)
 
@@ -245,6 +301,7 @@ def _results_option(p: argparse.ArgumentParser, help: str) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="shufflebench", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = verbs.add_parser("list", help="list workloads with their parameters and defaults")
@@ -255,7 +312,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("cost", help="params, FLOPs and MAC of one workload")
     p.add_argument("name", help="workload name (see `shufflebench list`)")
     p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters, e.g. c1=128 c2=128")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     p.add_argument("--by-layer", action="store_true", help="also print one row per layer (module path)")
     _json_flag(p, "print one JSON object")
     p.set_defaults(func=cmd_cost)
@@ -284,24 +341,28 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend", default="torch-cpu", help="torch-cpu (default), torch-cuda, ort-cpu, ort-cuda, ort:<EP>"
     )
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--threads", type=positive_int, help="CPU threads (default: physical cores)")
     p.add_argument(
         "--set",
         action="append",
         metavar="SETTING=VALUE",
         help="a backend setting, e.g. dtype=float16 (repeatable; `shufflebench list --backends` shows each backend's)",
     )
-    p.add_argument("--processes", type=int, default=6, help="worker processes (default 6, for a 95%% interval)")
-    p.add_argument("--min-time", type=float, default=1.0, help="seconds of sampling per process (default 1)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds before a worker counts as hung (default 600)")
+    p.add_argument(
+        "--processes", type=positive_int, default=6, help="worker processes (default 6, for a 95%% interval)"
+    )
+    p.add_argument("--min-time", type=positive_number, default=1.0, help="seconds of sampling per process (default 1)")
+    p.add_argument(
+        "--timeout", type=positive_number, default=600.0, help="seconds before a worker counts as hung (default 600)"
+    )
     _results_option(p, "where exported ONNX files are cached")
     _json_flag(p, "print the results row as JSON")
     p.set_defaults(func=cmd_time)
 
     p = verbs.add_parser("breakdown", help="profile Figure 2's networks: time shares by op category")
     _results_option(p, "results folder (default: results)")
-    p.add_argument("--runs", type=int, default=20, help="profiled runs per source (default 20)")
+    p.add_argument("--runs", type=positive_int, default=20, help="profiled runs per source (default 20)")
     p.set_defaults(func=cmd_breakdown)
 
     p = verbs.add_parser("report", help="plots and paper tables from results, as reports/<device>/index.md")
@@ -317,16 +378,53 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the run stops cleanly and says what it kept."""
+
+    signal_number = signal.SIGTERM
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. Every failure a user can cause is one line on stderr: exit status 2 for bad input or an unusable
+    path, 128 + the signal for an interrupted run (130 for Ctrl-C), 1 for a run whose every cell failed, and for an
+    internal error (with ``--debug`` or SHUFFLEBENCH_DEBUG=1, its traceback)."""
     args = make_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("SHUFFLEBENCH_DEBUG") == "1"
+    prog = f"shufflebench {args.verb}"
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except UserError as e:
-        print(f"shufflebench {args.verb}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt as e:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 128 + getattr(e, "signal_number", signal.SIGINT)
     except BrokenPipeError:  # `shufflebench cost ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+        return 0
+    except OSError as e:  # a folder that cannot be written, a path that is a file, a full disk
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug: one line, and the traceback on request
+        if debug:
+            raise
+        print(
+            f"{prog}: internal error: {type(e).__name__}: {_first(e)} (run again with --debug for the traceback, and "
+            "report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

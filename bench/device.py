@@ -53,6 +53,32 @@ def collect() -> dict[str, Any]:
     return meta
 
 
+def write_if_changed(path: Path, meta: dict[str, Any]) -> None:
+    """Write ``meta`` to ``path`` unless the file already describes this device (same id and identity fields): a new
+    kernel version or host name alone does not rewrite a committed file."""
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            old = {}
+        if all(old.get(k) == meta.get(k) for k in (*IDENTITY, "device_id")):
+            return
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_meta(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A results folder's device.json, or ``{}`` with a warning when it is missing or unreadable."""
+    if not path.exists():
+        return {}, None
+    try:
+        meta = json.loads(path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+        return meta, None
+    except (ValueError, UnicodeDecodeError) as e:
+        return {}, f"{path}: unreadable ({e}); the folder name stands for the device id"
+
+
 def device_id(meta: dict[str, Any]) -> str:
     identity = {k: meta.get(k) for k in IDENTITY}
     identity["runtimes"] = {k: v for k, v in meta["versions"].items() if k in RUNTIMES}

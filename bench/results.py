@@ -10,7 +10,9 @@ values, and refuse rows from a newer ``schema_version``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -18,7 +20,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench import backends
 from bench.stats import Summary
@@ -113,23 +115,59 @@ def make_row(
 
 
 class ResultsStore:
-    """The rows of one sweep on one device, kept in memory and written through on every change."""
+    """The rows of one sweep on one device, ``results/<device-id>/<sweep>.csv``.
+
+    Every write takes a lock on the file (a ``.<name>.lock`` beside it), reads what is on disk, replaces or adds the
+    one row and writes the whole file atomically, so two processes writing one file (two sweeps started with different
+    temporary folders, say) cannot drop each other's rows. Lines that cannot be read (a power cut mid-write, a disk
+    that filled up, an edit by hand) are moved to ``<name>.csv.corrupt`` beside it and reported, never lost.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.rows: list[dict[str, Any]] = read_rows(path) if path.exists() else []
+        self.set_aside = 0  # corrupt lines moved to the .corrupt file when the store was opened
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(path.parent)
+        with self._locked():
+            if path.exists():
+                rows, bad = read_table(path)
+                if bad:
+                    with open(path.with_name(path.name + ".corrupt"), "a") as f:
+                        f.writelines(line + "\n" for line in bad)
+                    write_rows(path, rows)
+                    self.set_aside = len(bad)
 
     def by_cell(self) -> dict[str, dict[str, Any]]:
-        return {row["cell"]: row for row in self.rows}
+        return {row["cell"]: row for row in self._rows()}
 
     def put(self, row: dict[str, Any]) -> None:
         """Add ``row``, replacing an earlier row of the same cell, and write the file atomically."""
-        self.rows = [r for r in self.rows if r["cell"] != row["cell"]] + [row]
-        write_rows(self.path, self.rows)
+        with self._locked():
+            rows = [r for r in self._rows() if r["cell"] != row["cell"]]
+            write_rows(self.path, [*rows, row])
 
     def clear(self) -> None:
-        self.rows = []
-        write_rows(self.path, self.rows)
+        with self._locked():
+            write_rows(self.path, [])
+
+    def _rows(self) -> list[dict[str, Any]]:
+        return read_table(self.path)[0] if self.path.exists() else []
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail now, with the folder's name, rather than after the workloads were prepared."""
+    probe = folder / f".shufflebench-write-check-{os.getpid()}"
+    probe.write_text("")
+    probe.unlink()
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> None:
@@ -150,21 +188,48 @@ def write_rows(path: Path, rows: list[dict[str, Any]], columns: list[str] = COLU
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results CSV with numbers, booleans and JSON columns decoded; unknown columns are kept as text."""
+    """The readable rows of a results CSV (see read_table); lines that cannot be read are left out."""
+    return read_table(path)[0]
+
+
+def read_table(path: Path, required: str = "cell") -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of a results CSV with numbers, booleans and JSON columns decoded, and the lines that could not be read.
+
+    Every record is one line (the writer keeps newlines out of values). A line with the wrong number of fields, or
+    whose JSON or numbers do not decode, is returned as text in the second list. Unknown columns are kept as text;
+    columns an older schema lacks are filled with None.
+
+    Raises:
+        UserError: not a results file (no ``required`` column), not text, or rows of a newer schema.
+    """
     from bench.errors import UserError
 
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "cell" not in reader.fieldnames:
-            raise UserError(f"{path}: not a shufflebench results file (no 'cell' column)")
-        rows = [{**EMPTY_ROW, **{k: _decode(k, v) for k, v in row.items()}} for row in reader]
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a shufflebench results file (not text)") from None
+    header = next(csv.reader(lines[:1]), [])
+    if required not in header:
+        raise UserError(f"{path}: not a shufflebench results file (no {required!r} column)")
+    empty = EMPTY_ROW if required == "cell" else {}
+    rows, bad = [], []
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        try:
+            fields = next(csv.reader([line]))
+            if len(fields) != len(header):
+                raise ValueError(f"{len(fields)} fields, {len(header)} expected")
+            rows.append({**empty, **{k: _decode(k, v) for k, v in zip(header, fields)}})
+        except (ValueError, csv.Error):  # json.JSONDecodeError is a ValueError
+            bad.append(line)
     newer = [r for r in rows if isinstance(r.get("schema_version"), int) and r["schema_version"] > SCHEMA_VERSION]
     if newer:
         raise UserError(
             f"{path}: written with results schema {newer[0]['schema_version']}, this shufflebench reads "
             f"up to {SCHEMA_VERSION}: upgrade shufflebench"
         )
-    return rows
+    return rows, bad
 
 
 def _encode(key: str, value: Any) -> Any:
@@ -172,6 +237,8 @@ def _encode(key: str, value: Any) -> Any:
         return json.dumps(value, separators=(",", ":"))
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str):
+        return " ".join(value.splitlines())  # one record, one line: a torn write is then one bad line
     return "" if value is None else value
 
 

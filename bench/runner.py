@@ -23,6 +23,8 @@ import json
 import os
 import random
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,11 +35,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
+import psutil
 from tqdm import tqdm
 
 from bench import backends, device, stats
 from bench.config import Cell, RunSettings, Sweep, kv
-from bench.errors import UserError
+from bench.errors import Interrupted, UserError
 from bench.results import SCHEMA_VERSION, CellColumns, CostColumns, ResultsStore, RunColumns, make_row
 from bench.worker import Failure, Prepared, PrepareJob, ProcessResult, TimeJob, decode, encode
 
@@ -50,9 +53,17 @@ PREPARE_WORKERS = max(1, min(8, (os.cpu_count() or 1) // 2))
 NOT_COMPARED = ("seed",)
 
 
+# One lock per device, in a fixed place: not $TMPDIR, which two shells on one machine may set differently.
+LOCK_DIR = Path("/tmp/shufflebench-locks")
+
+
 @contextlib.contextmanager
 def device_lock(device_id: str, holder: str) -> Iterator[None]:
-    path = Path(tempfile.gettempdir()) / f"shufflebench-{device_id}.lock"
+    """Hold the one-sweep-at-a-time lock of this device; raises UserError naming the holder when it is taken."""
+    LOCK_DIR.mkdir(exist_ok=True)
+    with contextlib.suppress(PermissionError):  # every user of the machine shares the folder
+        LOCK_DIR.chmod(0o1777)
+    path = LOCK_DIR / f"{device_id}.lock"
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -103,12 +114,19 @@ def run_sweep(
     context = Context(meta, results_root / meta["device_id"], sweep.name, sweep.run, log)
     holder = f"pid {os.getpid()}, sweep {sweep.name}, since {_now()}"
     with device_lock(meta["device_id"], holder):
+        remove_stale_work_folders()
         rows: list[dict] = []
         store = None
         if write:
             context.folder.mkdir(parents=True, exist_ok=True)
-            (context.folder / "device.json").write_text(json.dumps(meta, indent=2) + "\n")
             store = ResultsStore(context.folder / f"{sweep.name}.csv")
+            if store.set_aside:
+                print(
+                    f"{store.path}: {store.set_aside} line(s) could not be read (a cut or corrupt write); moved to "
+                    f"{store.path.name}.corrupt, those cells are measured again",
+                    file=log,
+                )
+            device.write_if_changed(context.folder / "device.json", meta)
             if fresh:
                 store.clear()
         todo = cells_to_measure(sweep, store.by_cell() if store else {}, prepared, log) if store else sweep.cells
@@ -118,7 +136,16 @@ def run_sweep(
                 store.put(row)
             rows.append(row)
 
-        measure_cells(todo, context, on_row, prepared)
+        try:
+            measure_cells(todo, context, on_row, prepared)
+        except KeyboardInterrupt as e:
+            where = f"written to {store.path}" if store else "measured"
+            signal_number = getattr(e, "signal_number", signal.SIGINT)
+            raise Interrupted(
+                f"interrupted: {len(rows)} of {len(todo)} cells {where}; run the same command again to measure "
+                "the rest",
+                signal_number,
+            ) from None
     return rows
 
 
@@ -196,6 +223,13 @@ def measure_cells(
                 on_row(error_row(cell, context, None, "error", errors[cell.key]))
                 progress.done(cell, "error")
     queue = schedule([c for c in runnable if c.key in prepared], context.run.processes, context.run.seed)
+    if queue:
+        measure = context.run.measure
+        print(
+            f"measuring {len(queue) // context.run.processes} cells x {context.run.processes} processes, at least "
+            f"{measure.warmup_time + measure.min_time:g} s each: {len(queue)} worker runs",
+            file=context.log,
+        )
     progress.expect_runs(len(queue))
     results: dict[str, list[tuple[str, ProcessResult]]] = defaultdict(list)
     wanted = {cell.key: context.run.processes for cell in runnable}
@@ -281,10 +315,17 @@ def prepare_cells(
 ANSWERS = {"Prepared": Prepared, "ProcessResult": ProcessResult, "Failure": Failure}
 
 
+WORK_PREFIX = "shufflebench-work-"
+
+
 def run_worker(kind: str, job: Any, timeout: float, env: dict[str, str] | None = None) -> Any:
     """Run one worker process on ``job`` (with ``env`` added to this process's environment); its answer, or a Failure
-    that says what went wrong."""
-    with tempfile.TemporaryDirectory(prefix="shufflebench-") as tmp:
+    that says what went wrong.
+
+    The worker gets a folder of its own, named after this process, as its TMPDIR: whatever it or its libraries leave
+    there goes with the folder, and a folder left by a killed run is removed by the next (remove_stale_work_folders).
+    """
+    with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}-") as tmp:
         job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job_path.write_text(encode(job))
         try:
@@ -293,7 +334,7 @@ def run_worker(kind: str, job: Any, timeout: float, env: dict[str, str] | None =
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                env={**os.environ, **env} if env else None,
+                env={**os.environ, **(env or {}), "TMPDIR": tmp},
             )
         except subprocess.TimeoutExpired:
             return Failure(f"worker timed out after {timeout:g} s (raise measure.timeout)")
@@ -306,6 +347,14 @@ def run_worker(kind: str, job: Any, timeout: float, env: dict[str, str] | None =
             return answer
         how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
         return Failure(f"worker crashed ({how}): {tail or 'no output'}")
+
+
+def remove_stale_work_folders() -> None:
+    """Remove the worker folders of runs that were killed (SIGKILL leaves them; every other exit removes its own)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
+        pid = folder.name.removeprefix(WORK_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cell_columns(cell: Cell, context: Context, status: str, error: str | None) -> CellColumns:

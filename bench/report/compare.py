@@ -32,32 +32,37 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
     medians = medians.reindex(columns=devices)
     labels = {d: d + (" (emulated)" if loaded.devices[d].get("emulated") else "") for d in devices}
 
-    figure = "speed_vs_baseline.png"
-    _speed_figure(medians, baseline, labels, out / figure)
     lines = [
         "# shufflebench compare",
         "",
         f"Baseline: `{baseline}`. Speed = baseline median / device median "
         "(above 1: faster than the baseline). Timings of emulated devices are not meaningful.",
         "",
-        f"![speed relative to the baseline]({figure})",
-        "",
     ]
+    if (medians.notna().sum(axis=1) >= 2).any():
+        figure = "speed_vs_baseline.png"
+        _speed_figure(medians, baseline, labels, out / figure)
+        lines += [f"![speed relative to the baseline]({figure})", ""]
+    else:
+        lines += ["No figure: no cell was measured on two devices.", ""]
     lines += [f"> {w}" for w in loaded.warnings] + ([""] if loaded.warnings else [])
     lines += [
         "## Devices",
         "",
-        "| device | arch | emulated | cells measured | common with baseline | geomean speed |",
-        "|---|---|---|---:|---:|---:|",
+        "| device | arch | emulated | cells measured | left out (error / skipped) | common with baseline | "
+        "geomean speed |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for d in devices:
         common = medians[[baseline, d]].dropna() if d != baseline else medians[[d]].dropna()
         speed = common[baseline] / common[d] if d != baseline else pd.Series(1.0, index=common.index)
         geomean = float(np.exp(np.log(speed).mean())) if len(common) else float("nan")
         meta = loaded.devices[d]
+        status = loaded.rows.loc[loaded.rows["device_id"] == d, "status"].value_counts()
         lines.append(
             f"| `{d}` | {meta.get('arch', '?')} | {'yes' if meta.get('emulated') else 'no'} | "
-            f"{medians[d].notna().sum()} | {len(common)} | {geomean:.2f}x |"
+            f"{medians[d].notna().sum()} | {status.get('error', 0)} / {status.get('skipped', 0)} | {len(common)} | "
+            f"{geomean:.2f}x |"
         )
 
     lines += [

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench import backends
+from bench import backends, device
 from bench.errors import UserError
-from bench.results import read_rows
+from bench.results import read_table
 
 BREAKDOWN_FILE = "breakdown.csv"
 # Settings that change what is computed or how it is launched; batch, threads and the rest are shown per cell.
@@ -48,20 +47,21 @@ def device_folders(paths: list[Path]) -> list[Path]:
 def load(paths: list[Path]) -> Loaded:
     frames, devices, breakdowns, warnings = [], {}, [], []
     for folder in device_folders(paths):
-        meta_path = folder / "device.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta, problem = device.read_meta(folder / "device.json")
+        warnings += [problem] if problem else []
         device_id = meta.get("device_id", folder.name)
         devices[device_id] = meta
         for csv_path in sorted(folder.glob("*.csv")):
-            if csv_path.name == BREAKDOWN_FILE:
-                breakdowns.append(pd.read_csv(csv_path).assign(device_id=device_id))
-                continue
             try:
-                rows = read_rows(csv_path)
-            except UserError as e:  # e.g. a newer schema: report the rest
+                rows, bad = read_table(csv_path, required="category" if csv_path.name == BREAKDOWN_FILE else "cell")
+            except (UserError, OSError) as e:  # e.g. a newer schema or an unreadable file: report the rest
                 warnings.append(f"skipped {e}")
                 continue
-            if rows:
+            if bad:
+                warnings.append(f"{csv_path}: {len(bad)} line(s) could not be read and are left out")
+            if csv_path.name == BREAKDOWN_FILE:
+                breakdowns.append(pd.DataFrame(rows).assign(device_id=device_id))
+            elif rows:
                 frames.append(pd.DataFrame(rows).assign(device_id=device_id, sweep=csv_path.stem))
     if not frames:
         raise UserError(
