@@ -7,6 +7,7 @@ only by the verbs that need it, so the ONNX Runtime verbs work on a device witho
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -108,6 +109,16 @@ def cmd_device(args: argparse.Namespace) -> None:
     from bench import device
 
     meta = device.collect()
+    if args.probe:
+        from bench import backends, runner
+
+        pairs: list[tuple[str, int | None]] = []
+        for name, backend in backends.REGISTRY.items():  # one thread and all physical cores on a CPU
+            if backend.unavailable_reason() is None:
+                takes_threads = any(s.name == "threads" for s in backend.settings)
+                pairs += [(name, t) for t in sorted({1, meta["cores_physical"]})] if takes_threads else [(name, None)]
+        with runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench device --probe"):
+            meta["probe"] = runner.run_probes(pairs, 600.0, io.StringIO())  # describe() shows them
     print(json.dumps(meta, indent=2) if args.json else device.describe(meta))
 
 
@@ -227,7 +238,7 @@ def cmd_breakdown(args: argparse.Namespace) -> None:
     from bench import breakdown, device, runner
 
     meta = device.collect()
-    with runner.device_lock(meta["device_id"], f"pid {os.getpid()}, shufflebench breakdown"):
+    with runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench breakdown"):
         path = breakdown.profile_figure2(Path(args.results) / meta["device_id"], runs=args.runs)
     print(path)
 
@@ -319,6 +330,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("device", help="this device's fingerprint: id, CPU, GPU, library versions")
     _json_flag(p, "print the metadata as JSON")
+    p.add_argument(
+        "--probe", action="store_true", help="also measure the roofs: peak matmul GFLOP/s and memory GB/s per backend"
+    )
     p.set_defaults(func=cmd_device)
 
     p = verbs.add_parser("run", help="measure the cells of a sweep file and write results/<device>/<sweep>.csv")

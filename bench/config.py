@@ -58,11 +58,12 @@ class RunSettings:
     max_processes: int = 20  # a cell whose processes fall into separate modes gets more, up to this many
     seed: int = 0  # for the shuffled cell order
     timeout: float = 600.0  # s per worker process before it counts as hung
+    probe: bool = True  # measure the device's roofs at the start and end of the run (bench.probe)
     measure: MeasureSettings = MeasureSettings()
 
     def recorded(self) -> dict[str, Any]:
         """What a results row records of how it was measured; resume compares it (bench.runner)."""
-        return {**asdict(self.measure), "processes": self.processes, "seed": self.seed}
+        return {**asdict(self.measure), "processes": self.processes, "seed": self.seed, "probe": self.probe}
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,10 @@ ZERO_ALLOWED = ("seed", "warmup_time", "warmup_calls")
 def _run_value(key: str, value: Any, default: Any, where: str) -> Any:
     if value is None and default is None:  # target_ci: null turns it off
         return None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: must be true or false, got {value!r}")
+        return value
     kind = int if isinstance(default, int) else float
     positive = key not in ZERO_ALLOWED
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

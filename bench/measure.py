@@ -69,6 +69,23 @@ class Measurement:
     timer_overhead: float = 0.0  # s per time() call with n = 0
     pipelined: list[float] = field(default_factory=list)  # s per call of back-to-back blocks (asynchronous only)
     pipelined_number: int = 0
+    calls: int = 0  # every call made, warm-up and calibration included (for energy per call)
+
+
+class _Counted:
+    """A Timed that counts the calls it is asked for."""
+
+    def __init__(self, timed: Timed) -> None:
+        self.timed, self.calls = timed, 0
+        self.asynchronous = getattr(timed, "asynchronous", False)
+
+    def time(self, n: int) -> float:
+        self.calls += n
+        return self.timed.time(n)
+
+    def time_pipelined(self, n: int) -> float:
+        self.calls += n
+        return self.timed.time_pipelined(n)
 
 
 def timer_overhead(timed: Timed, repeats: int = 20) -> float:
@@ -79,6 +96,7 @@ def timer_overhead(timed: Timed, repeats: int = 20) -> float:
 def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Measurement:
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    timed = _Counted(timed)
     try:
         warmup = _warm_up(timed, settings)
         overhead = timer_overhead(timed)
@@ -102,8 +120,9 @@ def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Meas
                 break
             if _interval_halfwidth(m.samples) <= settings.target_ci:
                 break
-        if getattr(timed, "asynchronous", False):
+        if timed.asynchronous:
             m.pipelined_number, m.pipelined = _sample_pipelined(timed, overhead, settings)
+        m.calls = timed.calls
         return m
     finally:
         if gc_was_enabled:

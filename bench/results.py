@@ -26,7 +26,8 @@ from bench import backends
 from bench.stats import Summary
 
 # 2: the headline median is over process medians, the interval is the order-statistic one with its level
-# (ci_low_ms, ci_high_ms, ci_level in place of ci95_*), percentiles say what they are of, modes, GPU settings.
+# (ci_low_ms, ci_high_ms, ci_level in place of ci95_*), percentiles say what they are of, modes, GPU settings,
+# the machine key, the probe's roofs, energy and health.
 SCHEMA_VERSION = 2
 
 
@@ -44,6 +45,7 @@ class CellColumns:
     workload_args: dict[str, Any]
     backend: str
     device_id: str
+    machine_key: str | None
     arch: str
     emulated: bool
 
@@ -73,6 +75,12 @@ class RunColumns:
     backend_info: dict[str, Any] | None = None
     samples_ms: list[list[float]] | None = None  # per process
     warmup_ms: list[list[float]] | None = None  # per process
+    peak_gflops: float | None = None  # the device's matmul roof for this backend and thread count (bench.probe)
+    peak_gbs: float | None = None  # its memory-bandwidth roof
+    probe: dict[str, Any] | None = None  # key, start and end roofs, drift between them
+    energy_mj_per_image: float | None = None  # median over processes; None with the reason in energy_method
+    energy_method: str | None = None
+    health: list[dict[str, Any]] | None = None  # per process, sensors at its start and end (bench.sensors)
 
 
 def _names(cls: type) -> list[str]:

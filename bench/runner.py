@@ -24,6 +24,7 @@ import os
 import random
 import shlex
 import shutil
+import statistics
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from typing import Any, Callable, Iterator, TextIO
 import psutil
 from tqdm import tqdm
 
-from bench import backends, device, stats
+from bench import backends, device, probe, sensors, stats
 from bench.config import Cell, RunSettings, Sweep, kv
 from bench.errors import Interrupted, UserError
 from bench.results import SCHEMA_VERSION, CellColumns, CostColumns, ResultsStore, RunColumns, make_row
@@ -50,7 +51,7 @@ WORKER_PREFIX = shlex.split(os.environ.get("SHUFFLEBENCH_WORKER_PREFIX", ""))
 # Prepare workers (build, count, export) that run at once: each holds a torch process of a few hundred MB.
 PREPARE_WORKERS = max(1, min(8, (os.cpu_count() or 1) // 2))
 # Measurement settings that do not change what a row measured: a different seed or timeout does not re-measure it.
-NOT_COMPARED = ("seed",)
+NOT_COMPARED = ("seed", "probe")
 
 
 # One lock per device, in a fixed place: not $TMPDIR, which two shells on one machine may set differently.
@@ -94,6 +95,7 @@ class Context:
     sweep: str
     run: RunSettings
     log: TextIO
+    probe: dict[str, dict] = field(default_factory=dict)  # the start probe of this run, by probe key
 
 
 def run_sweep(
@@ -113,7 +115,7 @@ def run_sweep(
     meta = device.collect()
     context = Context(meta, results_root / meta["device_id"], sweep.name, sweep.run, log)
     holder = f"pid {os.getpid()}, sweep {sweep.name}, since {_now()}"
-    with device_lock(meta["device_id"], holder):
+    with device_lock(meta["machine_key"], holder):
         remove_stale_work_folders()
         rows: list[dict] = []
         store = None
@@ -126,10 +128,10 @@ def run_sweep(
                     f"{store.path.name}.corrupt, those cells are measured again",
                     file=log,
                 )
-            device.write_if_changed(context.folder / "device.json", meta)
             if fresh:
                 store.clear()
-        todo = cells_to_measure(sweep, store.by_cell() if store else {}, prepared, log) if store else sweep.cells
+        todo = cells_to_measure(sweep, store.by_cell() if store else {}, meta, prepared, log) if store else sweep.cells
+        probing = write and sweep.run.probe and bool(todo)
 
         def on_row(row: dict) -> None:
             if store:
@@ -137,7 +139,16 @@ def run_sweep(
             rows.append(row)
 
         try:
+            if probing:
+                context.probe = run_probes(probe_pairs(todo), sweep.run.timeout, log)
+                meta["probe"] = context.probe
+            if store:
+                device.write_if_changed(context.folder / "device.json", meta)
             measure_cells(todo, context, on_row, prepared)
+            if probing:
+                end = run_probes(probe_pairs(todo), sweep.run.timeout, log, "end")
+                for row in finish_probes(rows, end):
+                    store.put(row)
         except KeyboardInterrupt as e:
             where = f"written to {store.path}" if store else "measured"
             signal_number = getattr(e, "signal_number", signal.SIGINT)
@@ -150,12 +161,12 @@ def run_sweep(
 
 
 def cells_to_measure(
-    sweep: Sweep, rows: dict[str, dict], prepared: dict[str, Prepared] | None, log: TextIO
+    sweep: Sweep, rows: dict[str, dict], meta: dict[str, Any], prepared: dict[str, Prepared] | None, log: TextIO
 ) -> list[Cell]:
     """The cells without an ``ok`` row measured the way this sweep measures; says what is resumed and why not."""
     todo, reasons = [], Counter()
     for cell in sweep.cells:
-        reason = remeasure_reason(cell, rows.get(cell.key), sweep.run, prepared)
+        reason = remeasure_reason(cell, rows.get(cell.key), sweep.run, meta, prepared)
         if reason is not None:
             todo.append(cell)
             if reason:
@@ -173,13 +184,16 @@ def cells_to_measure(
 
 
 def remeasure_reason(
-    cell: Cell, row: dict | None, run: RunSettings, prepared: dict[str, Prepared] | None
+    cell: Cell, row: dict | None, run: RunSettings, meta: dict[str, Any], prepared: dict[str, Prepared] | None
 ) -> str | None:
-    """None when ``row`` already measures ``cell`` as ``run`` would; otherwise why not ('' for a cell never run)."""
+    """None when ``row`` already measures ``cell`` as ``run`` would on this machine; otherwise why not ('' for a cell
+    never run)."""
     if row is None:
         return ""
     if row.get("status") != "ok":
         return f"the last run ended as {row.get('status')}"
+    if row.get("machine_key") != meta["machine_key"]:
+        return f"measured on another machine ({row.get('machine_key') or 'no machine key recorded'})"
     wanted = {k: v for k, v in run.recorded().items() if k not in NOT_COMPARED}
     had = {k: v for k, v in (row.get("measure_settings") or {}).items() if k not in NOT_COMPARED}
     changed = sorted(k for k in wanted.keys() | had.keys() if wanted.get(k) != had.get(k))
@@ -312,7 +326,48 @@ def prepare_cells(
     return prepared, errors
 
 
-ANSWERS = {"Prepared": Prepared, "ProcessResult": ProcessResult, "Failure": Failure}
+def probe_pairs(cells: list[Cell]) -> list[tuple[str, int | None]]:
+    """The (backend, threads) the cells run with, on backends this device has: what the probe measures."""
+    pairs = {(c.backend, c.settings.get("threads")) for c in cells}
+    return sorted((p for p in pairs if backends.get(p[0]).unavailable_reason() is None), key=str)
+
+
+def run_probes(
+    pairs: list[tuple[str, int | None]], timeout: float, log: TextIO, when: str = "start"
+) -> dict[str, dict]:
+    """The roofs of each pair, measured in a worker process each, and said in the log."""
+    out = {}
+    for backend, threads in pairs:
+        key = probe.key(backend, threads)
+        answer = run_worker("probe", probe.ProbeJob(backend, threads), timeout)
+        if isinstance(answer, Failure):
+            print(f"probe ({when}) {key}: failed ({answer.error}); its rows have no roofs", file=log)
+            continue
+        out[key] = probe.as_dict(answer)
+        print(f"probe ({when}) {key}: {device.roofs_text(out[key])}", file=log)
+    return out
+
+
+def finish_probes(rows: list[dict], end: dict[str, dict]) -> list[dict]:
+    """The run's measured rows with the end probe added, flagged where the roofs moved more than PROBE_DRIFT."""
+    finished = []
+    for row in rows:
+        record = row.get("probe")
+        if row["status"] != "ok" or not record or record["key"] not in end:
+            continue
+        record["end"] = end[record["key"]]
+        record["drift"] = round(probe.drift({"k": record["start"]}, {"k": record["end"]}), 4)
+        if record["drift"] > probe.PROBE_DRIFT:
+            flag = (
+                f"the {record['key']} roofs moved {record['drift']:.0%} between the start and the end of the run "
+                "(throttling, or another program): run again on a quiet, cooled device"
+            )
+            row.update(is_noisy=True, noise="; ".join(n for n in (flag, row["noise"]) if n))
+        finished.append(row)
+    return finished
+
+
+ANSWERS = {"Prepared": Prepared, "ProcessResult": ProcessResult, "Failure": Failure, "Roofs": probe.Roofs}
 
 
 WORK_PREFIX = "shufflebench-work-"
@@ -368,6 +423,7 @@ def _cell_columns(cell: Cell, context: Context, status: str, error: str | None) 
         workload_args=cell.args,
         backend=cell.backend,
         device_id=context.meta["device_id"],
+        machine_key=context.meta["machine_key"],
         arch=context.meta["arch"],
         emulated=context.meta["emulated"],
     )
@@ -405,6 +461,8 @@ def measured_row(
     processes = [r for _, r in results]
     load_avg = device.load_average()
     info = processes[0].info
+    health = [p.health for p in processes if p.health]
+    flags = list(dict.fromkeys(f for h in health for f in sensors.health_flags(h["start"], h["end"])))
     summary = stats.summarize(
         [p.samples for p in processes],
         [p.number for p in processes],
@@ -412,8 +470,11 @@ def measured_row(
         pipelined=[p.pipelined for p in processes],
         load_avg=load_avg,
         cores=context.meta["cores_logical"],
-        warnings=info.get("warnings") or [],
+        warnings=[*(info.get("warnings") or []), *flags],
     )
+    key = probe.key(cell.backend, cell.settings.get("threads"))
+    roofs = context.probe.get(key)
+    energies = [p.energy_j / p.calls / cell.batch * 1e3 for p in processes if p.energy_j is not None and p.calls]
     run = RunColumns(
         measure_settings=context.run.recorded(),
         finished_at=_now(),
@@ -424,6 +485,12 @@ def measured_row(
         # raw samples in ms to the nanosecond: the clock resolves no finer, and the file stays small
         samples_ms=[[round(s * 1e3, 6) for s in p.samples] for p in processes],
         warmup_ms=[[round(s * 1e3, 6) for s in p.warmup] for p in processes],
+        health=health or None,
+        energy_mj_per_image=statistics.median(energies) if len(energies) == len(processes) else None,
+        energy_method=processes[0].energy_method or None,
+        peak_gflops=roofs["matmul_gflops"] if roofs else None,
+        peak_gbs=roofs["bandwidth_gbs"] if roofs else None,
+        probe={"key": key, "start": roofs} if roofs else None,
         **_export_columns(cell, prepared),
     )
     return make_row(

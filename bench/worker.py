@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import backends
+from bench import backends, probe, sensors
 from bench.config import Cell
 from bench.measure import MeasureSettings, measure
 
@@ -69,6 +69,10 @@ class ProcessResult:
     pipelined: list[float]
     pipelined_number: int
     info: dict[str, Any]  # the settings as the backend applied them
+    calls: int = 0  # calls made in all, warm-up included
+    health: dict[str, Any] | None = None  # bench.sensors.health() just before and just after measuring
+    energy_j: float | None = None  # energy used while measuring, by energy_method
+    energy_method: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,24 @@ def time_cell(job: TimeJob) -> ProcessResult:
     backend = backends.get(cell.backend)
     onnx = Path(job.prepared.onnx) if job.prepared.onnx else None
     timed = backend.prepare(cell.workload, cell.args, onnx, tuple(job.prepared.input_shape), cell.settings)
+    meter = sensors.energy(backend.on_gpu)
+    nvml = sensors.nvml_or_none() if backend.on_gpu else None
+    before, energy_before = sensors.health(nvml), meter.read()
     m = measure(timed, job.measure)
-    return ProcessResult(m.samples, m.number, m.warmup, m.timer_overhead, m.pipelined, m.pipelined_number, timed.info)
+    energy_after, after = meter.read(), sensors.health(nvml)
+    return ProcessResult(
+        m.samples,
+        m.number,
+        m.warmup,
+        m.timer_overhead,
+        m.pipelined,
+        m.pipelined_number,
+        timed.info,
+        calls=m.calls,
+        health={"start": before, "end": after},
+        energy_j=meter.used(energy_before, energy_after),
+        energy_method=meter.method,
+    )
 
 
 def _die_with_parent() -> None:
@@ -130,7 +150,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-KINDS = {"prepare": (PrepareJob, prepare), "time": (TimeJob, time_cell)}
+KINDS = {"prepare": (PrepareJob, prepare), "time": (TimeJob, time_cell), "probe": (probe.ProbeJob, probe.run)}
 
 
 def main(argv: list[str]) -> int:

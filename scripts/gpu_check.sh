@@ -46,7 +46,7 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS, log i
 
 {
     echo "gpu-check on $(hostname) at $(date -u +%FT%TZ)"
-    step device 30 bash -c 'nvidia-smi; "$0" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())"; "$0" -m bench.cli device' "$PYTHON"
+    step device 30 bash -c 'nvidia-smi; "$0" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())"; "$0" -m bench.cli device --probe' "$PYTHON"
     step tests 75 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
     step tables 180 "${SB[@]}" run configs/gpu-check/tables.yaml --results "$WORK/results"
     step networks 100 "${SB[@]}" run configs/gpu-check/networks.yaml --results "$WORK/results"

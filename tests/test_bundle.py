@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEP = """
 sweep: tiny
 settings: {backend: [ort-cpu, torch-cpu], threads: 1}
-measure: {processes: 2, min_time: 0.02, warmup_time: 0, warmup_calls: 2, min_samples: 3}
+measure: {processes: 2, probe: false, min_time: 0.02, warmup_time: 0, warmup_calls: 2, min_samples: 3}
 workloads:
   - {name: g1, grid: {c1: 8, c2: 16, hw: 8}}
   - {name: g4, grid: {c: 8, hw: 8}}

@@ -23,7 +23,10 @@ from bench.results import ResultsStore, read_rows, read_table
 from bench.runner import WORK_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = "measure: {processes: 2, max_processes: 2, min_time: 0.02, warmup_time: 0, warmup_calls: 2, min_samples: 3}\n"
+FAST = (
+    "measure: {processes: 2, max_processes: 2, probe: false, min_time: 0.02, warmup_time: 0, warmup_calls: 2, "
+    "min_samples: 3}\n"
+)
 TINY = FAST + "settings: {backend: torch-cpu, threads: 1}\nworkloads: [{name: g4, grid: {c: [8, 12, 16], hw: 8}}]\n"
 
 

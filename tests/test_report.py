@@ -134,7 +134,10 @@ def test_compare_two_devices_with_an_emulated_one(tmp_path):
     make_device(root, "dev-b", speed=0.5, emulated=True)
     index = write_compare(load([root]), tmp_path / "compare", baseline="dev-a")
     text = index.read_text()
-    assert "| `dev-b` | aarch64 | yes | 8 | 0 / 0 | 8 | 0.50x |" in text
+    assert (
+        "| `dev-b` | aarch64 | unknown: recorded before machine keys, treat as another machine | - | yes | 8 | 0 / 0 | "
+        "8 | 0.50x |" in text
+    )
     assert "dev-b (emulated)" in text
     assert "| Table 1 (g1) | ort-cpu | holds | holds |" in text
     assert (tmp_path / "compare" / "speed_vs_baseline.png").exists()

@@ -14,7 +14,10 @@ import pytest
 from bench import config, device, runner
 from bench.results import read_rows
 
-FAST = "measure: {processes: 2, max_processes: 2, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, min_samples: 3}\n"
+FAST = (
+    "measure: {processes: 2, max_processes: 2, probe: false, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, "
+    "min_samples: 3}\n"
+)
 SWEEP = (
     FAST
     + """
@@ -95,7 +98,7 @@ def test_sigkill_then_rerun_measures_only_the_missing_cells(sweep_file, tmp_path
 
 
 def test_a_second_sweep_on_the_same_device_is_refused(sweep_file, tmp_path):
-    with runner.device_lock(device.collect()["device_id"], "pid 1, sweep other"):
+    with runner.device_lock(device.collect()["machine_key"], "pid 1, sweep other"):
         out = shufflebench("run", str(sweep_file), "--results", str(tmp_path / "results"))
     assert out.returncode == 2
     assert "another sweep is running on this device (pid 1, sweep other)" in out.stderr
@@ -192,7 +195,10 @@ def test_off_a_terminal_there_are_only_plain_lines():
 def test_resume_measures_again_what_was_measured_differently(tmp_path):
     root = tmp_path / "results"
     path = tmp_path / "resume.yaml"
-    measure = "measure: {{processes: {p}, max_processes: {p}, min_time: 0.02, warmup_time: 0, min_samples: 3}}\n"
+    measure = (
+        "measure: {{processes: {p}, max_processes: {p}, probe: false, min_time: 0.02, warmup_time: 0, "
+        "min_samples: 3}}\n"
+    )
     body = "settings: {{backend: torch-cpu, threads: 1}}\nworkloads: [{{name: g4, grid: {{c: {c}, hw: 8}}}}]\n"
     path.write_text(measure.format(p=2) + body.format(c="[8, 16]"))
     assert shufflebench("run", str(path), "--results", str(root)).returncode == 0

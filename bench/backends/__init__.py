@@ -20,6 +20,7 @@ from bench.errors import UserError
 
 if TYPE_CHECKING:
     from bench.measure import Timed
+    from bench.probe import Roofs
 
 NAMES = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort:<Provider>")
 # ONNX Runtime providers that run on a GPU, with the device their inputs and outputs are bound on (IOBinding).
@@ -118,6 +119,10 @@ class Backend:
         """A timer for the workload on this backend with the cell's ``settings`` (batch excluded)."""
         raise NotImplementedError
 
+    def probe(self, threads: int | None) -> Roofs:
+        """This device's peak matmul throughput and memory bandwidth with this backend's kernels (bench.probe)."""
+        raise NotImplementedError
+
     def defaults(self, **overrides: Any) -> dict[str, Any]:
         """Every setting this backend takes but batch, at its default unless overridden, checked."""
         unknown = set(overrides) - {s.name for s in self.settings}
@@ -163,6 +168,11 @@ class TorchBackend(Backend):
         module = blocks.build(workload, **args).module
         return torch_backend.prepare(module, input_shape, device=self.target, settings=settings)
 
+    def probe(self, threads):  # noqa: ANN001, ANN201 (see Backend)
+        from bench.backends import torch_backend
+
+        return torch_backend.probe(self.target, threads)
+
 
 class OrtBackend(Backend):
     """ONNX Runtime with one execution provider (bench.backends.ort_backend); runs the exported file, no torch."""
@@ -182,6 +192,11 @@ class OrtBackend(Backend):
         from bench.backends import ort_backend
 
         return ort_backend.prepare(onnx, input_shape, provider=self.target, settings=settings)
+
+    def probe(self, threads):  # noqa: ANN001, ANN201 (see Backend)
+        from bench.backends import ort_backend
+
+        return ort_backend.probe(self.target, threads)
 
 
 def _ort(name: str, provider: str) -> OrtBackend:

@@ -27,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.backends import ORT_GPU_DEVICES
+from bench.probe import Roofs, median_seconds, roofs
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -204,3 +205,31 @@ def placement_warnings(placement: Counter, provider: str) -> list[str]:
     ops = ", ".join(f"{n} {op}" for op, n in sorted(elsewhere.items()))
     compute = "" if set(elsewhere) <= SHAPE_OPS else " (compute nodes among them)"
     return [f"nodes not on {provider}: {ops}{compute}; check this provider's support for those ops"]
+
+
+PROBES = Path(__file__).resolve().parents[1] / "probes"
+
+
+def probe(provider: str, threads: int | None) -> Roofs:
+    """This device's roofs with ONNX Runtime's kernels on ``provider``: the MatMul and Mul graphs of bench/probes
+    (bench.probe), inputs and outputs bound on the provider's device, no graph optimisation."""
+    device = ORT_GPU_DEVICES.get(provider, "cpu")
+    n, nbytes = (4096, 2**30) if device != "cpu" else (1024, 2**28)
+    options = provider_options(provider, {"tf32": False, "cudnn_benchmark": True, "cuda_graph": False})
+    so = session_options(threads=threads, opt_level="disable")
+    timed = {}
+    for name, shapes in (
+        ("matmul", {"a": (n, n), "b": (n, n), "c": (n, n)}),
+        ("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}),
+    ):
+        session = ort.InferenceSession(str(PROBES / f"{name}.onnx"), so, providers=[(provider, options)])
+        binding = session.io_binding()
+        values = {
+            k: ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, 0) for k, shape in shapes.items()
+        }
+        for item in session.get_inputs():
+            binding.bind_ortvalue_input(item.name, values[item.name])
+        for item in session.get_outputs():
+            binding.bind_ortvalue_output(item.name, values[item.name])
+        timed[name] = median_seconds(lambda: session.run_with_iobinding(binding))  # run() waits for the device
+    return roofs(timed["matmul"], n, timed["scale"], nbytes)

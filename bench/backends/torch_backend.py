@@ -25,6 +25,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from bench.probe import Roofs, median_seconds, roofs
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -128,3 +130,22 @@ class GraphReplay:
     def __call__(self) -> Any:
         self.graph.replay()
         return self.output
+
+
+def probe(device: str, threads: int | None) -> Roofs:
+    """This device's roofs with torch's kernels: an fp32 matrix product (TF32 off) and a copy (bench.probe)."""
+    on_gpu = device != "cpu"
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if on_gpu:
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    n, nbytes = (4096, 2**30) if on_gpu else (1024, 2**28)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    c = torch.empty(n, n, device=device)
+    with torch.inference_mode():
+        matmul = median_seconds(lambda: torch.mm(a, b, out=c), sync)
+        x = torch.ones(nbytes // 4, device=device)
+        y = torch.empty_like(x)
+        copy = median_seconds(lambda: y.copy_(x), sync)
+    return roofs(matmul, n, copy, nbytes)

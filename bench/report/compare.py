@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import device
 from bench.errors import UserError
 from bench.report import figures, paper
 from bench.report.load import Loaded, ok_rows
@@ -49,9 +50,9 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
     lines += [
         "## Devices",
         "",
-        "| device | arch | emulated | cells measured | left out (error / skipped) | common with baseline | "
-        "geomean speed |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| device | arch | microarchitecture | probe | emulated | cells measured | left out (error / skipped) | "
+        "common with baseline | geomean speed |",
+        "|---|---|---|---|---|---:|---:|---:|---:|",
     ]
     for d in devices:
         common = medians[[baseline, d]].dropna() if d != baseline else medians[[d]].dropna()
@@ -60,7 +61,8 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
         meta = loaded.devices[d]
         status = loaded.rows.loc[loaded.rows["device_id"] == d, "status"].value_counts()
         lines.append(
-            f"| `{d}` | {meta.get('arch', '?')} | {'yes' if meta.get('emulated') else 'no'} | "
+            f"| `{d}` | {meta.get('arch', '?')} | {_microarchitecture(meta)} | {_probe(meta)} | "
+            f"{'yes' if meta.get('emulated') else 'no'} | "
             f"{medians[d].notna().sum()} | {status.get('error', 0)} / {status.get('skipped', 0)} | {len(common)} | "
             f"{geomean:.2f}x |"
         )
@@ -130,6 +132,19 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
     index = out / "index.md"
     index.write_text("\n".join(lines) + "\n")
     return index
+
+
+def _microarchitecture(meta: dict) -> str:
+    """The core as the fingerprint names it; results from before machine keys say so, as another machine."""
+    cpu = meta.get("cpu")
+    if not cpu:
+        return "unknown: recorded before machine keys, treat as another machine"
+    where = f"family {cpu['family']} model {cpu['model']}" if "family" in cpu else f"part 0x{cpu.get('part', 0):x}"
+    return f"{cpu.get('microarchitecture') or 'unknown'} ({where}), key `{meta.get('machine_key')}`"
+
+
+def _probe(meta: dict) -> str:
+    return "; ".join(f"{k}: {device.roofs_text(v)}" for k, v in (meta.get("probe") or {}).items()) or "-"
 
 
 def _speed_figure(medians: pd.DataFrame, baseline: str, labels: dict[str, str], path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import backends, device
+from bench import backends, device, probe
 from bench.errors import UserError
 from bench.results import read_table
 
@@ -50,6 +50,8 @@ def load(paths: list[Path]) -> Loaded:
         meta, problem = device.read_meta(folder / "device.json")
         warnings += [problem] if problem else []
         device_id = meta.get("device_id", folder.name)
+        if device_id in devices:
+            warnings.append(same_id_warning(device_id, devices[device_id], meta, folder))
         devices[device_id] = meta
         for csv_path in sorted(folder.glob("*.csv")):
             try:
@@ -70,6 +72,7 @@ def load(paths: list[Path]) -> Loaded:
             + (f" ({'; '.join(warnings)})" if warnings else "")
         )
     rows = pd.concat(frames, ignore_index=True)
+    warnings += run_probe_warnings(rows)
     versions = sorted(rows["schema_version"].dropna().unique())
     if len(versions) > 1:
         warnings.append(
@@ -78,6 +81,38 @@ def load(paths: list[Path]) -> Loaded:
         )
     breakdown = pd.concat(breakdowns, ignore_index=True) if breakdowns else pd.DataFrame()
     return Loaded(rows, devices, breakdown, warnings)
+
+
+def same_id_warning(device_id: str, first: dict[str, Any], second: dict[str, Any], folder: Path) -> str:
+    """Two folders of one device id: the same machine, or (when their probes disagree) not."""
+    a, b = first.get("probe") or {}, second.get("probe") or {}
+    if a and b and probe.differs(a, b):
+        return (
+            f"{folder}: same id {device_id} as another folder, but their probes differ by {probe.drift(a, b):.0%} "
+            f"(over {probe.PROBE_CHANGE:.0%}): same id, different machine or different state: rerun the probe (a "
+            "sweep does) on each and compare again"
+        )
+    return f"{folder}: same id {device_id} as another folder; their rows are shown as one device"
+
+
+def run_probe_warnings(rows: pd.DataFrame) -> list[str]:
+    """Runs of one device whose start probes disagree by more than PROBE_CHANGE (rows of one run share a probe)."""
+    if "probe" not in rows:
+        return []
+    out = []
+    measured = rows[(rows["status"] == "ok") & rows["probe"].notna()]
+    for device_id, group in measured.groupby("device_id"):
+        by_key: dict[str, list[dict]] = {}
+        for record in group["probe"]:
+            by_key.setdefault(record["key"], []).append(record["start"])
+        for key, starts in by_key.items():
+            spread = max(probe.drift({key: a}, {key: b}) for a in starts for b in starts)
+            if spread > probe.PROBE_CHANGE:
+                out.append(
+                    f"{device_id}: runs whose {key} probes differ by {spread:.0%}: same id, different machine or "
+                    "different state: rerun the probe and measure again on a quiet device"
+                )
+    return out
 
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:

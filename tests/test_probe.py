@@ -1,0 +1,111 @@
+"""The device probe: its roofs, its drift flag, and its place in a run's rows and in compare."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+
+from bench import backends, device, probe, runner
+from bench.report.load import load
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_committed_probe_graphs_are_what_the_script_writes(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_probe_models.py"), str(tmp_path)], check=True)
+    for name in ("matmul.onnx", "scale.onnx"):
+        assert (tmp_path / name).read_bytes() == (ROOT / "bench" / "probes" / name).read_bytes()
+        onnx.checker.check_model(onnx.load(str(tmp_path / name)), full_check=True)
+
+
+def test_each_cpu_backend_measures_both_roofs():
+    for name in ("torch-cpu", "ort-cpu"):
+        roofs = backends.get(name).probe(1)
+        assert roofs.matmul_gflops > 0.5 and roofs.bandwidth_gbs > 0.5 and roofs.matmul_n == 1024
+        assert roofs.bandwidth_mib == 256  # far beyond any last-level cache
+
+
+def test_drift_is_the_largest_relative_change():
+    start = {"k": {"matmul_gflops": 100.0, "bandwidth_gbs": 20.0}}
+    assert probe.drift(start, {"k": {"matmul_gflops": 95.0, "bandwidth_gbs": 26.0}}) == 0.3
+    assert probe.drift(start, {"other": {"matmul_gflops": 1.0, "bandwidth_gbs": 1.0}}) == 0.0
+    assert not probe.differs(start, {"k": {"matmul_gflops": 110.0, "bandwidth_gbs": 21.0}})
+    assert probe.differs(start, {"k": {"matmul_gflops": 50.0, "bandwidth_gbs": 20.0}})
+
+
+def test_the_drift_flag_fires_on_a_run_whose_roofs_moved():
+    start = {"matmul_gflops": 100.0, "bandwidth_gbs": 20.0}
+    rows = [
+        {"status": "ok", "noise": "", "is_noisy": False, "probe": {"key": "torch-cpu/threads=1", "start": start}},
+        {"status": "ok", "noise": "", "is_noisy": False, "probe": {"key": "ort-cpu/threads=1", "start": start}},
+        {"status": "skipped", "noise": None, "probe": None},
+    ]
+    end = {
+        "torch-cpu/threads=1": {"matmul_gflops": 70.0, "bandwidth_gbs": 20.0},  # throttled: 30% slower
+        "ort-cpu/threads=1": {"matmul_gflops": 98.0, "bandwidth_gbs": 20.5},
+    }
+    finished = runner.finish_probes(rows, end)
+    assert len(finished) == 2
+    throttled, steady = finished
+    assert throttled["is_noisy"] and "roofs moved 30% between the start and the end" in throttled["noise"]
+    assert throttled["probe"]["drift"] == 0.3 and throttled["probe"]["end"]["matmul_gflops"] == 70.0
+    assert not steady["is_noisy"] and steady["probe"]["drift"] == 0.025
+
+
+def test_rows_of_another_machine_are_measured_again():
+    from bench import config
+
+    cell = config.single_cell("g4", {"c": 8}, "torch-cpu", {"batch": 1, "threads": 1})
+    run = config.RunSettings()
+    meta = {"machine_key": "x86_64-zen4-aaaa"}
+    row = {"status": "ok", "machine_key": "x86_64-zen3-bbbb", "measure_settings": run.recorded()}
+    assert "measured on another machine (x86_64-zen3-bbbb)" in runner.remeasure_reason(cell, row, run, meta, None)
+    assert runner.remeasure_reason(cell, {**row, "machine_key": "x86_64-zen4-aaaa"}, run, meta, None) is None
+
+
+def _folder(root: Path, name: str, matmul: float) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    meta = {**device.collect(), "device_id": "same-id"}
+    meta["probe"] = {"torch-cpu/threads=1": {"matmul_gflops": matmul, "bandwidth_gbs": 20.0}}
+    (folder / "device.json").write_text(json.dumps(meta))
+    (folder / "s.csv").write_text("schema_version,cell,status,device_id\n2,c,skipped,same-id\n")
+    return folder
+
+
+def test_compare_warns_when_two_folders_share_an_id_but_not_their_probes(tmp_path):
+    a = _folder(tmp_path / "a", "same-id", 100.0)
+    b = _folder(tmp_path / "b", "same-id", 50.0)  # 2x apart: not the same machine, or not in the same state
+    warnings = load([a, b]).warnings
+    assert any("same id, different machine or different state: rerun the probe" in w for w in warnings)
+    c = _folder(tmp_path / "c", "same-id", 102.0)
+    assert not any("different machine" in w for w in load([a, c]).warnings)
+
+
+def test_a_sweep_records_its_probes_in_rows_and_device_json(tmp_path):
+    sweep = tmp_path / "p.yaml"
+    sweep.write_text(
+        "measure: {processes: 2, max_processes: 2, min_time: 0.02, warmup_time: 0, min_samples: 3}\n"
+        "settings: {backend: ort-cpu, threads: 1}\nworkloads: [{name: g4, grid: {c: 8, hw: 8}}]\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", str(sweep), "--results", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "probe (start) ort-cpu/threads=1: matmul" in out.stderr and "probe (end) ort-cpu/threads=1" in out.stderr
+    (folder,) = (tmp_path / "r").iterdir()
+    meta = json.loads((folder / "device.json").read_text())
+    assert meta["probe"]["ort-cpu/threads=1"]["matmul_gflops"] > 0 and meta["machine_key"]
+    from bench.results import read_rows
+
+    (row,) = read_rows(folder / "p.csv")
+    assert row["peak_gflops"] == meta["probe"]["ort-cpu/threads=1"]["matmul_gflops"]
+    assert row["probe"]["end"]["bandwidth_gbs"] > 0 and row["probe"]["drift"] >= 0
+    assert row["machine_key"] == meta["machine_key"] and row["energy_method"]
