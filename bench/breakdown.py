@@ -10,7 +10,7 @@ not latencies):
 - torch.profiler [torch]: ATen ops' self CPU time, and on a CUDA device also their self device (kernel) time at the
   paper's GPU batch of 8, with the ops that run inside a ``ChannelShuffle`` module counted as Shuffle.
 
-The op -> category map is the one table below (methodology section 9.3).
+Ops are grouped by the one vocabulary of bench.categories (methodology section 9.3).
 """
 
 from __future__ import annotations
@@ -20,121 +20,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-CATEGORIES = ("Conv", "Elemwise", "Data", "Shuffle", "Other")
+from bench.categories import FIGURE2, aten_kind, figure2, onnx_kind
 
-# category -> (ONNX op types, ATen op names); anything unlisted is Other.
-CATEGORY_MAP: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "Conv": (
-        frozenset({"Conv", "FusedConv", "ConvTranspose", "Gemm", "MatMul", "NchwcConv", "QLinearConv"}),
-        frozenset(
-            {
-                "aten::convolution",
-                "aten::_convolution",
-                "aten::mkldnn_convolution",
-                "aten::cudnn_convolution",
-                "aten::conv2d",
-                "aten::addmm",
-                "aten::mm",
-                "aten::linear",
-                "aten::_slow_conv2d_forward",
-                "aten::thnn_conv2d",
-                "aten::_conv_depthwise2d",
-                "aten::convolution_overrideable",
-                "aten::_nnpack_spatial_convolution",
-            }
-        ),
-    ),
-    "Elemwise": (
-        frozenset(
-            {
-                "Relu",
-                "Clip",
-                "Add",
-                "Mul",
-                "Sum",
-                "Sigmoid",
-                "HardSigmoid",
-                "BatchNormalization",
-                "Div",
-                "Sub",
-                "Swish",
-                "FusedMul",
-                "FusedAdd",
-            }
-        ),
-        frozenset(
-            {
-                "aten::relu",
-                "aten::relu_",
-                "aten::add",
-                "aten::add_",
-                "aten::mul",
-                "aten::mul_",
-                "aten::batch_norm",
-                "aten::native_batch_norm",
-                "aten::_native_batch_norm_legit_no_training",
-                "aten::hardtanh",
-                "aten::hardtanh_",
-                "aten::sigmoid",
-                "aten::silu",
-                "aten::silu_",
-                "aten::clamp",
-                "aten::clamp_",
-                "aten::clamp_min",
-                "aten::clamp_min_",
-                "aten::_batch_norm_impl_index",
-            }
-        ),
-    ),
-    "Data": (
-        frozenset(
-            {
-                "Concat",
-                "Split",
-                "Slice",
-                "Reshape",
-                "Transpose",
-                "Flatten",
-                "Identity",
-                "Cast",
-                "Squeeze",
-                "Unsqueeze",
-                "MemcpyFromHost",
-                "MemcpyToHost",
-                "ReorderInput",
-                "ReorderOutput",
-                "Gather",
-            }
-        ),
-        frozenset(
-            {
-                "aten::cat",
-                "aten::split",
-                "aten::chunk",
-                "aten::slice",
-                "aten::copy_",
-                "aten::contiguous",
-                "aten::clone",
-                "aten::to",
-                "aten::view",
-                "aten::transpose",
-                "aten::reshape",
-                "aten::flatten",
-                "aten::empty",
-                "aten::narrow",
-                "aten::_to_copy",
-            }
-        ),
-    ),
-}
+CATEGORIES = FIGURE2
 
 
 def onnx_category(op_type: str) -> str:
-    return next((c for c, (onnx_ops, _) in CATEGORY_MAP.items() if op_type in onnx_ops), "Other")
+    return figure2(onnx_kind(op_type))
 
 
 def aten_category(name: str) -> str:
-    return next((c for c, (_, aten_ops) in CATEGORY_MAP.items() if name in aten_ops), "Other")
+    return figure2(aten_kind(name) or "other")
 
 
 def shuffle_nodes(model_path: Path) -> set[str]:
@@ -261,41 +157,53 @@ GPU_BATCH = 8
 
 def profile_figure2(folder: Path, runs: int = 20) -> Path:
     """Profile Figure 2's two networks with ORT (optimisation off and on) and torch (CPU, and CUDA where torch sees a
-    GPU); write ``breakdown.csv``. [torch]"""
-    import blocks
-    from bench.export import export
-    from bench.results import write_rows
-
-    import torch
-
-    rows = []
+    GPU); write them into ``breakdown.csv``. [torch]"""
     for label, name, args in FIGURE2_NETWORKS:
+        path = profile(folder, label, name, args, runs)
+    return path
+
+
+def profile(folder: Path, label: str, name: str, args: dict[str, Any], runs: int = 20) -> Path:
+    """Time shares of one workload (a registered name, an import path or an .onnx file) by category, from every
+    source that can run it here, into ``folder/breakdown.csv`` under ``label`` (replacing that label's rows)."""
+    from bench import workloads
+    from bench.results import read_table, write_rows
+
+    sources: dict[str, dict[str, float]] = {}
+    if workloads.is_onnx(name):  # the user's graph, on ONNX Runtime only
+        canonical, _ = workloads.onnx_args(name, args, label)
+        model, shape, module = Path(name), workloads.onnx_input_shape(Path(name), canonical, 1), None
+    else:
+        import blocks
+        from bench.export import export
+
         workload = blocks.build(name, **args)
-        model = folder / "onnx" / f"breakdown-{name}.onnx"
-        export(workload.module, workload.input_shape, model)
-        sources = {
-            f"ort-cpu opt={level}": ort_breakdown(
-                model, workload.input_shape, opt_level=level, runs=runs, workdir=folder / "onnx"
-            )
-            for level in ("disable", "all")
-        }
-        sources["torch-cpu"] = torch_breakdown(workload.module, workload.input_shape, runs=runs)
+        module, shape = workload.module, workload.input_shape
+        model = folder / "onnx" / f"breakdown-{Path(name.replace(':', '-')).name}.onnx"
+        export(module, shape, model)
+    for level in ("disable", "all"):
+        sources[f"ort-cpu opt={level}"] = ort_breakdown(
+            model, shape, opt_level=level, runs=runs, workdir=folder / "onnx"
+        )
+    if module is not None:
+        import torch
+
+        sources["torch-cpu"] = torch_breakdown(module, shape, runs=runs)
         if torch.cuda.is_available():  # the paper's GPU batch, 8
-            gpu_shape = workload.batched(GPU_BATCH)
-            sources[f"torch-cuda batch={GPU_BATCH}"] = torch_breakdown(
-                workload.module, gpu_shape, runs=runs, device="cuda"
-            )
-        for source, totals in sources.items():
-            for category, percent in shares(totals).items():
-                rows.append(
-                    {
-                        "network": label,
-                        "source": source,
-                        "category": category,
-                        "percent": round(percent, 2),
-                        "time_us": round(totals.get(category, 0.0), 1),
-                    }
-                )
+            gpu_shape = (GPU_BATCH, *shape[1:])
+            sources[f"torch-cuda batch={GPU_BATCH}"] = torch_breakdown(module, gpu_shape, runs=runs, device="cuda")
     path = folder / "breakdown.csv"
-    write_rows(path, rows, BREAKDOWN_COLUMNS)
+    kept = [r for r in read_table(path, required="category")[0] if r["network"] != label] if path.exists() else []
+    rows = [
+        {
+            "network": label,
+            "source": source,
+            "category": category,
+            "percent": round(percent, 2),
+            "time_us": round(totals.get(category, 0.0), 1),
+        }
+        for source, totals in sources.items()
+        for category, percent in shares(totals).items()
+    ]
+    write_rows(path, kept + rows, BREAKDOWN_COLUMNS)
     return path

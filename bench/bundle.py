@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,17 +44,21 @@ def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
     prepared, errors = prepare_cells(cells, models, sweep.run.timeout)
     for key, error in errors.items():
         print(f"not exported: {key}: {error}", file=log)
-    entries = [
-        {
-            "cell": dataclasses.asdict(cell),
-            "prepared": {
-                **dataclasses.asdict(prepared[cell.key]),
-                "onnx": str(Path(prepared[cell.key].onnx).relative_to(out)),
-            },
-        }
-        for cell in cells
-        if cell.key in prepared
-    ]
+    entries = []
+    for cell in cells:
+        if cell.key not in prepared:
+            continue
+        item = prepared[cell.key]
+        model = Path(item.onnx)
+        if not model.resolve().is_relative_to(out.resolve()):  # a user's .onnx file: the bundle gets a copy
+            model = models / f"{model.stem}-{cell.source}.onnx"
+            shutil.copyfile(item.onnx, model)
+        entries.append(
+            {
+                "cell": dataclasses.asdict(cell),
+                "prepared": {**dataclasses.asdict(item), "onnx": str(model.relative_to(out))},
+            }
+        )
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -35,10 +35,9 @@ def parse_assignments(items: list[str], what: str = "a workload parameter") -> d
     return out
 
 
-def _build(name: str, assignments: list[str]) -> Any:
+def _build(name: str, params: dict[str, Any]) -> Any:
     import blocks
 
-    params = parse_assignments(assignments)
     try:
         return blocks.build(name, **params)
     except blocks.WorkloadError as e:
@@ -71,9 +70,17 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
+    from bench import workloads
+
+    params: dict[str, Any] = parse_assignments(args.params)
+    if args.input_shape:
+        params[workloads.INPUT_SHAPE] = args.input_shape
+    if workloads.is_onnx(args.name):
+        _cost_onnx(args, params)
+        return
     from bench import cost
 
-    workload = _build(args.name, args.params)
+    workload = _build(args.name, params)
     input_shape = workload.batched(args.batch)
     try:
         counted = cost.count(workload.module, input_shape)
@@ -98,7 +105,27 @@ def cmd_cost(args: argparse.Namespace) -> None:
     if args.by_layer:
         _print_table(counted.by_layer(), ["layer", "type", "params", "flops", "mac", "elementwise_ops", "ops"])
         print()
-    totals = counted.totals()
+    _print_totals(counted.totals())
+
+
+def _cost_onnx(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """The cost of an ONNX file's graph (bench.onnx_cost), torch-free."""
+    from bench import onnx_cost, workloads
+
+    canonical, digest = workloads.onnx_args(args.name, params, "command line")
+    input_shape = workloads.onnx_input_shape(Path(args.name), canonical, args.batch)
+    counted = onnx_cost.count(args.name, input_shape)
+    if args.json:
+        out = {"workload": args.name, "source": digest, "input_shape": list(input_shape), **counted.totals()}
+        print(json.dumps({**out, "ops": dict(counted.ops)}, indent=2))
+        return
+    print(f"{args.name} (sha256 {digest})  input {'x'.join(map(str, input_shape))}")
+    if args.by_layer:
+        print("nodes by op type: " + ", ".join(f"{op} x{n}" for op, n in counted.ops.most_common()) + "\n")
+    _print_totals(counted.totals())
+
+
+def _print_totals(totals: dict[str, int]) -> None:
     print(f"params           {totals['params']:>16,}")
     print(f"FLOPs            {totals['flops']:>16,}  multiply-adds")
     print(f"MAC              {totals['mac']:>16,}  elements read + written ({totals['mac_bytes'] / 1e6:,.1f} MB)")
@@ -181,12 +208,18 @@ def cmd_time(args: argparse.Namespace) -> None:
 
     from bench import backends
 
+    from bench import workloads
+
+    backend = args.backend or ("ort-cpu" if workloads.is_onnx(args.name) else "torch-cpu")
     settings: dict[str, Any] = parse_settings(args.set or [])
     if args.threads is not None:
         settings["threads"] = args.threads
-    backends.get(args.backend).defaults(**settings)  # a setting this backend does not take is an error here
+    backends.get(backend).defaults(**settings)  # a setting this backend does not take is an error here
     settings["batch"] = args.batch
-    cell = config.single_cell(args.name, parse_assignments(args.params), args.backend, settings)
+    params = parse_assignments(args.params)
+    if args.input_shape:
+        params[workloads.INPUT_SHAPE] = args.input_shape
+    cell = config.single_cell(args.name, params, backend, settings)
     measure = {"processes": args.processes, "min_time": args.min_time, "timeout": args.timeout}
     run = config.run_settings(measure, "command line")
     sweep = config.Sweep("time", Path("command line"), [cell], run)
@@ -238,8 +271,16 @@ def cmd_breakdown(args: argparse.Namespace) -> None:
     from bench import breakdown, device, runner
 
     meta = device.collect()
+    folder = Path(args.results) / meta["device_id"]
     with runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench breakdown"):
-        path = breakdown.profile_figure2(Path(args.results) / meta["device_id"], runs=args.runs)
+        if args.name:
+            params: dict[str, Any] = parse_assignments(args.params)
+            if args.input_shape:
+                params["input_shape"] = args.input_shape
+            label = " ".join([args.name, *args.params])
+            path = breakdown.profile(folder, label, args.name, params, runs=args.runs)
+        else:
+            path = breakdown.profile_figure2(folder, runs=args.runs)
     print(path)
 
 
@@ -302,6 +343,18 @@ def positive_number(text: str) -> float:
     return value
 
 
+def _workload_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "name",
+        help="a workload (see `shufflebench list`), an import path pkg.module:callable or file.py:callable, "
+        "or an .onnx file",
+    )
+    p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters, e.g. c1=128 c2=128")
+    p.add_argument(
+        "--input-shape", help="one sample's shape without the batch, e.g. 3x224x224, where the model gives none"
+    )
+
+
 def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--json", action="store_true", help=help)
 
@@ -321,8 +374,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = verbs.add_parser("cost", help="params, FLOPs and MAC of one workload")
-    p.add_argument("name", help="workload name (see `shufflebench list`)")
-    p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters, e.g. c1=128 c2=128")
+    _workload_arguments(p)
     p.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     p.add_argument("--by-layer", action="store_true", help="also print one row per layer (module path)")
     _json_flag(p, "print one JSON object")
@@ -350,10 +402,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = verbs.add_parser("time", help="measure one cell without a sweep file")
-    p.add_argument("name", help="workload name (see `shufflebench list`)")
-    p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters")
+    _workload_arguments(p)
     p.add_argument(
-        "--backend", default="torch-cpu", help="torch-cpu (default), torch-cuda, ort-cpu, ort-cuda, ort:<EP>"
+        "--backend",
+        help="torch-cpu (default; ort-cpu for an .onnx file), torch-cuda, ort-cpu, ort-cuda, ort:<Provider>",
     )
     p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: physical cores)")
@@ -374,7 +426,12 @@ def make_parser() -> argparse.ArgumentParser:
     _json_flag(p, "print the results row as JSON")
     p.set_defaults(func=cmd_time)
 
-    p = verbs.add_parser("breakdown", help="profile Figure 2's networks: time shares by op category")
+    p = verbs.add_parser(
+        "breakdown", help="time shares by op category: Figure 2's networks, or the workload named (any kind)"
+    )
+    p.add_argument("name", nargs="?", help="a workload, an import path or an .onnx file (default: Figure 2's networks)")
+    p.add_argument("params", nargs="*", metavar="key=value", help="workload parameters")
+    p.add_argument("--input-shape", help="one sample's shape without the batch, where the model gives none")
     _results_option(p, "results folder (default: results)")
     p.add_argument("--runs", type=positive_int, default=20, help="profiled runs per source (default 20)")
     p.set_defaults(func=cmd_breakdown)

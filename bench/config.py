@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from bench import backends
+from bench import backends, workloads
 from bench.errors import UserError
 from bench.measure import MeasureSettings
 
@@ -70,16 +70,19 @@ class RunSettings:
 class Cell:
     """One workload x one backend x one setting tuple."""
 
-    workload: str
+    workload: str  # a registered name, an import path or an .onnx file (bench.workloads)
     args: dict[str, Any]  # workload parameters, defaults filled in
     backend: str
     batch: int
     settings: dict[str, Any]  # the other settings the backend declares, in its order
+    source: str | None = None  # content hash of the ONNX file or the callable's source file
 
     @property
     def key(self) -> str:
-        """Stable id, e.g. ``g1/c1=128,c2=128,hw=56/torch-cpu/batch=1,threads=2``."""
-        return f"{self.workload}/{kv(self.args)}/{self.backend}/{kv({'batch': self.batch, **self.settings})}"
+        """Stable id, e.g. ``g1/c1=128,c2=128,hw=56/torch-cpu/batch=1,threads=2``; ``name@hash`` for a model of the
+        user's, so a changed model is a new cell."""
+        name = f"{self.workload}@{self.source}" if self.source else self.workload
+        return f"{name}/{kv(self.args)}/{self.backend}/{kv({'batch': self.batch, **self.settings})}"
 
 
 @dataclass(frozen=True)
@@ -212,16 +215,17 @@ def _run_value(key: str, value: Any, default: Any, where: str) -> Any:
 
 
 def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
-    import_error = _blocks_or_none()
-    if import_error:
-        raise ConfigError(f"{where}: {import_error}")
-    import blocks
-
     entry = _mapping(entry, where)
     _check_keys(entry, ENTRY_KEYS, where)
     name = entry.get("name")
     if not isinstance(name, str):
-        raise ConfigError(f"{where}.name: required: a workload name (see `shufflebench list`)")
+        raise ConfigError(
+            f"{where}.name: required: a workload name (see `shufflebench list`), an import path pkg.module:callable "
+            "or an .onnx file"
+        )
+    import_error = None if workloads.is_onnx(name) else _blocks_or_none()
+    if import_error:
+        raise ConfigError(f"{where}: {import_error}")
     grid = {k: _as_list(v) for k, v in _mapping(entry.get("grid") or {}, f"{where}.grid").items()}
     zipped = _mapping(entry.get("zip") or {}, f"{where}.zip")
     for key, value in zipped.items():
@@ -245,15 +249,27 @@ def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
     for zip_row in zip_rows:
         for grid_values in itertools.product(*grid.values()):
             raw_args = {**zip_row, **dict(zip(grid, grid_values))}
-            try:
-                args = blocks.resolve(name, **raw_args)
-            except blocks.WorkloadError as e:
-                raise ConfigError(f"{where}: {e}") from None
-            cells.extend(_cells_for(name, args, settings, where))
+            args, source = _resolve(name, raw_args, where)
+            cells.extend(_cells_for(name, args, source, settings, where))
     return cells
 
 
-def _cells_for(name: str, args: dict[str, Any], settings: dict[str, Any], where: str) -> list[Cell]:
+def _resolve(name: str, raw_args: dict[str, Any], where: str) -> tuple[dict[str, Any], str | None]:
+    """The workload's arguments, checked and converted, and the content hash of a model of the user's."""
+    if workloads.is_onnx(name):
+        try:
+            return workloads.onnx_args(name, raw_args, where)
+        except UserError as e:
+            raise ConfigError(str(e)) from None
+    import blocks
+
+    try:
+        return blocks.resolve(name, **raw_args), blocks.source_digest(name)
+    except blocks.WorkloadError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _cells_for(name: str, args: dict[str, Any], source: str | None, settings: dict[str, Any], where: str) -> list[Cell]:
     cells = []
     for backend_name in _as_list(settings["backend"]):
         if not isinstance(backend_name, str):
@@ -262,6 +278,11 @@ def _cells_for(name: str, args: dict[str, Any], settings: dict[str, Any], where:
             backend = backends.get(backend_name)
         except UserError as e:
             raise ConfigError(f"{where}.settings.backend: {e}") from None
+        if workloads.is_onnx(name) and not backend.needs_onnx:
+            raise ConfigError(
+                f"{where}: {name} is an ONNX file: it runs on ONNX Runtime backends only (ort-cpu, ort-cuda, "
+                f"ort:<Provider>), not {backend_name}"
+            )
         declared = backend.settings
         axes = [_as_list(settings.get(s.name, s.default)) for s in declared]
         for values in itertools.product(*axes):
@@ -269,7 +290,7 @@ def _cells_for(name: str, args: dict[str, Any], settings: dict[str, Any], where:
                 s.name: _setting(s, v, f"{where}.settings.{s.name}", backend_name) for s, v in zip(declared, values)
             }
             batch = chosen.pop("batch")
-            cells.append(Cell(name, args, backend_name, batch, chosen))
+            cells.append(Cell(name, args, backend_name, batch, chosen, source))
     return cells
 
 

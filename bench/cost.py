@@ -32,24 +32,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-# ATen op (overload packet name) -> cost category. Everything not listed is classified by its properties in
-# `_category`: views, element-wise (ATen's `pointwise` tag), allocations, or "other" (pooling, reductions, ...).
-CATEGORY_OF_OP = {
-    "convolution": "conv",
-    "mm": "matmul",
-    "addmm": "matmul",
-    "bmm": "matmul",
-    "baddbmm": "matmul",
-    "native_batch_norm": "elementwise",
-    "_native_batch_norm_legit_no_training": "elementwise",
-    "cat": "data",
-    "stack": "data",
-    "clone": "data",
-    "copy_": "data",
-    "_to_copy": "data",
-    "constant_pad_nd": "data",
-}
-CATEGORIES = ("conv", "matmul", "elementwise", "data", "other", "view", "alloc")
+from bench.categories import KINDS, aten_kind
+
+CATEGORIES = KINDS  # the op kinds of bench.categories
 
 
 @dataclass(frozen=True)
@@ -205,8 +190,10 @@ def op_cost(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any, mo
 
 
 def _category(func: torch._ops.OpOverload, name: str, inputs: list[torch.Tensor]) -> str:
-    if name in CATEGORY_OF_OP:
-        return CATEGORY_OF_OP[name]
+    """The op's kind from the shared table, else from ATen's own tags."""
+    kind = aten_kind(name)
+    if kind is not None:
+        return kind
     if func.is_view:
         return "view"
     if torch.Tag.pointwise in func.tags:

@@ -43,6 +43,7 @@ class CellColumns:
     error: str | None
     workload: str
     workload_args: dict[str, Any]
+    source: str | None  # content hash of an .onnx workload or of an import path's source file
     backend: str
     device_id: str
     machine_key: str | None
@@ -52,13 +53,17 @@ class CellColumns:
 
 @dataclass(frozen=True)
 class CostColumns:
-    """The cost model's counts (bench.cost): multiply-adds, elements moved, and bytes at the cell's dtype."""
+    """The cost model's counts (bench.cost, bench.onnx_cost): multiply-adds, elements moved, and bytes at the cell's
+    dtype; for ORT cells also the MAC of the graph the runtime really ran."""
 
     params: int | None = None
     flops: int | None = None
     mac: int | None = None
     mac_bytes: int | None = None
     elementwise_ops: int | None = None
+    mac_runtime: int | None = None  # MAC of the graph ONNX Runtime optimised the model into (ORT cells)
+    mac_runtime_bytes: int | None = None
+    runtime_ops: dict[str, int] | None = None  # that graph's node count by op type
 
 
 @dataclass(frozen=True)

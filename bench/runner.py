@@ -17,6 +17,7 @@ through it, under one lock and one fingerprint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -39,7 +40,7 @@ from typing import Any, Callable, Iterator, TextIO
 import psutil
 from tqdm import tqdm
 
-from bench import backends, device, probe, sensors, stats
+from bench import backends, device, probe, sensors, stats, workloads
 from bench.config import Cell, RunSettings, Sweep, kv
 from bench.errors import Interrupted, UserError
 from bench.results import SCHEMA_VERSION, CellColumns, CostColumns, ResultsStore, RunColumns, make_row
@@ -201,7 +202,7 @@ def remeasure_reason(
         return (
             "measurement settings changed (" + ", ".join(f"{k} {had.get(k)} -> {wanted.get(k)}" for k in changed) + ")"
         )
-    if backends.get(cell.backend).needs_onnx:
+    if backends.get(cell.backend).needs_onnx and not workloads.is_onnx(cell.workload):  # a file we exported
         export = prepared[cell.key].export if prepared and cell.key in prepared else None
         expected = {"opset": (export or {}).get("opset", backends.ONNX_OPSET)}
         if export:
@@ -302,15 +303,16 @@ def prepare_cells(
     """
     groups: dict[str, list[Cell]] = defaultdict(list)
     for cell in cells:
-        groups[json.dumps([cell.workload, cell.args, cell.batch], sort_keys=True)].append(cell)
+        groups[json.dumps([cell.workload, cell.source, cell.args, cell.batch], sort_keys=True)].append(cell)
     prepared: dict[str, Prepared] = {}
     errors: dict[str, str] = {}
 
     def prepare_group(group_key: str, group: list[Cell]) -> None:
         first = group[0]
-        needs_onnx = any(backends.get(c.backend).needs_onnx for c in group)
+        needs_onnx = any(backends.get(c.backend).needs_onnx for c in group) and not workloads.is_onnx(first.workload)
         digest = hashlib.sha256(group_key.encode()).hexdigest()[:12]
-        onnx = str(onnx_dir / f"{first.workload}-{digest}.onnx") if needs_onnx else None
+        stem = Path(first.workload.replace(":", "-")).name  # an import path's file name or callable
+        onnx = str(onnx_dir / f"{stem}-{digest}.onnx") if needs_onnx else None
         if progress:
             progress.note(f"preparing {first.workload} {kv(first.args)} batch={first.batch}")
         answer = run_worker("prepare", PrepareJob(first.workload, first.args, first.batch, onnx), timeout)
@@ -421,6 +423,7 @@ def _cell_columns(cell: Cell, context: Context, status: str, error: str | None) 
         error=error,
         workload=cell.workload,
         workload_args=cell.args,
+        source=cell.source,
         backend=cell.backend,
         device_id=context.meta["device_id"],
         machine_key=context.meta["machine_key"],
@@ -475,6 +478,13 @@ def measured_row(
     key = probe.key(cell.backend, cell.settings.get("threads"))
     roofs = context.probe.get(key)
     energies = [p.energy_j / p.calls / cell.batch * 1e3 for p in processes if p.energy_j is not None and p.calls]
+    runtime = info.get("runtime_cost") or {}
+    cost = dataclasses.replace(
+        _cost_columns(cell, prepared),
+        mac_runtime=runtime.get("mac"),
+        mac_runtime_bytes=runtime.get("mac_bytes"),
+        runtime_ops=runtime.get("ops"),
+    )
     run = RunColumns(
         measure_settings=context.run.recorded(),
         finished_at=_now(),
@@ -497,7 +507,7 @@ def measured_row(
         _cell_columns(cell, context, "ok", None),
         {"batch": cell.batch, **cell.settings},
         run,
-        _cost_columns(cell, prepared),
+        cost,
         summary,
     )
 

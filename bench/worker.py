@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import backends, probe, sensors
+from bench import backends, probe, sensors, workloads
 from bench.config import Cell
 from bench.measure import MeasureSettings, measure
 
@@ -104,6 +104,13 @@ def decode(cls: type[T], text: str | dict[str, Any]) -> T:
 
 
 def prepare(job: PrepareJob) -> Prepared:
+    """Cost and input shape of a workload at a batch, and its ONNX file: exported from torch, or the user's own."""
+    if workloads.is_onnx(job.workload):  # no torch: the graph is the model
+        from bench import onnx_cost
+
+        path = Path(job.workload).resolve()
+        input_shape = workloads.onnx_input_shape(path, job.args, job.batch)
+        return Prepared(list(input_shape), onnx_cost.count(path, input_shape).totals(), str(path))
     import blocks
     from bench import cost
 

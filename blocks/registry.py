@@ -3,22 +3,36 @@
 Builders are plain keyword-only functions registered with ``@register_workload`` (the torchvision / timm pattern).
 A builder returns the module and the shape of one input sample ``(C, H, W)``; :func:`build` validates and converts
 the parameters and puts the module in eval mode. The batch size is not a workload parameter: it belongs to the cell
-that runs the workload (``Workload.input_shape`` is the example input of batch 1). Parameter types come from the builder's
-annotations: ``int``, ``float``, ``bool``, ``str`` or ``Literal[...]`` for a fixed set of allowed values. Every
-numeric parameter is a count or a multiplier, so it must be positive; rules that involve several parameters
+that runs the workload (``Workload.input_shape`` is the example input of batch 1). Parameter types come from the
+builder's annotations: ``int``, ``float``, ``bool``, ``str`` or ``Literal[...]`` for a fixed set of allowed values.
+Every numeric parameter is a count or a multiplier, so it must be positive; rules that involve several parameters
 (``g`` divides ``c``) are checked by the builder with :func:`require`.
+
+A name may also be an import path, ``package.module:callable`` or ``path/to/file.py:callable`` (bench.workloads): the
+callable returns an ``nn.Module`` or a module and its sample shape; its parameters are converted by its annotations
+where it has them and read as YAML reads values where it does not, and ``input_shape`` gives the sample shape where
+the callable gives none.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import importlib
+import importlib.util
 import inspect
+import os
+import sys
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Literal
 
+import yaml
 from torch import nn
+
+from bench.workloads import INPUT_SHAPE, is_import_path, parse_shape, shape_tuple
 
 Builder = Callable[..., "tuple[nn.Module, tuple[int, ...]]"]
 
@@ -34,7 +48,7 @@ class Param:
     """One builder parameter as the user sees it."""
 
     name: str
-    type: type
+    type: type | None  # None: any value (an import path's parameter without a usable annotation)
     default: Any  # inspect.Parameter.empty when required
     choices: tuple[Any, ...] | None = None
 
@@ -43,7 +57,7 @@ class Param:
         return self.default is inspect.Parameter.empty
 
     def describe(self) -> str:
-        kind = "|".join(str(c) for c in self.choices) if self.choices else self.type.__name__
+        kind = "|".join(str(c) for c in self.choices) if self.choices else getattr(self.type, "__name__", "any")
         return f"{self.name}: {kind}" if self.required else f"{self.name}: {kind} = {self.default}"
 
 
@@ -85,19 +99,87 @@ def list_workloads(pattern: str = "*") -> list[str]:
 
 def params(name: str) -> list[Param]:
     """The parameters of workload ``name``, in signature order."""
+    if is_import_path(name):
+        return _callable_params(name)
     builder = _builder(name)
     hints = typing.get_type_hints(builder)
-    out = []
-    for p in inspect.signature(builder).parameters.values():
-        hint = hints[p.name]
-        if typing.get_origin(hint) is Literal:
-            choices = typing.get_args(hint)
-            out.append(Param(p.name, type(choices[0]), p.default, choices))
-        elif hint in (int, float, bool, str):
-            out.append(Param(p.name, hint, p.default))
+    return [_param(name, p, hints[p.name]) for p in inspect.signature(builder).parameters.values()]
+
+
+def _param(name: str, p: inspect.Parameter, hint: Any, strict: bool = True) -> Param:
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        return Param(p.name, type(choices[0]), p.default, choices)
+    if hint in (int, float, bool, str):
+        return Param(p.name, hint, p.default)
+    if strict:
+        raise TypeError(f"workload {name!r}: parameter {p.name!r} has unsupported type {hint!r}")
+    return Param(p.name, None, p.default)
+
+
+@functools.cache
+def _callable(name: str) -> Callable[..., Any]:
+    """The function an import path names; WorkloadError with the module and the reason when it does not import."""
+    module_name, _, attribute = name.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).resolve()
+            if not path.is_file():
+                raise WorkloadError(f"{name}: no such file {module_name}")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
         else:
-            raise TypeError(f"workload {name!r}: parameter {p.name!r} has unsupported type {hint!r}")
-    return out
+            if os.getcwd() not in sys.path:  # as `python -m` does: a module beside the user is found
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except WorkloadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the user's module raised while importing
+        raise WorkloadError(f"{name}: cannot import {module_name} ({type(e).__name__}: {e})") from None
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise WorkloadError(f"{name}: {module_name} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise WorkloadError(f"{name}: {attribute} is not callable")
+    return target
+
+
+def _callable_params(name: str) -> list[Param]:
+    fn = _callable(name)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - annotations that do not evaluate: treat the parameters as untyped
+        hints = {}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    out = [
+        _param(name, p, hints.get(p.name), strict=False)
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in kinds
+    ]
+    return [*out, Param(INPUT_SHAPE, str, None)]
+
+
+def _takes_any_keyword(name: str) -> bool:
+    fn = _callable(name)
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+
+def source_digest(name: str) -> str | None:
+    """A content hash of an import path's source file (None for a registered workload): a changed model is a new
+    cell."""
+    if not is_import_path(name):
+        return None
+    from bench.workloads import digest
+
+    try:
+        source = inspect.getsourcefile(_callable(name))
+    except TypeError:  # a builtin or C extension: no source file
+        return None
+    return digest(Path(source)) if source else None
 
 
 def require(condition: bool, message: str) -> None:
@@ -107,38 +189,63 @@ def require(condition: bool, message: str) -> None:
 
 
 def resolve(name: str, **kwargs: Any) -> dict[str, Any]:
-    """Validate and convert the parameters of workload ``name`` without building it; defaults filled in.
+    """Validate and convert the parameters of workload ``name`` without building it.
 
-    Values may be Python values or strings (``"128"``, ``"true"``). Rules across parameters are checked by the
-    builder, so only :func:`build` catches those.
+    Values may be Python values or strings (``"128"``, ``"true"``). A registered workload gets its defaults filled in;
+    an import path keeps only the parameters given (its callable's defaults are its own business). Rules across
+    parameters are checked by the builder, so only :func:`build` catches those.
 
     Raises:
-        WorkloadError: unknown name (close matches listed first), unknown or missing parameter, a value of the wrong
-            type, out of range or not among the allowed choices.
+        WorkloadError: unknown name (close matches listed first), an import path that does not import, unknown or
+            missing parameter, a value of the wrong type, out of range or not among the allowed choices.
     """
     spec = {p.name: p for p in params(name)}
+    open_ended = is_import_path(name) and _takes_any_keyword(name)
     unknown = sorted(set(kwargs) - set(spec))
-    if unknown:
+    if unknown and not open_ended:
         raise WorkloadError(f"{name}: unknown parameter {unknown[0]!r}; parameters are: {_signature(spec)}")
     values = {}
     for p in spec.values():
         if p.name in kwargs:
             values[p.name] = _convert(name, p, kwargs[p.name])
-        elif p.required:
+        elif p.required and not is_import_path(name):
             raise WorkloadError(f"{name}: missing parameter {p.name!r}; parameters are: {_signature(spec)}")
-        else:
+        elif not is_import_path(name):
             values[p.name] = p.default
+    for key in unknown:  # passed on to the callable's **kwargs
+        values[key] = _convert(name, Param(key, None, None), kwargs[key])
     return values
 
 
 def build(name: str, **kwargs: Any) -> Workload:
     """Build workload ``name``; see :func:`resolve` for the parameters and the errors."""
     values = resolve(name, **kwargs)
+    if is_import_path(name):
+        return _build_callable(name, values)
     try:
         module, sample_shape = _BUILDERS[name](**values)
     except WorkloadError as e:
         raise WorkloadError(f"{name}: {e}") from None
     return Workload(name, values, module.eval(), tuple(sample_shape))
+
+
+def _build_callable(name: str, values: dict[str, Any]) -> Workload:
+    arguments = {k: v for k, v in values.items() if k != INPUT_SHAPE}
+    result = _callable(name)(**arguments)
+    module, shape = (result, None) if isinstance(result, nn.Module) else (None, None)
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
+        module, shape = result[0], tuple(result[1])
+    if module is None:
+        raise WorkloadError(
+            f"{name} returned {type(result).__name__}; it must return an nn.Module, or a module and its input shape"
+        )
+    if INPUT_SHAPE in values:
+        shape = shape_tuple(values[INPUT_SHAPE])
+    if shape is None:
+        raise WorkloadError(
+            f"{name} returned a module without an input shape; give one sample's shape, e.g. input_shape=3x224x224"
+        )
+    return Workload(name, values, module.eval(), shape)
 
 
 def _builder(name: str) -> Builder:
@@ -158,6 +265,13 @@ def _signature(spec: dict[str, Param]) -> str:
 def _convert(workload: str, p: Param, value: Any) -> Any:
     """Convert one user value to the parameter's type and check its range and choices."""
     where = f"{workload}: parameter {p.name!r}"
+    if p.name == INPUT_SHAPE and is_import_path(workload):
+        try:
+            return parse_shape(value, where)
+        except Exception as e:  # noqa: BLE001 - bench's UserError: the same message as a WorkloadError
+            raise WorkloadError(str(e)) from None
+    if p.type is None:  # untyped: a string from the command line is read as YAML reads it (8, true, 0.5, name)
+        return yaml.safe_load(value) if isinstance(value, str) else value
     if p.type is bool:
         words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
         if isinstance(value, str) and value.lower() in words:

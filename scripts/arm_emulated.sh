@@ -33,12 +33,12 @@ if [ ! -x "$ARM_PY" ]; then
   for deb in "$CACHE"/debs/*.deb; do dpkg -x "$deb" "$CACHE/root"; done
 fi
 
-if [ ! -d "$CACHE/site/onnxruntime" ] || [ ! -d "$CACHE/site/scipy" ] || [ ! -d "$CACHE/site/tqdm" ]; then
+if [ ! -d "$CACHE/site/onnxruntime" ] || [ ! -d "$CACHE/site/scipy" ] || [ ! -d "$CACHE/site/onnx" ]; then
   echo "fetching aarch64 wheels into $CACHE/site" >&2
   "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 --implementation cp \
     --platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux_2_17_aarch64 \
     --platform manylinux2014_aarch64 -d "$CACHE/wheels" \
-    onnxruntime numpy scipy tqdm flatbuffers protobuf packaging sympy mpmath coloredlogs humanfriendly psutil PyYAML
+    onnxruntime onnx numpy scipy tqdm flatbuffers protobuf packaging sympy mpmath coloredlogs humanfriendly psutil PyYAML
   for whl in "$CACHE"/wheels/*.whl; do "$PYTHON" -m zipfile -e "$whl" "$CACHE/site/"; done
 fi
 

@@ -136,6 +136,7 @@ def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, setting
             spinning=settings.get("spinning"),
             profile_prefix=profile,
         )
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")  # the graph the runtime runs, for its cost
         session = ort.InferenceSession(source, so, providers=[(provider, options)])
         used = session.get_providers()[0]
         if used != provider:
@@ -146,6 +147,7 @@ def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, setting
             session.run_with_iobinding(binding)
             placement = node_placement(json.loads(Path(session.end_profiling()).read_text()))
             warnings = placement_warnings(placement, provider)
+        runtime_cost = optimized_cost(Path(so.optimized_model_filepath), input_shape)
     info = {
         "onnxruntime": ort.__version__,
         "provider": used,
@@ -161,9 +163,28 @@ def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, setting
             ),
         },
         "io_device": device,
+        "runtime_cost": runtime_cost,
         "warnings": warnings,
     }
     return OrtTimed(session, binding, info, asynchronous=device != "cpu", keep=keep)
+
+
+def optimized_cost(path: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """MAC and op counts of the graph ONNX Runtime made of the model at this cell's optimisation level
+    (bench.onnx_cost); ``{"error": ...}`` where it cannot be counted (no onnx package, a graph it cannot read)."""
+    try:
+        from bench import onnx_cost
+
+        counted = onnx_cost.count(path, input_shape, onnx_cost.run_shapes(path, input_shape))
+    except Exception as e:  # noqa: BLE001 - counting is an extra: the cell is measured all the same
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {
+        "mac": counted.mac,
+        "mac_bytes": counted.mac_bytes,
+        "flops": counted.flops,
+        "ops": dict(counted.ops),
+        "unknown_shapes": counted.unknown_shapes,
+    }
 
 
 def bind(session: ort.InferenceSession, input_shape: tuple[int, ...], device: str) -> tuple[ort.IOBinding, list]:

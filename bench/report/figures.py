@@ -23,6 +23,7 @@ CATEGORY_COLORS = {
 }
 MIN_FIT_SPAN = 1.5  # fit a line only when the cost spans this factor (the guideline series hold FLOPs constant)
 X_AXES = [("flops", 1e6, "FLOPs (millions of multiply-adds)"), ("mac_bytes", 1e6, "MAC (MB read + written)")]
+RUNTIME_AXIS = ("mac_runtime_bytes", 1e6, "MAC of the graph ONNX Runtime ran (MB)")
 
 
 def pyplot() -> Any:
@@ -58,12 +59,17 @@ def loglog_fit(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 
 
 def latency_vs_cost(ok: pd.DataFrame, variant: str, path: Path, title: str) -> dict[str, float]:
-    """Two panels, latency against FLOPs and against MAC, points coloured by series; returns the correlations."""
+    """Latency against FLOPs, against MAC and, for ONNX Runtime, against the MAC of the graph it ran (one panel each),
+    points coloured by series; returns the correlations."""
     plt = pyplot()
     data = ok[(ok["variant"] == variant) & (ok["flops"] > 0)]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    columns = X_AXES + (
+        [RUNTIME_AXIS] if "mac_runtime_bytes" in data and data["mac_runtime_bytes"].notna().any() else []
+    )
+    fig, axes = plt.subplots(1, len(columns), figsize=(6 * len(columns), 5), sharey=True)
     stats = {}
-    for ax, (column, scale, label) in zip(axes, X_AXES):
+    for ax, (column, scale, label) in zip(axes, columns):
+        data = data[data[column].notna()] if column == RUNTIME_AXIS[0] else data
         x, y = data[column] / scale, data["median_ms"]
         for series, group in data.groupby("series"):
             ax.scatter(

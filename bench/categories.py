@@ -1,0 +1,156 @@
+"""The one op-category vocabulary, shared by the cost model (bench.cost, bench.onnx_cost), the time breakdown
+(bench.breakdown) and the latency predictor (bench.predict). Torch-free.
+
+An op has a **kind**, fine enough for costs and for predicting time:
+
+- ``conv``: convolutions (dense, grouped, depthwise, transposed, and the runtimes' fused and blocked forms);
+- ``matmul``: matrix products (linear layers);
+- ``elementwise``: one output element per input element (activations, adds, multiplies, batch norm in inference);
+- ``data``: ops that move data without computing on it (concat, split and slice copies, transposes, casts, pads,
+  layout reorders);
+- ``view``: ops that move nothing (reshape, flatten, squeeze, and in torch transpose, split and chunk);
+- ``pool``: pooling and reductions;
+- ``alloc``: allocations;
+- ``other``: anything else.
+
+ShuffleNet V2's Figure 2 groups kinds into five categories (FIGURE2); Shuffle is not a kind of op but a place: the
+ops inside a channel shuffle, which the breakdown finds by module name.
+"""
+
+from __future__ import annotations
+
+KINDS = ("conv", "matmul", "elementwise", "data", "view", "pool", "alloc", "other")
+FIGURE2 = ("Conv", "Elemwise", "Data", "Shuffle", "Other")
+TO_FIGURE2 = {
+    "conv": "Conv",
+    "matmul": "Conv",
+    "elementwise": "Elemwise",
+    "data": "Data",
+    "view": "Data",
+    "pool": "Other",
+    "alloc": "Other",
+    "other": "Other",
+}
+
+# ONNX op types, the standard ones and those ONNX Runtime writes into optimised graphs (com.microsoft, nchwc).
+ONNX_KINDS = {
+    "conv": {"Conv", "FusedConv", "ConvTranspose", "NchwcConv", "QLinearConv", "ConvInteger"},
+    "matmul": {"Gemm", "MatMul", "FusedGemm", "FusedMatMul", "MatMulInteger", "QLinearMatMul"},
+    "elementwise": {
+        "Relu",
+        "Clip",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Sum",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Swish",
+        "Tanh",
+        "Exp",
+        "Erf",
+        "LeakyRelu",
+        "PRelu",
+        "Gelu",
+        "QuickGelu",
+        "BatchNormalization",
+        "FusedAdd",
+        "FusedMul",
+    },
+    "data": {
+        "Concat",
+        "Split",
+        "Slice",
+        "Transpose",
+        "Cast",
+        "Pad",
+        "Gather",
+        "Expand",
+        "Tile",
+        "ReorderInput",
+        "ReorderOutput",
+        "MemcpyFromHost",
+        "MemcpyToHost",
+    },
+    "view": {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Size", "Constant", "Dropout"},
+    "pool": {
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "ReduceMean",
+        "ReduceMax",
+        "ReduceSum",
+        "Softmax",
+    },
+}
+# ATen op names (overload packets, as the dispatcher and torch.profiler name them without the "aten::" prefix). The
+# cost model falls back on ATen's own tags (views, pointwise ops) for names not listed here.
+ATEN_KINDS = {
+    "conv": {
+        "convolution",
+        "_convolution",
+        "conv2d",
+        "mkldnn_convolution",
+        "cudnn_convolution",
+        "_slow_conv2d_forward",
+        "thnn_conv2d",
+        "_conv_depthwise2d",
+        "convolution_overrideable",
+        "_nnpack_spatial_convolution",
+    },
+    "matmul": {"mm", "addmm", "bmm", "baddbmm", "linear", "matmul"},
+    "elementwise": {
+        "relu",
+        "relu_",
+        "add",
+        "add_",
+        "mul",
+        "mul_",
+        "div",
+        "sigmoid",
+        "silu",
+        "silu_",
+        "hardtanh",
+        "hardtanh_",
+        "hardswish",
+        "hardswish_",
+        "hardsigmoid",
+        "clamp",
+        "clamp_",
+        "clamp_min",
+        "clamp_min_",
+        "batch_norm",
+        "_batch_norm_impl_index",
+        "native_batch_norm",
+        "_native_batch_norm_legit_no_training",
+    },
+    "data": {"cat", "stack", "clone", "copy_", "contiguous", "to", "_to_copy", "constant_pad_nd"},
+    "view": {"view", "_unsafe_view", "reshape", "transpose", "flatten", "split", "chunk", "slice", "narrow"},
+    "pool": {
+        "max_pool2d",
+        "max_pool2d_with_indices",
+        "adaptive_avg_pool2d",
+        "_adaptive_avg_pool2d",
+        "mean",
+        "avg_pool2d",
+    },
+    "alloc": {"empty", "empty_like", "zeros", "ones"},
+}
+_ONNX = {op: kind for kind, ops in ONNX_KINDS.items() for op in ops}
+_ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
+
+
+def onnx_kind(op_type: str) -> str:
+    return _ONNX.get(op_type, "other")
+
+
+def aten_kind(name: str) -> str | None:
+    """The kind of an ATen op by name (``aten::`` prefix allowed), or None when the table does not list it."""
+    return _ATEN.get(name.removeprefix("aten::"))
+
+
+def figure2(kind: str) -> str:
+    return TO_FIGURE2[kind]

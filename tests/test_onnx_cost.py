@@ -1,0 +1,86 @@
+"""The cost of an ONNX graph against the cost of the torch module it was exported from, and of the graph ONNX
+Runtime really runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import blocks
+from bench import cost, onnx_cost
+from bench.backends import ORT_GPU_DEVICES  # noqa: F401  (the ORT backend's import path stays torch-free)
+from bench.export import export
+from tests.conftest import example_params
+
+# Where the exported graph is not the torch op graph, MAC differs by this much (ONNX over torch), for these reasons:
+MAC_DIFFERENCES = {
+    "efficientnet": (0.30, 0.40, "SiLU exports as Sigmoid and Mul: two element-wise ops where torch runs one"),
+    "shufflenet_v2": (0.05, 0.10, "torch's chunk is a view, ONNX's Split copies both halves"),
+    "densenet121": (-0.01, 0.0, "torch.cat of a single tensor copies it; the exporter drops that Concat"),
+}
+
+
+@pytest.mark.parametrize("name", blocks.list_workloads())
+def test_the_graph_costs_what_the_module_costs(name, tmp_path):
+    w = blocks.build(name, **example_params(name))
+    export(w.module, w.input_shape, tmp_path / "m.onnx")
+    torch_cost, graph_cost = cost.count(w.module, w.input_shape), onnx_cost.count(tmp_path / "m.onnx")
+    assert graph_cost.flops == torch_cost.flops and graph_cost.params == torch_cost.params
+    low, high, _ = next((v for k, v in MAC_DIFFERENCES.items() if name.startswith(k)), (-0.001, 0.001, ""))
+    assert low <= graph_cost.mac / torch_cost.mac - 1 <= high
+    assert graph_cost.unknown_shapes == 0
+
+
+def test_flops_are_half_of_flop_counter_mode_for_every_conv_kind(tmp_path):
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(8, 16, 3, padding=1),
+        torch.nn.Conv2d(16, 16, 3, groups=16, padding=1),
+        torch.nn.ConvTranspose2d(16, 8, 2, stride=2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 16 * 16, 10),
+    ).eval()
+    export(module, (2, 8, 8, 8), tmp_path / "m.onnx")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(torch.randn(2, 8, 8, 8))
+    assert onnx_cost.count(tmp_path / "m.onnx").flops * 2 == counter.get_total_flops()
+
+
+def test_a_graph_with_an_open_batch_is_counted_at_the_shape_given(tmp_path):
+    module = torch.nn.Conv2d(4, 8, 1).eval()
+    torch.onnx.export(
+        module,
+        (torch.randn(1, 4, 8, 8),),
+        str(tmp_path / "d.onnx"),
+        dynamo=False,
+        dynamic_axes={"x": {0: "n"}},
+        input_names=["x"],
+    )
+    assert onnx_cost.input_shape(onnx_cost.load(tmp_path / "d.onnx")) == ["n", 4, 8, 8]
+    assert onnx_cost.count(tmp_path / "d.onnx", (3, 4, 8, 8)).flops == 3 * 8 * 8 * 4 * 8
+
+
+def _runtime_mac(tmp_path, opt_level: str, **g4) -> int:
+    from bench import backends
+    from bench.backends import ort_backend
+
+    w = blocks.build("g4", c=64, hw=28, **g4)
+    path = tmp_path / f"g4-{g4['relu']}-{g4['shortcut']}.onnx"
+    if not path.exists():
+        export(w.module, w.input_shape, path)
+    settings = backends.get("ort-cpu").defaults(threads=1, opt_level=opt_level)
+    timed = ort_backend.prepare(path, w.input_shape, provider="CPUExecutionProvider", settings=settings)
+    runtime = timed.info["runtime_cost"]
+    assert runtime["unknown_shapes"] == 0, runtime
+    return runtime["mac"]
+
+
+def test_a_fused_relu_costs_nothing_in_the_graph_onnx_runtime_runs(tmp_path):
+    # G4 without the shortcut: every ReLU follows a convolution, and at opt_level=all each is fused into it
+    relu, plain = ({"relu": r, "shortcut": False} for r in (True, False))
+    assert _runtime_mac(tmp_path, "all", **relu) == _runtime_mac(tmp_path, "all", **plain)
+    assert _runtime_mac(tmp_path, "disable", **relu) > _runtime_mac(tmp_path, "disable", **plain)
+    # with the shortcut, the ReLU after the residual add has no convolution to fuse into: it still costs
+    assert _runtime_mac(tmp_path, "all", relu=True, shortcut=True) > _runtime_mac(
+        tmp_path, "all", relu=False, shortcut=True
+    )
