@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench import backends
+from bench.roofline import Roofline
 from bench.stats import Summary
 
 # 2: the headline median is over process medians, the interval is the order-statistic one with its level
@@ -110,9 +111,10 @@ COLUMNS = [
     *_CELL[_CELL.index("backend") + 1 :],
     *_names(CostColumns),
     *_names(Summary),
+    *_names(Roofline),
     *_names(RunColumns),
 ]
-JSON_COLUMNS = _json_names(CellColumns, CostColumns, Summary, RunColumns)
+JSON_COLUMNS = _json_names(CellColumns, CostColumns, Summary, Roofline, RunColumns)
 EMPTY_ROW = dict.fromkeys(COLUMNS)
 
 
@@ -122,9 +124,11 @@ def make_row(
     run: RunColumns,
     cost: CostColumns = CostColumns(),
     summary: Summary | None = None,
+    roofline: Roofline | None = None,
 ) -> dict[str, Any]:
     """One results row from its parts; ``settings`` are the cell's, batch included."""
-    return {**asdict(cell), **settings, **asdict(cost), **(asdict(summary) if summary else {}), **asdict(run)}
+    measured = {**asdict(summary), **asdict(roofline or Roofline())} if summary else {}
+    return {**asdict(cell), **settings, **asdict(cost), **measured, **asdict(run)}
 
 
 class ResultsStore:

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, TextIO
 import psutil
 from tqdm import tqdm
 
-from bench import backends, device, probe, sensors, stats, workloads
+from bench import backends, device, probe, roofline, sensors, stats, workloads
 from bench.config import Cell, RunSettings, Sweep, kv
 from bench.errors import Interrupted, UserError
 from bench.results import SCHEMA_VERSION, CellColumns, CostColumns, ResultsStore, RunColumns, make_row
@@ -503,12 +503,11 @@ def measured_row(
         probe={"key": key, "start": roofs} if roofs else None,
         **_export_columns(cell, prepared),
     )
+    bounds = roofline.analyse(
+        cost.flops, cost.mac_bytes, summary.median_ms, run.peak_gflops, run.peak_gbs, cost.mac_runtime_bytes
+    )
     return make_row(
-        _cell_columns(cell, context, "ok", None),
-        {"batch": cell.batch, **cell.settings},
-        run,
-        cost,
-        summary,
+        _cell_columns(cell, context, "ok", None), {"batch": cell.batch, **cell.settings}, run, cost, summary, bounds
     )
 
 

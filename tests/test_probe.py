@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import onnx
+import pytest
 
 from bench import backends, device, probe, runner
 from bench.report.load import load
@@ -109,3 +110,22 @@ def test_a_sweep_records_its_probes_in_rows_and_device_json(tmp_path):
     assert row["peak_gflops"] == meta["probe"]["ort-cpu/threads=1"]["matmul_gflops"]
     assert row["probe"]["end"]["bandwidth_gbs"] > 0 and row["probe"]["drift"] >= 0
     assert row["machine_key"] == meta["machine_key"] and row["energy_method"]
+
+
+def test_the_roofline_classifies_cells_at_each_roof_and_below_both():
+    from bench.roofline import analyse
+
+    peaks = {"peak_gflops": 100.0, "peak_gbs": 10.0}
+    # 50 M multiply-adds (0.1 GFLOP) moving 1 MB in 1 ms: 100 GFLOP/s, the compute roof
+    compute = analyse(flops=50e6, mac_bytes=1e6, median_ms=1.0, **peaks)
+    assert compute.bound == "compute" and compute.compute_fraction == 1.0 and compute.arithmetic_intensity == 100.0
+    # 10 MB moved in 1 ms with few FLOPs: 10 GB/s, the bandwidth roof
+    memory = analyse(flops=1e3, mac_bytes=10e6, median_ms=1.0, **peaks)
+    assert memory.bound == "memory" and memory.bandwidth_fraction == 1.0
+    # the same work taking 10x longer: neither roof explains the time
+    overhead = analyse(flops=1e3, mac_bytes=10e6, median_ms=10.0, **peaks)
+    assert overhead.bound == "overhead" and overhead.roof_efficiency == pytest.approx(0.1)
+    # the runtime's graph moves other bytes than the model's: its intensity is reported beside
+    fused = analyse(flops=50e6, mac_bytes=2e6, median_ms=1.0, mac_runtime_bytes=1e6, **peaks)
+    assert fused.arithmetic_intensity == 50.0 and fused.arithmetic_intensity_runtime == 100.0
+    assert analyse(flops=None, mac_bytes=1e6, median_ms=1.0, **peaks).bound is None
