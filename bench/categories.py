@@ -19,6 +19,8 @@ ops inside a channel shuffle, which the breakdown finds by module name.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 KINDS = ("conv", "matmul", "elementwise", "data", "view", "pool", "alloc", "other")
 FIGURE2 = ("Conv", "Elemwise", "Data", "Shuffle", "Other")
 TO_FIGURE2 = {
@@ -143,6 +145,21 @@ _ONNX = {op: kind for kind, ops in ONNX_KINDS.items() for op in ops}
 _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 
 
+# What the latency predictor tells apart (bench.predict): the kinds, with convolutions split by how they use the
+# hardware (a 1x1 convolution is a matrix product; depthwise and grouped ones move far more bytes per FLOP).
+OP_CLASSES = ("conv1x1", "convkxk", "depthwise", "grouped", *[k for k in KINDS if k != "conv"])
+
+
+def op_class(kind: str, kernel: int = 1, groups: int = 1, channels_in: int = 1) -> str:
+    """The predictor's class of an op: its kind, or for a convolution whether it is 1x1, kxk, depthwise or grouped
+    (``kernel`` = kernel elements, ``channels_in`` = input channels)."""
+    if kind != "conv":
+        return kind
+    if groups > 1:
+        return "depthwise" if groups == channels_in else "grouped"
+    return "conv1x1" if kernel == 1 else "convkxk"
+
+
 def onnx_kind(op_type: str) -> str:
     return _ONNX.get(op_type, "other")
 
@@ -154,3 +171,14 @@ def aten_kind(name: str) -> str | None:
 
 def figure2(kind: str) -> str:
     return TO_FIGURE2[kind]
+
+
+def aggregate_classes(ops: Iterable[tuple[str, int, int]]) -> dict[str, list[int]]:
+    """(class, FLOPs, bytes) per op -> {class: [op count, FLOPs, bytes]}: a graph as the predictor sees it."""
+    out: dict[str, list[int]] = {}
+    for name, flops, nbytes in ops:
+        entry = out.setdefault(name, [0, 0, 0])
+        entry[0] += 1
+        entry[1] += flops
+        entry[2] += nbytes
+    return out

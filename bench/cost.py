@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from bench.categories import KINDS, aten_kind
+from bench.categories import KINDS, aggregate_classes, aten_kind, op_class
 
 CATEGORIES = KINDS  # the op kinds of bench.categories
 
@@ -48,6 +48,7 @@ class OpCost:
     mac: int  # elements read + written
     mac_bytes: int
     elementwise_ops: int
+    op_class: str = ""  # bench.categories.op_class: the kind, convolutions told apart (the predictor's classes)
 
 
 class _Total:
@@ -83,6 +84,10 @@ class Cost:
             "mac_bytes": self.mac_bytes,
             "elementwise_ops": self.elementwise_ops,
         }
+
+    def by_class(self) -> dict[str, list[int]]:
+        """[op count, FLOPs, MAC bytes] per predictor class (bench.categories.op_class): what bench.predict reads."""
+        return aggregate_classes((o.op_class, o.flops, o.mac_bytes) for o in self.ops)
 
     def by_category(self) -> dict[str, dict[str, int]]:
         """Op count, FLOPs and MAC per category."""
@@ -175,7 +180,7 @@ def op_cost(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any, mo
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
     category = _category(func, name, inputs)
     if category in ("view", "alloc"):
-        return OpCost(module, name, category, 0, 0, 0, 0)
+        return OpCost(module, name, category, 0, 0, 0, 0, category)
     tensors = inputs + outputs
     out_elems = sum(t.numel() for t in outputs)
     return OpCost(
@@ -186,7 +191,15 @@ def op_cost(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any, mo
         mac=sum(t.numel() for t in tensors),
         mac_bytes=sum(t.numel() * t.element_size() for t in tensors),
         elementwise_ops=out_elems if category == "elementwise" else 0,
+        op_class=_op_class(category, name, args),
     )
+
+
+def _op_class(category: str, name: str, args: tuple) -> str:
+    if name != "convolution":
+        return op_class(category)
+    x, w, groups = args[0], args[1], args[8]
+    return op_class("conv", math.prod(w.shape[2:]), groups, x.shape[1])
 
 
 def _category(func: torch._ops.OpOverload, name: str, inputs: list[torch.Tensor]) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.categories import onnx_kind
+from bench.categories import aggregate_classes, onnx_kind, op_class
 
 FLOAT_TYPES = {1: 4, 10: 2, 11: 8, 16: 2}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16 -> itemsize
 FIRST_OUTPUT_ONLY = {"MaxPool", "Dropout", "BatchNormalization"}
@@ -40,7 +40,12 @@ class OnnxCost:
     mac_bytes: int = 0
     elementwise_ops: int = 0
     ops: Counter = field(default_factory=Counter)  # op type -> node count
+    classes: list[tuple[str, int, int]] = field(default_factory=list)  # per node: predictor class, FLOPs, bytes
     unknown_shapes: int = 0  # node inputs or outputs whose shape inference could not tell (counted as 0)
+
+    def by_class(self) -> dict[str, list[int]]:
+        """[node count, FLOPs, MAC bytes] per predictor class (bench.categories.op_class)."""
+        return aggregate_classes(self.classes)
 
     def totals(self) -> dict[str, int]:
         """The cost columns of a results row."""
@@ -96,17 +101,21 @@ def count(
         cost.ops[node.op_type] += 1
         kind = onnx_kind(node.op_type)
         if kind == "view":
+            cost.classes.append(("view", 0, 0))
             continue
         outputs = node.output[:1] if node.op_type in FIRST_OUTPUT_ONLY else node.output
         names = [n for n in [*node.input, *outputs] if n]
         sizes = [_elements(shapes.get(n)) for n in names]
         cost.unknown_shapes += sum(size is None for size in sizes)
+        node_bytes = sum((size or 0) * itemsizes.get(n, 4) for n, size in zip(names, sizes))
         cost.mac += sum(size or 0 for size in sizes)
-        cost.mac_bytes += sum((size or 0) * itemsizes.get(n, 4) for n, size in zip(names, sizes))
+        cost.mac_bytes += node_bytes
         out_elements = _elements(shapes.get(node.output[0])) or 0
         if kind == "elementwise":
             cost.elementwise_ops += out_elements
-        cost.flops += _flops(node, kind, shapes, out_elements, weights)
+        node_flops = _flops(node, kind, shapes, out_elements, weights)
+        cost.flops += node_flops
+        cost.classes.append((_class(node, kind, shapes), node_flops, node_bytes))
     return cost
 
 
@@ -150,6 +159,13 @@ def _flops(node: Any, kind: str, shapes: dict[str, list[int]], out_elements: int
         inner = a[0] if trans_a else a[-1]
         return out_elements * inner
     return 0
+
+
+def _class(node: Any, kind: str, shapes: dict[str, list[int]]) -> str:
+    if kind != "conv" or len(node.input) < 2 or not shapes.get(node.input[1]):
+        return op_class(kind)
+    w, x = shapes[node.input[1]], shapes.get(node.input[0]) or [0, 0]
+    return op_class("conv", math.prod(w[2:]), _attr(node, "group", 1), x[1])
 
 
 def _attr(node: Any, name: str, default: int) -> int:  # an integer attribute of a node

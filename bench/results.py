@@ -65,6 +65,7 @@ class CostColumns:
     mac_runtime: int | None = None  # MAC of the graph ONNX Runtime optimised the model into (ORT cells)
     mac_runtime_bytes: int | None = None
     runtime_ops: dict[str, int] | None = None  # that graph's node count by op type
+    op_classes: dict[str, list[int]] | None = None  # the graph this backend runs, per predictor class (bench.predict)
 
 
 @dataclass(frozen=True)

@@ -441,6 +441,14 @@ def _cost_columns(cell: Cell, prepared: Prepared | None) -> CostColumns:
     return CostColumns(**cost)
 
 
+def _scaled_classes(classes: dict[str, list[int]] | None, cell: Cell) -> dict[str, list[int]] | None:
+    """The prepared (float32) op classes with bytes at the cell's dtype."""
+    if not classes:
+        return None
+    ratio = backends.ITEMSIZE[cell.settings.get("dtype", "float32")] / 4
+    return {k: [n, flops, round(nbytes * ratio)] for k, (n, flops, nbytes) in classes.items()}
+
+
 def _export_columns(cell: Cell, prepared: Prepared | None) -> dict[str, Any]:
     export = (prepared.export or {}) if prepared and backends.get(cell.backend).needs_onnx else {}
     return {"exporter": export.get("exporter"), "opset": export.get("opset")}
@@ -484,6 +492,7 @@ def measured_row(
         mac_runtime=runtime.get("mac"),
         mac_runtime_bytes=runtime.get("mac_bytes"),
         runtime_ops=runtime.get("ops"),
+        op_classes=runtime.get("classes") or _scaled_classes(prepared.classes, cell),
     )
     run = RunColumns(
         measure_settings=context.run.recorded(),

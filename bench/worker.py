@@ -49,6 +49,7 @@ class Prepared:
     cost: dict[str, int]  # params, flops, mac, mac_bytes (float32), elementwise_ops
     onnx: str | None = None  # the exported file, for backends that run one
     export: dict[str, Any] | None = None  # exporter, opset, versions, op counts
+    classes: dict[str, list[int]] | None = None  # the torch op graph per predictor class: [count, FLOPs, bytes]
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def prepare(job: PrepareJob) -> Prepared:
 
         path = Path(job.workload).resolve()
         input_shape = workloads.onnx_input_shape(path, job.args, job.batch)
-        return Prepared(list(input_shape), onnx_cost.count(path, input_shape).totals(), str(path))
+        counted_graph = onnx_cost.count(path, input_shape)
+        return Prepared(list(input_shape), counted_graph.totals(), str(path), classes=counted_graph.by_class())
     import blocks
     from bench import cost
 
@@ -121,8 +123,8 @@ def prepare(job: PrepareJob) -> Prepared:
         from bench.export import export as export_onnx
 
         export = export_onnx(workload.module, input_shape, Path(job.onnx))
-    counted = cost.count(workload.module, input_shape).totals()
-    return Prepared(list(input_shape), counted, job.onnx, export)
+    counted = cost.count(workload.module, input_shape)
+    return Prepared(list(input_shape), counted.totals(), job.onnx, export, counted.by_class())
 
 
 def time_cell(job: TimeJob) -> ProcessResult:

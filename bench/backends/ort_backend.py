@@ -183,6 +183,7 @@ def optimized_cost(path: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
         "mac_bytes": counted.mac_bytes,
         "flops": counted.flops,
         "ops": dict(counted.ops),
+        "classes": counted.by_class(),
         "unknown_shapes": counted.unknown_shapes,
     }
 
