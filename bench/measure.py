@@ -28,8 +28,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
-from bench.stats import median_interval
-
 CALIBRATION_REPEATS = 5  # timings per candidate block size
 RECHECK_AFTER = 5  # samples after which the block size is checked against the timer's overhead again
 
@@ -162,5 +160,7 @@ def calibrate(time_calls: Callable[[int], float], min_block: float, start: int =
 
 def _interval_halfwidth(samples: list[float]) -> float:
     """Relative half-width of the median's 95% distribution-free interval (the one bench.stats reports)."""
+    from bench.stats import median_interval  # scipy: imported only by the sweeps that set target_ci
+
     low, high, _ = median_interval(samples)
     return math.inf if low is None else (high - low) / 2 / statistics.median(samples)

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -202,6 +203,8 @@ def remeasure_reason(
         return (
             "measurement settings changed (" + ", ".join(f"{k} {had.get(k)} -> {wanted.get(k)}" for k in changed) + ")"
         )
+    if (row.get("processes") or 0) < run.processes:
+        return f"the last run was interrupted after {row.get('processes')} of {run.processes} processes"
     if backends.get(cell.backend).needs_onnx and not workloads.is_onnx(cell.workload):  # a file we exported
         export = prepared[cell.key].export if prepared and cell.key in prepared else None
         expected = {"opset": (export or {}).get("opset", backends.ONNX_OPSET)}
@@ -249,33 +252,48 @@ def measure_cells(
     results: dict[str, list[tuple[str, ProcessResult]]] = defaultdict(list)
     wanted = {cell.key: context.run.processes for cell in runnable}
     failed: set[str] = set()
-    while queue:
-        cell = queue.pop(0)
-        if cell.key in failed:
-            continue
-        progress.start(cell)
-        started = _now()
-        job = TimeJob(cell, prepared[cell.key], context.run.measure)
-        env = backends.get(cell.backend).worker_env(cell.settings)
-        answer = run_worker("time", job, context.run.timeout, env)
-        progress.run_done()
-        if isinstance(answer, Failure):
-            failed.add(cell.key)
-            on_row(error_row(cell, context, prepared[cell.key], "error", answer.error))
-            progress.done(cell, "error")
-            continue
-        results[cell.key].append((started, answer))
-        if len(results[cell.key]) < wanted[cell.key]:
-            continue
-        extra = _extra_processes(results[cell.key], wanted[cell.key], context.run)
-        if extra:
-            wanted[cell.key] += extra
-            queue += [cell] * extra
-            progress.expect_more(extra, f"{cell.key}: processes fall into modes, {extra} more")
-            continue
-        row = measured_row(cell, context, prepared[cell.key], results.pop(cell.key))
-        on_row(row)
-        progress.done(cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
+    began = time.perf_counter()
+    try:
+        while queue:
+            cell = queue.pop(0)
+            if cell.key in failed:
+                continue
+            progress.start(cell)
+            started = _now()
+            job = TimeJob(cell, prepared[cell.key], context.run.measure)
+            env = backends.get(cell.backend).worker_env(cell.settings)
+            answer = run_worker("time", job, context.run.timeout, env)
+            progress.run_done()
+            if isinstance(answer, Failure):
+                failed.add(cell.key)
+                on_row(error_row(cell, context, prepared[cell.key], "error", answer.error))
+                progress.done(cell, "error")
+                continue
+            results[cell.key].append((started, answer))
+            if len(results[cell.key]) < wanted[cell.key]:
+                continue
+            extra = _extra_processes(results[cell.key], wanted[cell.key], context.run)
+            if extra:
+                wanted[cell.key] += extra
+                queue += [cell] * extra
+                progress.expect_more(extra, f"{cell.key}: processes fall into modes, {extra} more")
+                continue
+            row = measured_row(cell, context, prepared[cell.key], results.pop(cell.key))
+            on_row(row)
+            progress.done(cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
+    except KeyboardInterrupt:
+        # Keep what was measured: a cell with finished processes gets its row, flagged, and the next run of the
+        # sweep measures it again in full (remeasure_reason).
+        for key, finished in list(results.items()):
+            cell = next(c for c in runnable if c.key == key)
+            note = f"interrupted after {len(finished)} of {wanted[key]} processes: run the sweep again to finish it"
+            on_row(measured_row(cell, context, prepared[key], results.pop(key), note))
+        raise
+    finally:
+        if progress.runs:
+            seconds = time.perf_counter() - began
+            each = seconds / progress.runs
+            print(f"{progress.runs} worker runs took {seconds:.0f} s, {each:.1f} s each", file=context.log)
 
 
 def _extra_processes(results: list[tuple[str, ProcessResult]], done: int, run: RunSettings) -> int:
@@ -288,9 +306,17 @@ def _extra_processes(results: list[tuple[str, ProcessResult]], done: int, run: R
 
 
 def schedule(cells: list[Cell], processes: int, seed: int) -> list[Cell]:
-    """Each cell ``processes`` times, in an order shuffled with ``seed``."""
-    runs = [cell for cell in cells for _ in range(processes)]
-    random.Random(seed).shuffle(runs)
+    """Each cell ``processes`` times, in rounds: every round runs each cell once, in an order shuffled with ``seed``.
+
+    A cell's processes are spread over the whole sweep, so slow drift of the machine shows up as spread between them
+    rather than as a difference between cells, and a sweep cut short has run every cell about as often as the next.
+    """
+    rng = random.Random(seed)
+    runs: list[Cell] = []
+    for _ in range(processes):
+        round_ = list(cells)
+        rng.shuffle(round_)
+        runs += round_
     return runs
 
 
@@ -466,9 +492,13 @@ def error_row(cell: Cell, context: Context, prepared: Prepared | None, status: s
 
 
 def measured_row(
-    cell: Cell, context: Context, prepared: Prepared, results: list[tuple[str, ProcessResult]]
+    cell: Cell,
+    context: Context,
+    prepared: Prepared,
+    results: list[tuple[str, ProcessResult]],
+    interrupted: str | None = None,
 ) -> dict[str, Any]:
-    """The row of a measured cell, from its processes' results."""
+    """The row of a measured cell, from its processes' results; ``interrupted`` says why some are missing."""
     processes = [r for _, r in results]
     load_avg = device.load_average()
     info = processes[0].info
@@ -481,7 +511,7 @@ def measured_row(
         pipelined=[p.pipelined for p in processes],
         load_avg=load_avg,
         cores=context.meta["cores_logical"],
-        warnings=[*(info.get("warnings") or []), *flags],
+        warnings=[*(info.get("warnings") or []), *flags, *([interrupted] if interrupted else [])],
     )
     key = probe.key(cell.backend, cell.settings.get("threads"))
     roofs = context.probe.get(key)
@@ -528,6 +558,7 @@ class Progress:
     total: int
     out: TextIO
     finished: int = 0
+    runs: int = 0
     bar: tqdm = field(init=False)
 
     def __post_init__(self) -> None:
@@ -549,6 +580,7 @@ class Progress:
         tqdm.write(why, file=self.out)
 
     def run_done(self) -> None:
+        self.runs += 1
         self.bar.update(1)
 
     def note(self, text: str) -> None:

@@ -93,7 +93,7 @@ def test_two_runs_with_different_temporary_folders_do_not_time_each_other(tmp_pa
     sweep = tmp_path / "both.yaml"
     sweep.write_text(
         FAST.replace("min_time: 0.02", "min_time: 0.3")
-        + "settings: {backend: [torch-cpu, ort-cpu], threads: 1}\nworkloads: [{name: g4, grid: {c: [8, 16], hw: 8}}]\n"
+        + "settings: {backend: [torch-cpu, ort-cpu], threads: 1}\nworkloads: [{name: g4, grid: {c: [8, 12, 16], hw: 8}}]\n"
     )
     root = tmp_path / "results"
     (tmp_path / "tmp-a").mkdir()
@@ -107,8 +107,8 @@ def test_two_runs_with_different_temporary_folders_do_not_time_each_other(tmp_pa
         text=True,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not results_csv(root, "both").exists():
-        time.sleep(0.05)  # the first run holds the lock once it has opened its results file
+    while time.monotonic() < deadline and not any((tmp_path / "tmp-a").glob(f"{WORK_PREFIX}*")):
+        time.sleep(0.02)  # the first run holds the lock while its workers run: 6 runs of at least 0.3 s
     second = shufflebench(
         "run", str(sweep), "--backend", "ort-cpu", "--results", str(root), env={"TMPDIR": str(tmp_path / "tmp-b")}
     )
@@ -116,7 +116,7 @@ def test_two_runs_with_different_temporary_folders_do_not_time_each_other(tmp_pa
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     rows = read_rows(results_csv(root, "both"))
-    assert sorted(r["backend"] for r in rows) == ["torch-cpu", "torch-cpu"]  # every cell of the first, once
+    assert sorted(r["backend"] for r in rows) == ["torch-cpu"] * 3  # every cell of the first, once
 
 
 def test_a_torn_last_line_is_set_aside_and_the_run_resumes(measured, tmp_path):

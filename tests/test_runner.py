@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import config, device, runner
+from bench.errors import Interrupted
 from bench.results import read_rows
 
 FAST = (
@@ -231,3 +232,36 @@ def test_an_error_row_carries_the_exception_and_the_workers_stderr(tmp_path):
     assert row["status"] == "error"
     assert row["error"].startswith("WorkloadError: g2: g=8 must divide c=12")
     assert "worker stderr: a line the worker wrote to stderr" in row["error"]
+
+
+def test_an_interrupted_sweep_keeps_its_finished_processes_and_the_next_run_completes_them(tmp_path, monkeypatch):
+    path = tmp_path / "cut.yaml"
+    path.write_text(
+        FAST + "settings: {backend: torch-cpu, threads: 1}\nworkloads: [{name: g4, grid: {c: [8, 12, 16], hw: 8}}]\n"
+    )
+    root = tmp_path / "results"
+    real, timed = runner.run_worker, []
+
+    def ctrl_c_at_the_fourth_process(kind, job, *args, **kwargs):
+        if kind == "time":
+            timed.append(job.cell.key)
+            if len(timed) == 4:
+                raise KeyboardInterrupt
+        return real(kind, job, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_worker", ctrl_c_at_the_fourth_process)
+    log = io.StringIO()
+    with pytest.raises(Interrupted, match="3 of 3 cells written"):
+        runner.run_sweep(config.load(path), root, log=log)
+    assert len(set(timed[:3])) == 3  # the first round runs every cell once
+    assert "3 worker runs took" in log.getvalue()
+    rows = read_rows(results_file(root, "cut"))
+    assert len(rows) == 3
+    assert all(r["processes"] == 1 and "interrupted after 1 of 2 processes" in r["noise"] for r in rows)
+
+    monkeypatch.setattr(runner, "run_worker", real)
+    log = io.StringIO()
+    runner.run_sweep(config.load(path), root, log=log)
+    assert "measuring 3 cell(s) again: the last run was interrupted after 1 of 2 processes" in log.getvalue()
+    rows = read_rows(results_file(root, "cut"))
+    assert len(rows) == 3 and all(r["processes"] == 2 and "interrupted" not in r["noise"] for r in rows)
