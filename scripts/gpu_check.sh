@@ -3,8 +3,10 @@
 #
 # It uses the Python given as PYTHON (default python3) as it is, with this checkout on PYTHONPATH: no virtual
 # environment and no install, so it runs on a machine that already has torch with CUDA and cannot download anything.
-# Steps, each with a time cap so the whole check stays under 8 minutes whatever happens (a capped sweep keeps the
-# rows it wrote; rerunning resumes them):
+# Steps, each with a time cap so the whole check stays under 8 minutes whatever happens. A capped sweep keeps what it
+# measured: cells cut short get rows flagged "interrupted after k of n processes", which a rerun measures in full.
+# On the first H200 a worker process took about 4 s (starting Python, torch and CUDA, then 0.5 s of timing), so the
+# tables (57 worker runs) need most of their cap; the log says how long the runs took.
 #   1. the device: nvidia-smi, torch's view of the GPU, shufflebench's fingerprint
 #   2. the GPU tests (pytest -m gpu)
 #   3. ShuffleNet V2 Tables 1-4 at x1 on the GPU, with CUDA-graph replay on two G3 cells (configs/gpu-check/tables.yaml)
@@ -46,14 +48,15 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS, log i
 
 {
     echo "gpu-check on $(hostname) at $(date -u +%FT%TZ)"
-    step device 30 bash -c 'nvidia-smi; "$0" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())"; "$0" -m bench.cli device --probe' "$PYTHON"
-    step tests 75 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
-    step tables 180 "${SB[@]}" run configs/gpu-check/tables.yaml --results "$WORK/results"
-    step networks 100 "${SB[@]}" run configs/gpu-check/networks.yaml --results "$WORK/results"
+    # The fingerprint without --probe: every sweep below probes its own backends (probing all of them took over 30 s).
+    step device 20 bash -c 'nvidia-smi; "$0" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())"; "$0" -m bench.cli device' "$PYTHON"
+    step tests 45 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
+    step tables 220 "${SB[@]}" run configs/gpu-check/tables.yaml --results "$WORK/results"
+    step networks 120 "${SB[@]}" run configs/gpu-check/networks.yaml --results "$WORK/results"
     step breakdown 50 "${SB[@]}" breakdown --results "$WORK/results" --runs 10
     for folder in "$WORK"/results/*/; do
         id=$(basename "$folder")
-        step report 40 "${SB[@]}" report "$folder" --out "$WORK/reports/$id"
+        step report 25 "${SB[@]}" report "$folder" --out "$WORK/reports/$id"
     done
     echo "== steps that did not finish cleanly: ${failed[*]:-none}"
 } 2>&1 | tee "$LOG"
