@@ -93,7 +93,8 @@ def test_two_runs_with_different_temporary_folders_do_not_time_each_other(tmp_pa
     sweep = tmp_path / "both.yaml"
     sweep.write_text(
         FAST.replace("min_time: 0.02", "min_time: 0.3")
-        + "settings: {backend: [torch-cpu, ort-cpu], threads: 1}\nworkloads: [{name: g4, grid: {c: [8, 12, 16], hw: 8}}]\n"
+        + "settings: {backend: [torch-cpu, ort-cpu], threads: 1}\n"
+        + "workloads: [{name: g4, grid: {c: [8, 12, 16], hw: 8}}]\n"
     )
     root = tmp_path / "results"
     (tmp_path / "tmp-a").mkdir()
