@@ -30,7 +30,7 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
         raise UserError(f"--baseline {baseline!r} is not among the devices: {', '.join(devices)}")
     out.mkdir(parents=True, exist_ok=True)
     medians = ok.pivot_table(index="cell", columns="device_id", values="median_ms", aggfunc="first")
-    medians = medians.reindex(columns=devices)
+    medians = medians.reindex(columns=devices).astype(float)
     labels = {d: d + (" (emulated)" if loaded.devices[d].get("emulated") else "") for d in devices}
 
     lines = [
