@@ -203,7 +203,7 @@ def remeasure_reason(
         return (
             "measurement settings changed (" + ", ".join(f"{k} {had.get(k)} -> {wanted.get(k)}" for k in changed) + ")"
         )
-    if (row.get("processes") or 0) < run.processes:
+    if row.get("processes") is not None and row["processes"] < run.processes:
         return f"the last run was interrupted after {row.get('processes')} of {run.processes} processes"
     if backends.get(cell.backend).needs_onnx and not workloads.is_onnx(cell.workload):  # a file we exported
         export = prepared[cell.key].export if prepared and cell.key in prepared else None
