@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
-EXTRAS ?= torch,ort,report,dev
+EXTRAS ?= torch,ort,report,fleet,dev
 PY := $(VENV)/bin/python
 SB := $(VENV)/bin/shufflebench
 STAMP := $(VENV)/.installed
@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PAPER_SWEEPS := configs/paper/g1.yaml configs/paper/g2.yaml configs/paper/g3.yaml configs/paper/g4.yaml \
 	configs/paper/networks.yaml
 
-.PHONY: setup test lint bench paper report compare arm-emulated gpu-check validate-timing selfbench
+.PHONY: setup test lint bench paper calibrate report compare arm-emulated gpu-check validate-timing selfbench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -37,6 +37,12 @@ bench: $(STAMP)
 paper: $(STAMP)
 	for sweep in $(PAPER_SWEEPS); do $(SB) run $$sweep || exit $$?; done
 	$(SB) breakdown
+	$(SB) report
+
+# The latency predictor's calibration sweep on this device (about 8 minutes at one thread on 2 cores), then the
+# report, whose "Predicted latency" section checks the predictor on every other measured cell.
+calibrate: $(STAMP)
+	$(SB) calibrate
 	$(SB) report
 
 # The report of this device's results, or of RESULTS="folder ...".

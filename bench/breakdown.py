@@ -65,6 +65,22 @@ def ort_breakdown(
     model: Path, input_shape: tuple[int, ...], *, opt_level: str, threads: int = 1, runs: int = 20, workdir: Path
 ) -> dict[str, float]:
     """Profile ``runs`` ORT runs of ``model`` on the CPU and return microseconds per category."""
+    events = _ort_profile(model, input_shape, opt_level=opt_level, threads=threads, runs=runs, workdir=workdir)
+    return parse_ort_profile(events, shuffle_nodes(model))
+
+
+def _ort_profile(
+    model: Path,
+    input_shape: tuple[int, ...],
+    *,
+    opt_level: str,
+    threads: int,
+    runs: int,
+    workdir: Path,
+    optimized: Path | None = None,
+) -> list[dict[str, Any]]:
+    """The events of ``runs`` + 1 profiled runs on ONNX Runtime's CPU provider (the graph it ran saved to
+    ``optimized`` when given)."""
     import numpy as np
     import onnxruntime as ort
 
@@ -72,6 +88,8 @@ def ort_breakdown(
 
     workdir.mkdir(parents=True, exist_ok=True)
     so = session_options(threads=threads, opt_level=opt_level, profile_prefix=str(workdir / "ort_profile"))
+    if optimized is not None:
+        so.optimized_model_filepath = str(optimized)
     session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
     for _ in range(runs + 1):
@@ -79,7 +97,39 @@ def ort_breakdown(
     profile = Path(session.end_profiling())
     events = json.loads(profile.read_text())
     profile.unlink()
-    return parse_ort_profile(events, shuffle_nodes(model))
+    return events["traceEvents"] if isinstance(events, dict) else events
+
+
+def node_times(
+    model: Path, input_shape: tuple[int, ...], *, threads: int = 1, runs: int = 20, workdir: Path
+) -> list[dict[str, Any]]:
+    """Every node of the graph ONNX Runtime runs at opt_level all, with its FLOPs, bytes moved and mean time per run
+    (the first run skipped): the points of a per-node roofline."""
+    from bench import onnx_cost
+
+    optimized = workdir / f"{model.stem}.optimized.onnx"
+    events = _ort_profile(
+        model, input_shape, opt_level="all", threads=threads, runs=runs, workdir=workdir, optimized=optimized
+    )
+    starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    first = starts[1] if len(starts) > 1 else float("-inf")
+    micros: dict[str, float] = defaultdict(float)
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= first:
+            micros[e["name"].removesuffix("_kernel_time")] += e["dur"] / runs
+    costs = onnx_cost.count(optimized, input_shape, onnx_cost.run_shapes(optimized, input_shape))
+    return [
+        {
+            "node": n.name,
+            "op": n.op,
+            "op_class": n.op_class,
+            "flops": n.flops,
+            "mac_bytes": n.mac_bytes,
+            "time_us": round(micros[n.name], 3),
+        }
+        for n in costs.nodes
+        if n.name in micros
+    ]
 
 
 def torch_breakdown(
@@ -155,11 +205,25 @@ BREAKDOWN_COLUMNS = ["network", "source", "category", "percent", "time_us"]
 GPU_BATCH = 8
 
 
+NODE_ROOFLINE = ("shufflenet_v2 1x", "shufflenet_v2", {"width": 1.0})
+NODE_COLUMNS = ["network", "node", "op", "op_class", "flops", "mac_bytes", "time_us"]
+
+
 def profile_figure2(folder: Path, runs: int = 20) -> Path:
     """Profile Figure 2's two networks with ORT (optimisation off and on) and torch (CPU, and CUDA where torch sees a
-    GPU); write them into ``breakdown.csv``. [torch]"""
+    GPU) into ``breakdown.csv``, and ShuffleNet V2's nodes on ORT into ``node_roofline.csv``. [torch]"""
+    import blocks
+    from bench.export import export
+    from bench.results import write_rows
+
     for label, name, args in FIGURE2_NETWORKS:
         path = profile(folder, label, name, args, runs)
+    label, name, args = NODE_ROOFLINE
+    workload = blocks.build(name, **args)
+    model = folder / "onnx" / f"breakdown-{name}.onnx"
+    export(workload.module, workload.input_shape, model)
+    nodes = node_times(model, workload.input_shape, runs=runs, workdir=folder / "onnx")
+    write_rows(folder / "node_roofline.csv", [{"network": label, **n} for n in nodes], NODE_COLUMNS)
     return path
 
 

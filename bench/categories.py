@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+# The totals a cost counter gives a results row (bench.cost, bench.onnx_cost).
+COST_TOTALS = ("params", "flops", "mac", "mac_bytes", "elementwise_ops")
 KINDS = ("conv", "matmul", "elementwise", "data", "view", "pool", "alloc", "other")
 FIGURE2 = ("Conv", "Elemwise", "Data", "Shuffle", "Other")
 TO_FIGURE2 = {

@@ -257,6 +257,94 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(write_report(loaded, device_id, out))
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from bench import calibrate, runner
+
+    backends_ = args.backend or ["torch-cpu", "ort-cpu"]
+    if args.write:
+        import yaml
+
+        Path(args.write).write_text(yaml.safe_dump(calibrate.sweep_data(backends_, args.threads), sort_keys=False))
+        print(args.write)
+        return 0
+    sweep = calibrate.sweep(backends_, args.threads)
+    if args.dry_run:
+        print("\n".join(c.key for c in sweep.cells))
+        return 0
+    rows = runner.run_sweep(sweep, Path(args.results), fresh=args.fresh)
+    if rows:
+        print(runner.summary_table(rows))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from bench import backends, device, predict, workloads
+    from bench.results import read_rows
+
+    meta = device.collect()
+    calibration = Path(args.results) / meta["device_id"] / "calibrate.csv"
+    if not calibration.exists():
+        raise UserError(
+            f"{calibration}: no calibration of this device; run `shufflebench calibrate` (or `make calibrate`, about "
+            "8 minutes) first"
+        )
+    models = predict.models_for(read_rows(calibration))
+    runs = (lambda b: backends.get(b).needs_onnx) if workloads.is_onnx(args.name) else (lambda b: True)
+    wanted = [(b, t) for b, t in models if (not args.backend or b in args.backend) and runs(b)]
+    if not wanted:
+        calibrated = ", ".join(sorted({b for b, _ in models})) or "none"
+        raise UserError(f"{calibration}: no calibrated backend can run {args.name} (calibrated: {calibrated})")
+    params: dict[str, Any] = parse_assignments(args.params)
+    if args.input_shape:
+        params["input_shape"] = args.input_shape
+    print(f"{args.name} {' '.join(args.params)} at batch {args.batch} on {meta['device_id']}")
+    for backend, threads in sorted(wanted, key=str):
+        model = models[backend, threads]
+        try:
+            classes = predict.graph_classes(args.name, params, backend, threads, args.batch)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - a workload that cannot be built or exported: say which and why
+            raise UserError(f"{args.name}: cannot build it for {backend}: {type(e).__name__}: {_first(e)}") from None
+        ms = model.predict(classes)
+        low, high = model.interval(ms)
+        parts = model.contributions(classes)
+        top = ", ".join(f"{name} {100 * t / ms:.0f}%" for name, t in list(parts.items())[:3] if ms)
+        where = backend if threads is None else f"{backend} ({threads} thread{'s' if threads > 1 else ''})"
+        print(f"  {where:<26} {ms:9.3f} ms  (80% of calibration cells: {low:.3f} to {high:.3f})  mostly {top}")
+
+
+def cmd_fleet_run(args: argparse.Namespace) -> int:
+    from bench import config, fleet, runner
+
+    sweep = config.load(args.config)
+    _keep_backends(sweep, args.backend)
+    names = [n for item in args.devices or [] for n in item.split(",") if n]
+    rows, lost = fleet.run(sweep, args.scheduler, Path(args.results), names=names or None, grace=args.grace)
+    if rows:
+        print(runner.summary_table(rows))
+    if lost:
+        print(
+            f"shufflebench fleet run: {', '.join(lost)} left the cluster before all their cells were measured; run "
+            "the same command again when they are back to measure the rest",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> None:
+    from bench import fleet
+
+    print(fleet.status(args.scheduler))
+
+
+def cmd_fleet_worker(args: argparse.Namespace) -> None:
+    from bench import fleet
+
+    fleet.serve(args.scheduler, args.label)
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from bench.report.compare import write_compare
     from bench.report.load import load
@@ -440,6 +528,42 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="*", help="device folders or results roots (default: this device's)")
     p.add_argument("--out", help="output folder (default: reports/<device-id>)")
     p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser(
+        "calibrate", help="measure the single-op cells the latency predictor is fitted on (about 8 minutes)"
+    )
+    p.add_argument("--backend", action="append", help="a backend to calibrate (repeatable; default torch-cpu, ort-cpu)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1)")
+    _results_option(p, "results folder (default: results)")
+    p.add_argument("--fresh", action="store_true", help="measure every cell again")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    p.add_argument("--write", metavar="FILE", help="write the generated sweep to FILE (to export it as a bundle)")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = verbs.add_parser("predict", help="predicted latency of a workload on this device, from its calibration")
+    _workload_arguments(p)
+    p.add_argument("--backend", action="append", help="only this backend (repeatable; default every calibrated one)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
+    _results_option(p, "results folder holding this device's calibrate.csv (default: results)")
+    p.set_defaults(func=cmd_predict)
+
+    p = verbs.add_parser("fleet", help="many devices from this host, on a Dask cluster (pip install '.[fleet]')")
+    fleet_verbs = p.add_subparsers(dest="fleet_verb", required=True, parser_class=_Parser)
+    q = fleet_verbs.add_parser("run", help="measure a sweep on every shufflebench worker of the cluster")
+    q.add_argument("config", help="sweep file")
+    q.add_argument("--scheduler", required=True, help="the Dask scheduler's address, e.g. tcp://host:8786")
+    q.add_argument("--devices", action="append", help="only these device ids or labels (comma-separated, repeatable)")
+    q.add_argument("--backend", action="append", help="only cells of this backend (repeatable)")
+    q.add_argument("--grace", type=positive_number, default=60.0, help="seconds to wait for a device that left (60)")
+    _results_option(q, "results folder on this host (default: results)")
+    q.set_defaults(func=cmd_fleet_run)
+    q = fleet_verbs.add_parser("status", help="the devices the cluster knows: id, machine key, backends, busy or idle")
+    q.add_argument("--scheduler", required=True, help="the Dask scheduler's address")
+    q.set_defaults(func=cmd_fleet_status)
+    q = fleet_verbs.add_parser("worker", help="serve this device to a fleet (a Dask worker for this machine)")
+    q.add_argument("scheduler", help="the Dask scheduler's address, e.g. tcp://host:8786")
+    q.add_argument("--label", help="a name that tells identical machines apart, added to the device id")
+    q.set_defaults(func=cmd_fleet_worker)
 
     p = verbs.add_parser("compare", help="the same cells across devices, side by side")
     p.add_argument("results", nargs="+", help="device folders or results roots")

@@ -106,7 +106,11 @@ def check_name(name: Any, where: str) -> str:
 def load(path: str | Path) -> Sweep:
     """Read, inherit, validate and expand the sweep file at ``path``."""
     path = Path(path)
-    data = _read_with_base(path, seen=())
+    return from_data(_read_with_base(path, seen=()), path)
+
+
+def from_data(data: dict[str, Any], path: Path) -> Sweep:
+    """Validate and expand a sweep given as the mapping a sweep file holds (``path`` names it in errors)."""
     where = str(path)
     _check_keys(data, TOP_KEYS, where)
     name = check_name(data.get("sweep", path.stem), where)

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from bench.categories import KINDS, aggregate_classes, aten_kind, op_class
+from bench.categories import COST_TOTALS, KINDS, aggregate_classes, aten_kind, op_class
 
 CATEGORIES = KINDS  # the op kinds of bench.categories
 
@@ -77,13 +77,7 @@ class Cost:
 
     def totals(self) -> dict[str, int]:
         """The cost columns of a results row."""
-        return {
-            "params": self.params,
-            "flops": self.flops,
-            "mac": self.mac,
-            "mac_bytes": self.mac_bytes,
-            "elementwise_ops": self.elementwise_ops,
-        }
+        return {name: getattr(self, name) for name in COST_TOTALS}
 
     def by_class(self) -> dict[str, list[int]]:
         """[op count, FLOPs, MAC bytes] per predictor class (bench.categories.op_class): what bench.predict reads."""

@@ -35,7 +35,7 @@ import psutil
 LIBRARIES = ("shufflebench", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "onnxscript", "numpy")
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-gpu")
 # Fields that identify the machine; everything else in the metadata is context that may change between runs.
-MACHINE = ("arch", "cpu_model", "cpu", "cores_physical", "cores_logical", "memory_gb", "gpus", "emulated")
+MACHINE = ("arch", "cpu_model", "cpu", "cores_physical", "cores_logical", "memory_gb", "gpus", "emulated", "label")
 GPU_HARDWARE = ("name", "capability", "multiprocessors", "memory_gb", "sm_clock_max_mhz", "memory_clock_max_mhz")
 # ISA features that decide which kernels a library runs: /proc/cpuinfo flag -> the name recorded.
 ISA = {
@@ -121,6 +121,8 @@ def collect() -> dict[str, Any]:
         "hostname": platform.node(),
         "versions": _versions(),
         "emulated": os.environ.get("SHUFFLEBENCH_EMULATED", "") == "1",
+        # a name that tells identical machines apart (`shufflebench fleet worker --label`); part of the identity
+        "label": os.environ.get("SHUFFLEBENCH_LABEL") or None,
         **_cpu_frequency(),
     }
     gpus, gpu_runtime = _gpus()
@@ -137,15 +139,20 @@ def collect() -> dict[str, Any]:
 
 def machine_key(meta: dict[str, Any]) -> str:
     """``<arch>-<name>-<hash>`` of the hardware identity alone: stable across library upgrades."""
-    return f"{_name(meta, with_gpu=False)}-{_hash({k: meta.get(k) for k in MACHINE})}"
+    return f"{_name(meta, with_gpu=False)}-{_hash(_machine(meta))}"
 
 
 def device_id(meta: dict[str, Any]) -> str:
     """``<arch>-<name>[-<gpu>]-<hash>`` of the hardware identity and the runtimes that execute the timed code."""
-    identity = {k: meta.get(k) for k in MACHINE}
+    identity = _machine(meta)
     identity["runtimes"] = {k: v for k, v in meta["versions"].items() if k in RUNTIMES}
     identity["gpu_runtime"] = meta.get("gpu_runtime") or {}
     return f"{_name(meta, with_gpu=True)}-{_hash(identity)}"
+
+
+def _machine(meta: dict[str, Any]) -> dict[str, Any]:
+    """The hardware identity; a label only where one is set, so unlabelled machines keep their keys."""
+    return {k: meta.get(k) for k in MACHINE if k != "label" or meta.get("label")}
 
 
 def _hash(value: Any) -> str:
@@ -159,6 +166,7 @@ def _name(meta: dict[str, Any], with_gpu: bool) -> str:
         names.append(uarch)
     if with_gpu:
         names += [_slug(g["name"]) for g in meta.get("gpus", [])[:1]]
+    names.append(_slug(meta.get("label") or ""))
     return "-".join(n for n in names if n)
 
 

@@ -26,10 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.categories import aggregate_classes, onnx_kind, op_class
+from bench.categories import COST_TOTALS, aggregate_classes, onnx_kind, op_class
 
 FLOAT_TYPES = {1: 4, 10: 2, 11: 8, 16: 2}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16 -> itemsize
 FIRST_OUTPUT_ONLY = {"MaxPool", "Dropout", "BatchNormalization"}
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    name: str
+    op: str  # op type
+    op_class: str  # bench.categories.op_class
+    flops: int
+    mac_bytes: int
 
 
 @dataclass
@@ -40,22 +49,16 @@ class OnnxCost:
     mac_bytes: int = 0
     elementwise_ops: int = 0
     ops: Counter = field(default_factory=Counter)  # op type -> node count
-    classes: list[tuple[str, int, int]] = field(default_factory=list)  # per node: predictor class, FLOPs, bytes
+    nodes: list[NodeCost] = field(default_factory=list)
     unknown_shapes: int = 0  # node inputs or outputs whose shape inference could not tell (counted as 0)
 
     def by_class(self) -> dict[str, list[int]]:
         """[node count, FLOPs, MAC bytes] per predictor class (bench.categories.op_class)."""
-        return aggregate_classes(self.classes)
+        return aggregate_classes((n.op_class, n.flops, n.mac_bytes) for n in self.nodes)
 
     def totals(self) -> dict[str, int]:
         """The cost columns of a results row."""
-        return {
-            "params": self.params,
-            "flops": self.flops,
-            "mac": self.mac,
-            "mac_bytes": self.mac_bytes,
-            "elementwise_ops": self.elementwise_ops,
-        }
+        return {name: getattr(self, name) for name in COST_TOTALS}
 
 
 def load(source: str | Path | Any) -> Any:
@@ -101,7 +104,7 @@ def count(
         cost.ops[node.op_type] += 1
         kind = onnx_kind(node.op_type)
         if kind == "view":
-            cost.classes.append(("view", 0, 0))
+            cost.nodes.append(NodeCost(node.name, node.op_type, "view", 0, 0))
             continue
         outputs = node.output[:1] if node.op_type in FIRST_OUTPUT_ONLY else node.output
         names = [n for n in [*node.input, *outputs] if n]
@@ -115,7 +118,7 @@ def count(
             cost.elementwise_ops += out_elements
         node_flops = _flops(node, kind, shapes, out_elements, weights)
         cost.flops += node_flops
-        cost.classes.append((_class(node, kind, shapes), node_flops, node_bytes))
+        cost.nodes.append(NodeCost(node.name, node.op_type, _class(node, kind, shapes), node_flops, node_bytes))
     return cost
 
 

@@ -5,7 +5,7 @@ width=2)`` for a callable of the user's; ``blocks.list_workloads("shufflenet*")`
 registers every workload; it changes no global torch setting.
 """
 
-from blocks import guidelines, networks  # noqa: F401  (registers the workloads)
+from blocks import calibration, guidelines, networks  # noqa: F401  (registers the workloads)
 from blocks.registry import (
     Param,
     Workload,

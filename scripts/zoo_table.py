@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import blocks
 from bench import cost
-from blocks.networks.published import PUBLISHED, flops_match, params_match
+from bench.papers import PUBLISHED, flops_match, params_match
 
 
 def table() -> str:

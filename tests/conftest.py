@@ -13,6 +13,12 @@ EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "g2": {"g": 4, "c": 64, "hw": 28},
     "g3": {"structure": "4-fragment-parallel", "c": 64, "hw": 28},
     "g4": {"c": 64, "hw": 28},
+    "op_conv": {"c": 16, "hw": 14, "k": 3, "groups": 4},
+    "op_elementwise": {"op": "hardswish", "c": 16, "hw": 14},
+    "op_concat": {"c": 16, "hw": 14},
+    "op_shuffle": {"c": 16, "hw": 14},
+    "op_pool": {"kind": "max", "c": 16, "hw": 14},
+    "op_linear": {"c": 64},
 }
 
 

@@ -9,9 +9,11 @@ import torch
 import blocks
 from bench import cost
 from bench.export import export
-from blocks.networks.published import PUBLISHED, Published, flops_match, params_match
+from bench import papers
+from bench.papers import PUBLISHED, Published, flops_match, params_match
 
-NETWORKS = [n for n in blocks.list_workloads() if not n.startswith("g")]
+# every registered workload but the guideline blocks and the calibration ops
+NETWORKS = [n for n in blocks.list_workloads() if n not in papers.GUIDELINE_WORKLOADS and not n.startswith("op_")]
 
 
 def _id(entry: Published) -> str:

@@ -18,6 +18,7 @@ MAC_DIFFERENCES = {
     "efficientnet": (0.30, 0.40, "SiLU exports as Sigmoid and Mul: two element-wise ops where torch runs one"),
     "shufflenet_v2": (0.05, 0.10, "torch's chunk is a view, ONNX's Split copies both halves"),
     "densenet121": (-0.01, 0.0, "torch.cat of a single tensor copies it; the exporter drops that Concat"),
+    "op_concat": (0.999, 1.001, "the halves are views in torch; ONNX's Split copies them: twice the MAC"),
 }
 
 

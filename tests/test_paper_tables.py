@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 
 from bench import config
+from bench import papers
 from bench.report import paper
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def synthetic(table: paper.PaperTable, platform: str, speeds_by_row: list[float], backend: str) -> pd.DataFrame:
+def synthetic(table: papers.PaperTable, platform: str, speeds_by_row: list[float], backend: str) -> pd.DataFrame:
     """One ok row per x1 / first-column cell, with the given speed per row."""
     rows = []
     first_column = table.columns[platform][0]
@@ -35,7 +36,7 @@ def synthetic(table: paper.PaperTable, platform: str, speeds_by_row: list[float]
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("table", paper.TABLES, ids=lambda t: f"table{t.number}")
+@pytest.mark.parametrize("table", papers.TABLES, ids=lambda t: f"table{t.number}")
 def test_the_papers_ordering_holds_and_its_reverse_does_not(table):
     paper_speeds = [row[0] for row in table.values["cpu"]]
     same = paper.build_tables(synthetic(table, "cpu", paper_speeds, "ort-cpu"))
@@ -47,7 +48,7 @@ def test_the_papers_ordering_holds_and_its_reverse_does_not(table):
 
 
 def test_gpu_cells_are_compared_with_the_gpu_column_in_batches_per_second():
-    table = paper.TABLES[0]
+    table = papers.TABLES[0]
     gpu_speeds = [row[0] for row in table.values["gpu"]]
     (result,) = paper.build_tables(synthetic(table, "gpu", [8 * s for s in gpu_speeds], "torch-cuda"))
     assert result.frame[("x1", "measured")].tolist() == gpu_speeds
@@ -56,7 +57,7 @@ def test_gpu_cells_are_compared_with_the_gpu_column_in_batches_per_second():
 
 
 def test_markdown_shows_measured_and_paper_values_side_by_side():
-    table = paper.TABLES[3]
+    table = papers.TABLES[3]
     (result,) = paper.build_tables(synthetic(table, "cpu", [50.0, 60.0, 55.0, 70.0], "ort-cpu"))
     text = paper.to_markdown(result)
     assert "| ReLU, shortcut | 50.0 | 56.7 |" in text
@@ -66,7 +67,7 @@ def test_markdown_shows_measured_and_paper_values_side_by_side():
 @pytest.mark.parametrize("name", ["g1", "g2", "g3", "g4"])
 def test_every_paper_config_cell_has_a_paper_value(name):
     """configs/paper/gN.yaml and the report's tables describe the same cells."""
-    table = next(t for t in paper.TABLES if t.workload == name)
+    table = next(t for t in papers.TABLES if t.workload == name)
     sweep = config.load(ROOT / "configs" / "paper" / f"{name}.yaml")
     for cell in sweep.cells:
         platform = paper.platform_of(cell.backend)
@@ -76,8 +77,8 @@ def test_every_paper_config_cell_has_a_paper_value(name):
 
 
 def test_table8_speeds_by_network_and_platform():
-    assert paper.table8_speed("shufflenet_v2", {"width": 1.0, "resolution": 224}, "cpu") == 24.4
-    assert paper.table8_speed("shufflenet_v2", {"width": 1.0, "resolution": 224}, "gpu") == 341
-    assert paper.table8_speed("mobilenet_v2", {"width": 0.4, "resolution": 160}, "cpu") == 33.2
-    assert paper.table8_speed("mobilenet_v2", {"width": 0.4, "resolution": 224}, "cpu") is None
-    assert paper.table8_speed("resnet50", {"resolution": 224}, "cpu") is None
+    assert papers.table8_speed("shufflenet_v2", {"width": 1.0, "resolution": 224}, "cpu") == 24.4
+    assert papers.table8_speed("shufflenet_v2", {"width": 1.0, "resolution": 224}, "gpu") == 341
+    assert papers.table8_speed("mobilenet_v2", {"width": 0.4, "resolution": 160}, "cpu") == 33.2
+    assert papers.table8_speed("mobilenet_v2", {"width": 0.4, "resolution": 224}, "cpu") is None
+    assert papers.table8_speed("resnet50", {"resolution": 224}, "cpu") is None

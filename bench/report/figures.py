@@ -13,7 +13,14 @@ from scipy import stats
 
 from bench.breakdown import CATEGORIES
 
-SERIES_COLORS = {"g1": "tab:blue", "g2": "tab:orange", "g3": "tab:green", "g4": "tab:red", "networks": "tab:purple"}
+SERIES_COLORS = {
+    "g1": "tab:blue",
+    "g2": "tab:orange",
+    "g3": "tab:green",
+    "g4": "tab:red",
+    "networks": "tab:purple",
+    "other": "tab:gray",
+}
 CATEGORY_COLORS = {
     "Conv": "tab:blue",
     "Elemwise": "tab:orange",
@@ -71,17 +78,7 @@ def latency_vs_cost(ok: pd.DataFrame, variant: str, path: Path, title: str) -> d
     for ax, (column, scale, label) in zip(axes, columns):
         data = data[data[column].notna()] if column == RUNTIME_AXIS[0] else data
         x, y = data[column] / scale, data["median_ms"]
-        for series, group in data.groupby("series"):
-            ax.scatter(
-                group[column] / scale,
-                group["median_ms"],
-                label=series,
-                s=36,
-                alpha=0.85,
-                color=SERIES_COLORS.get(series, "black"),
-                edgecolors="white",
-                linewidths=0.5,
-            )
+        _scatter_series(ax, data.assign(x=data[column] / scale), "x", "median_ms", size=36)
         rho = spearman(x, y)
         stats[f"rho_{column}"] = rho
         if len(data) >= 3 and x.max() >= MIN_FIT_SPAN * x.min():
@@ -156,3 +153,108 @@ def breakdown_bars(shares: pd.DataFrame, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def roofline(data: pd.DataFrame, peak_gflops: float, peak_gbs: float, path: Path, title: str, label: Any) -> None:
+    """Attained GFLOP/s against arithmetic intensity, under the device's two roofs; points coloured by series and,
+    where ``label(row)`` gives text, labelled."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    data = data[data["arithmetic_intensity"].notna() & (data["attained_gflops"] > 0)]
+    _scatter_series(ax, data, "arithmetic_intensity", "attained_gflops")
+    for _, row in data.iterrows():
+        text = label(row)
+        if text:
+            ax.annotate(
+                text,
+                (row["arithmetic_intensity"], row["attained_gflops"]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    _roofs(ax, data["arithmetic_intensity"], peak_gflops, peak_gbs)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def node_roofline(nodes: pd.DataFrame, peak_gflops: float, peak_gbs: float, path: Path, title: str) -> None:
+    """One network's nodes as ONNX Runtime ran them (profile times joined with node costs), under the roofs."""
+    plt = pyplot()
+    nodes = nodes[(nodes["flops"] > 0) & (nodes["time_us"] > 0) & (nodes["mac_bytes"] > 0)]
+    intensity = 2 * nodes["flops"] / nodes["mac_bytes"]
+    attained = 2 * nodes["flops"] / (nodes["time_us"] * 1e3)  # GFLOP/s
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for name, group in nodes.assign(intensity=intensity, attained=attained).groupby("op_class"):
+        ax.scatter(
+            group["intensity"],
+            group["attained"],
+            s=12 + group["time_us"] / group["time_us"].max() * 80,
+            alpha=0.7,
+            label=name,
+        )
+    _roofs(ax, intensity, peak_gflops, peak_gbs)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _roofs(ax: Any, intensity: pd.Series, peak_gflops: float, peak_gbs: float) -> None:
+    low = min(float(intensity.min()), peak_gflops / peak_gbs) / 2
+    high = max(float(intensity.max()), peak_gflops / peak_gbs) * 2
+    grid = np.geomspace(low, high, 200)
+    ax.plot(
+        grid,
+        np.minimum(peak_gflops, grid * peak_gbs),
+        color="black",
+        linewidth=1.2,
+        label=f"roofs: {peak_gflops:.0f} GFLOP/s, {peak_gbs:.0f} GB/s (probe)",
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain_log_ticks(ax)
+    ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
+    ax.set_ylabel("attained GFLOP/s (2 FLOP per multiply-add)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def predicted_vs_measured(frame: pd.DataFrame, path: Path, title: str) -> None:
+    """Predicted against measured latency (columns ``predicted_ms``, ``median_ms``, ``series``), log axes, the +-10%
+    band around the diagonal."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    _scatter_series(ax, frame, "median_ms", "predicted_ms", size=28)
+    low = min(frame["median_ms"].min(), frame["predicted_ms"].min()) / 1.3
+    high = max(frame["median_ms"].max(), frame["predicted_ms"].max()) * 1.3
+    grid = np.geomspace(low, high, 50)
+    ax.plot(grid, grid, color="black", linewidth=1)
+    ax.fill_between(grid, grid * 0.9, grid * 1.1, color="gray", alpha=0.2, label="within 10%")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain_log_ticks(ax)
+    ax.set_xlabel("measured median latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _scatter_series(ax: Any, data: pd.DataFrame, x: str, y: str, size: int = 30) -> None:
+    """One scatter per series, in the series' colour."""
+    for series, group in data.groupby("series"):
+        ax.scatter(
+            group[x],
+            group[y],
+            label=series,
+            s=size,
+            alpha=0.85,
+            color=SERIES_COLORS.get(series, "black"),
+            edgecolors="white",
+            linewidths=0.5,
+        )

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench import device
+from bench import calibrate, device, papers, predict
 from bench.breakdown import CATEGORIES
 from bench.report import figures, paper
 from bench.report.load import Loaded, ok_rows
+from bench.roofline import EXPLAINED
 
 
 def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
     """Write ``out/index.md`` and its figures for ``device_id``; returns the index path."""
     out.mkdir(parents=True, exist_ok=True)
     rows = loaded.rows[loaded.rows["device_id"] == device_id]
-    ok = ok_rows(rows)
+    everything = ok_rows(rows)
+    ok = everything[everything["sweep"] != calibrate.NAME]  # the calibration cells serve the predictor only
     meta = loaded.devices.get(device_id, {})
     lines = [f"# shufflebench report: `{device_id}`", ""]
     if meta:
@@ -31,6 +34,9 @@ def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
         lines += _cost_section(ok, device_id, out)
         lines += _paper_section(ok)
         lines += _network_section(ok, device_id, out)
+        lines += _roofline_section(ok, device_id, out)
+        lines += _prediction_section(everything, device_id, out)
+    lines += _node_section(loaded.nodes, meta, device_id, out)
     lines += _breakdown_section(loaded.breakdown, device_id, out)
     lines += _noise_section(rows)
     index = out / "index.md"
@@ -134,8 +140,8 @@ def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
     for _, r in nets.sort_values(["backend", "flops"]).iterrows():
         args = ", ".join(f"{k}={v}" for k, v in r["workload_args"].items())
         platform = paper.platform_of(r["backend"])
-        column, unit, _ = paper.UNITS[platform]
-        published = paper.table8_speed(r["workload"], r["workload_args"], platform)
+        column, unit, _ = papers.UNITS[platform]
+        published = papers.table8_speed(r["workload"], r["workload_args"], platform)
         lines.append(
             f"| {r['workload']}({args}) | {r['backend']} | {r['cell'].rsplit('/', 1)[-1]} | "
             f"{r['flops'] / 1e6:,.1f} | {r['mac'] / 1e6:,.1f} | {r['median_ms']:.3f} | {r[column]:,.1f} {unit} | "
@@ -144,11 +150,150 @@ def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
     lines.append("")
     for variant, group in nets.groupby("variant"):
         if group["workload"].nunique() >= 2 or len(group) >= 3:
-            column, unit, _ = paper.UNITS[paper.platform_of(group["backend"].iloc[0])]
+            column, unit, _ = papers.UNITS[paper.platform_of(group["backend"].iloc[0])]
             name = f"speed_vs_mflops_{_file(variant)}.png"
             figures.speed_vs_mflops(ok, variant, column, unit, out / name, f"{device_id}: {variant}")
             lines += [f"![speed against MFLOPs on {variant}]({name})", ""]
     return lines
+
+
+def _roofline_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    measured = ok[ok["peak_gflops"].notna() & ok["arithmetic_intensity"].notna()] if "peak_gflops" in ok else ok[:0]
+    if measured.empty:
+        return []
+    lines = [
+        "## Roofline",
+        "",
+        "Each cell's attained GFLOP/s against its arithmetic intensity (FLOP per byte of MAC), under the roofs the "
+        "device probe measured for that backend and thread count. `bound` says which roof explains the time: compute "
+        f"or memory when the roofline accounts for at least {100 * EXPLAINED:.0f}% of it, overhead when "
+        "neither does (dispatch, launches, what the MAC model does not see).",
+        "",
+        "| backend | cells | compute-bound | memory-bound | overhead-bound | median fraction of the matmul roof |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    images = []
+    labels = _guideline_labels()
+    for variant, group in measured.groupby("variant"):
+        bounds = group["bound"].value_counts()
+        lines.append(
+            f"| {variant} | {len(group)} | {bounds.get('compute', 0)} | {bounds.get('memory', 0)} | "
+            f"{bounds.get('overhead', 0)} | {group['compute_fraction'].median():.1%} |"
+        )
+        name = f"roofline_{_file(variant)}.png"
+        figures.roofline(
+            group,
+            float(group["peak_gflops"].median()),
+            float(group["peak_gbs"].median()),
+            out / name,
+            f"{device_id}: {variant}",
+            lambda row: labels.get(
+                (row["workload"], _args_key(row["workload_args"]), paper.platform_of(row["backend"]))
+            ),
+        )
+        images.append(f"![roofline of {variant}]({name})")
+    return lines + [""] + images + [""]
+
+
+def _args_key(args: dict) -> tuple:
+    return tuple(sorted((k, v) for k, v in args.items() if k != "hw"))
+
+
+def _guideline_labels() -> dict[tuple, str]:
+    """(workload, arguments, platform) -> a short label ("G1 1:1") for the x1 cells of Tables 1-4."""
+    labels = {}
+    for table in papers.TABLES:
+        for platform in ("cpu", "gpu"):
+            for row_label, column, args, _ in table.cells(platform):
+                if column == table.columns[platform][0]:
+                    labels[table.workload, _args_key(args), platform] = f"G{table.number} {row_label}"
+    return labels
+
+
+def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    """The predictor, fitted on this device's calibration cells, against every other measured cell."""
+    records = everything.to_dict("records")
+    models = predict.models_for(records)
+    if not models:
+        return []
+    lines = [
+        "## Predicted latency",
+        "",
+        "A per-backend model fitted on the calibration sweep's single-op cells only (`shufflebench calibrate`; "
+        "bench/predict.py): a fixed cost per call plus, per class of op in the graph the backend runs, a cost per op, "
+        "per FLOP and per byte. It is checked here against every measured cell of Tables 1-4 and the networks, none "
+        "of which it was fitted on, next to two baselines fitted on those cells themselves: latency linear in FLOPs, "
+        "and in FLOPs and MAC, each validated leave one family out (G1, G2, G3, G4, networks).",
+        "",
+        "| backend | cells | model | Spearman rho | RMSPE | within 5% | within 10% | median error |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    images = []
+    for (backend, threads), model in sorted(models.items(), key=str):
+        cells = everything[
+            (everything["backend"] == backend)
+            & (everything["sweep"] != calibrate.NAME)
+            & everything["series"].isin([*papers.GUIDELINE_WORKLOADS, "networks"])
+            & everything["op_classes"].notna()
+        ]
+        if threads is not None:
+            cells = cells[cells["threads"] == threads]
+        if len(cells) < 3:
+            continue
+        cells = cells.assign(predicted_ms=[model.predict(c) for c in cells["op_classes"]])
+        label = backend if threads is None else f"{backend}, {threads} thread{'s' if threads > 1 else ''}"
+        rows, families = cells.to_dict("records"), list(cells["series"])
+        candidates = {
+            "predictor": cells["predicted_ms"].to_numpy(),
+            "FLOPs only": np.array(predict.baseline(rows, families, ("flops",))),
+            "FLOPs + MAC": np.array(predict.baseline(rows, families, ("flops", "mac_bytes"))),
+        }
+        measured = cells["median_ms"].to_numpy()
+        for subset, mask in (
+            ("all", np.ones(len(cells), bool)),
+            ("networks", (cells["series"] == "networks").to_numpy()),
+        ):
+            if mask.sum() < 3:
+                continue
+            for name, values in candidates.items():
+                v = predict.validate(list(values[mask]), list(measured[mask]))
+                lines.append(
+                    f"| {label} | {subset} ({v.cells}) | {name} | {v.spearman:.2f} | {v.rmspe:.1%} | "
+                    f"{v.within_5:.0%} | {v.within_10:.0%} | {v.median_error:.1%} |"
+                )
+        name = f"predicted_vs_measured_{_file(backend)}.png"
+        figures.predicted_vs_measured(cells, out / name, f"{device_id}: {label}, predicted on cells not fitted on")
+        images.append(f"![predicted against measured latency on {label}]({name})")
+    return lines + ["", *images, ""]
+
+
+def _node_section(nodes: pd.DataFrame, meta: dict, device_id: str, out: Path) -> list[str]:
+    if nodes.empty or not (nodes["device_id"] == device_id).any():
+        return []
+    roofs = (meta.get("probe") or {}).get("ort-cpu/threads=1")
+    if not roofs:
+        return []
+    mine = nodes[nodes["device_id"] == device_id]
+    network = mine["network"].iloc[0]
+    name = "node_roofline.png"
+    figures.node_roofline(
+        mine[mine["network"] == network],
+        roofs["matmul_gflops"],
+        roofs["bandwidth_gbs"],
+        out / name,
+        f"{device_id}: {network} on ort-cpu, opt_level all, one point per node (size: time)",
+    )
+    by_class = mine.groupby("op_class")["time_us"].sum().sort_values(ascending=False)
+    shares = ", ".join(f"{k} {100 * v / by_class.sum():.0f}%" for k, v in by_class.items())
+    return [
+        "## Per-node roofline",
+        "",
+        f"{network} as ONNX Runtime ran it (one thread, all optimisations): each node's time from the runtime's "
+        f"profile, joined with its FLOPs and bytes counted on the optimised graph. Time by class: {shares}.",
+        "",
+        f"![per-node roofline]({name})",
+        "",
+    ]
 
 
 def _breakdown_section(breakdown: pd.DataFrame, device_id: str, out: Path) -> list[str]:
@@ -157,7 +302,7 @@ def _breakdown_section(breakdown: pd.DataFrame, device_id: str, out: Path) -> li
     mine = breakdown[breakdown["device_id"] == device_id]
     table = mine.pivot_table(index=["network", "source"], columns="category", values="percent", aggfunc="first")
     table = table.reindex(columns=list(CATEGORIES), fill_value=0.0).fillna(0.0)
-    for key, values in paper.FIGURE2.items():
+    for key, values in papers.FIGURE2.items():
         table.loc[key, :] = [values.get(c, 0.0) for c in CATEGORIES]
     table = table.sort_index()
     table.index = [f"{n}: {s}" for n, s in table.index]

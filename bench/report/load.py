@@ -8,11 +8,14 @@ from typing import Any
 
 import pandas as pd
 
-from bench import backends, device, probe
+from bench import backends, device, papers, probe
 from bench.errors import UserError
 from bench.results import read_table
 
 BREAKDOWN_FILE = "breakdown.csv"
+NODE_FILE = "node_roofline.csv"
+# Files beside the sweeps' CSVs that are not results rows, and the column each must have.
+SIDE_FILES = {BREAKDOWN_FILE: "category", NODE_FILE: "node"}
 # Settings that change what is computed or how it is launched; batch, threads and the rest are shown per cell.
 VARIANT_SETTINGS = ("dtype", "channels_last", "cuda_graph", "tf32", "cudnn_benchmark")
 
@@ -22,6 +25,7 @@ class Loaded:
     rows: pd.DataFrame  # one row per cell and device; status ok / error / skipped
     devices: dict[str, dict[str, Any]]  # device id -> device.json metadata ({} when missing)
     breakdown: pd.DataFrame  # rows of breakdown.csv files, may be empty
+    nodes: pd.DataFrame  # rows of node_roofline.csv files (one network's nodes as ONNX Runtime ran them), may be empty
     warnings: list[str] = field(default_factory=list)
 
     def device_folders(self) -> list[str]:
@@ -45,7 +49,8 @@ def device_folders(paths: list[Path]) -> list[Path]:
 
 
 def load(paths: list[Path]) -> Loaded:
-    frames, devices, breakdowns, warnings = [], {}, [], []
+    frames, devices, warnings = [], {}, []
+    side: dict[str, list[pd.DataFrame]] = {name: [] for name in SIDE_FILES}
     for folder in device_folders(paths):
         meta, problem = device.read_meta(folder / "device.json")
         warnings += [problem] if problem else []
@@ -55,14 +60,14 @@ def load(paths: list[Path]) -> Loaded:
         devices[device_id] = meta
         for csv_path in sorted(folder.glob("*.csv")):
             try:
-                rows, bad = read_table(csv_path, required="category" if csv_path.name == BREAKDOWN_FILE else "cell")
+                rows, bad = read_table(csv_path, required=SIDE_FILES.get(csv_path.name, "cell"))
             except (UserError, OSError) as e:  # e.g. a newer schema or an unreadable file: report the rest
                 warnings.append(f"skipped {e}")
                 continue
             if bad:
                 warnings.append(f"{csv_path}: {len(bad)} line(s) could not be read and are left out")
-            if csv_path.name == BREAKDOWN_FILE:
-                breakdowns.append(pd.DataFrame(rows).assign(device_id=device_id))
+            if csv_path.name in SIDE_FILES:
+                side[csv_path.name].append(pd.DataFrame(rows).assign(device_id=device_id))
             elif rows:
                 frames.append(pd.DataFrame(rows).assign(device_id=device_id, sweep=csv_path.stem))
     if not frames:
@@ -79,8 +84,8 @@ def load(paths: list[Path]) -> Loaded:
             f"results use schema versions {', '.join(map(str, versions))}: columns missing from the "
             "older rows are left blank"
         )
-    breakdown = pd.concat(breakdowns, ignore_index=True) if breakdowns else pd.DataFrame()
-    return Loaded(rows, devices, breakdown, warnings)
+    breakdown, nodes = (pd.concat(side[n], ignore_index=True) if side[n] else pd.DataFrame() for n in SIDE_FILES)
+    return Loaded(rows, devices, breakdown, nodes, warnings)
 
 
 def same_id_warning(device_id: str, first: dict[str, Any], second: dict[str, Any], folder: Path) -> str:
@@ -117,10 +122,11 @@ def run_probe_warnings(rows: pd.DataFrame) -> list[str]:
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Measured rows only, one per cell and device (a cell measured by several sweeps: the latest), with a `series`
-    column (g1..g4 or 'networks') and a `variant` column: the backend and those of its settings that change the
-    computation itself, where they differ from their defaults ("torch-cuda dtype=float16")."""
+    column (a guideline table's workload, "networks" or "other": bench.papers.series) and a `variant` column: the
+    backend and those of its settings that change the computation itself, where they differ from their defaults
+    ("torch-cuda dtype=float16")."""
     ok = rows[rows["status"] == "ok"].sort_values("finished_at").drop_duplicates(["device_id", "cell"], keep="last")
-    ok["series"] = ok["workload"].where(ok["workload"].str.fullmatch(r"g[1-4]"), "networks")
+    ok["series"] = ok["workload"].map(papers.series)
     ok["variant"] = [variant(row) for _, row in ok.iterrows()]
     return ok
 

@@ -1,0 +1,67 @@
+"""The latency predictor's calibration sweep, generated rather than listed by hand (``shufflebench calibrate``).
+
+Single-op workloads (blocks/calibration.py) at shapes drawn, with a fixed seed, from the ranges the registered
+networks run their ops at: 16 to 1024 channels at 7 to 112 pixels, large channel counts at small sizes as in the
+networks (tensors of 8 K to 2 M elements). Every class of op the predictor tells apart is covered: 1x1, kxk,
+depthwise and grouped convolutions, element-wise ops, concatenation, the shuffle, pooling, linear layers. It is an
+ordinary sweep (``calibrate`` in the results folder: resumable, one row per cell, exportable as a bundle for a board)
+and takes about 8 minutes at one thread on a 2-core machine, most of it in starting worker processes.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from bench import config
+
+CHANNELS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+SIZES = (7, 14, 28, 56, 112)
+ELEMENTS = (2**13, 2**21)  # c * hw * hw of the shapes drawn
+MAX_MACS = 1.5e9  # multiply-adds per cell, so that no cell takes more than a few seconds
+MEASURE = {"processes": 2, "max_processes": 2, "min_time": 0.2, "warmup_time": 0.1, "seed": 0, "probe": True}
+NAME = "calibrate"
+
+
+def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str, Any]:
+    """The calibration sweep as a sweep file's mapping, for ``backends`` at ``threads`` threads."""
+    rng = random.Random(seed)
+    shapes = [(c, hw) for c in CHANNELS for hw in SIZES if ELEMENTS[0] <= c * hw * hw <= ELEMENTS[1]]
+
+    def draw(n: int, fits: Any = lambda c, hw: True) -> list[tuple[int, int]]:
+        return rng.sample([s for s in shapes if fits(*s)], n)
+
+    def conv_fits(k: int, groups: int) -> Any:
+        return lambda c, hw: 5 * c * (c // groups) * k * k * hw * hw <= MAX_MACS
+
+    workloads: list[dict[str, Any]] = []
+    for k, groups, n in ((1, 1, 8), (3, 1, 5), (5, 1, 2)):
+        workloads += [_entry("op_conv", c=c, hw=hw, k=k) for c, hw in draw(n, conv_fits(k, groups))]
+    for k, n in ((3, 5), (5, 3)):  # depthwise: one group per channel
+        workloads += [_entry("op_conv", c=c, hw=hw, k=k, groups=c) for c, hw in draw(n)]
+    for c, hw in draw(5, conv_fits(1, 2)):
+        groups = rng.choice([g for g in (2, 3, 4, 8) if c % g == 0])
+        workloads.append(_entry("op_conv", c=c, hw=hw, k=1 if rng.random() < 0.6 else 3, groups=groups))
+    for op in ("add", "mul", "relu", "relu6", "sigmoid", "hardswish", "silu", "bn"):
+        workloads += [_entry("op_elementwise", op=op, c=c, hw=hw) for c, hw in draw(2 if op in ("add", "relu") else 1)]
+    workloads += [_entry("op_concat", c=c, hw=hw) for c, hw in draw(3)]
+    workloads += [_entry("op_shuffle", c=c, hw=hw, groups=2 if c % 3 else 3) for c, hw in draw(3)]
+    for kind, n in (("max", 2), ("avg", 2), ("global", 2)):
+        workloads += [_entry("op_pool", kind=kind, c=c, hw=hw) for c, hw in draw(n)]
+    workloads += [_entry("op_linear", c=c) for c in (256, 1024, 1280)]
+    return {
+        "sweep": NAME,
+        "description": f"latency predictor calibration, generated (seed {seed}) by bench/calibrate.py",
+        "settings": {"backend": backends, "batch": 1, "threads": threads, "opt_level": "all"},
+        "measure": MEASURE,
+        "workloads": workloads,
+    }
+
+
+def sweep(backends: list[str], threads: int = 1, seed: int = 0) -> config.Sweep:
+    return config.from_data(sweep_data(backends, threads, seed), Path(f"{NAME} (generated)"))
+
+
+def _entry(name: str, **args: Any) -> dict[str, Any]:
+    return {"name": name, "grid": args}

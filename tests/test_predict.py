@@ -1,0 +1,159 @@
+"""The latency predictor: fitting on calibration cells, summing over a graph's ops, the calibration sweep, and the
+predict verb on a model of the user's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import calibrate, device, predict
+from bench.categories import OP_CLASSES
+from bench.results import write_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+# A fake device where every op's time is known: ms per call, and per class ms per op, per GFLOP and per MB.
+TRUE = {
+    "call": 0.02,
+    "per_op": 0.004,
+    "per_gflop": {"conv1x1": 12.0, "convkxk": 14.0, "depthwise": 60.0, "grouped": 30.0, "matmul": 10.0},
+    "per_mb": 0.05,
+}
+
+
+def true_ms(classes: dict[str, list[int]]) -> float:
+    ms = TRUE["call"]
+    for name, (ops, flops, nbytes) in classes.items():
+        ms += ops * TRUE["per_op"] + flops / 1e9 * TRUE["per_gflop"].get(name, 0.0)
+        if name in predict.MOVING:
+            ms += nbytes / 1e6 * TRUE["per_mb"]
+    return ms
+
+
+def single_op_cells(rng: np.random.Generator, n: int = 60) -> list[dict]:
+    """Calibration-like rows: each a few ops of one class at a random size, timed on the fake device."""
+    rows = []
+    for i in range(n):
+        name = OP_CLASSES[i % len(OP_CLASSES)]
+        ops = int(rng.integers(1, 6))
+        flops = int(rng.uniform(1e6, 5e8)) * ops if name in predict.COMPUTE else 0
+        nbytes = int(rng.uniform(1e5, 2e7)) * ops if name in predict.MOVING else 0
+        classes = {name: [ops, flops, nbytes]}
+        rows.append(
+            {
+                "sweep": "calibrate",
+                "status": "ok",
+                "backend": "ort-cpu",
+                "threads": 1,
+                "op_classes": classes,
+                "median_ms": true_ms(classes),
+            }
+        )
+    return rows
+
+
+def test_the_fit_recovers_a_device_whose_op_times_are_known_and_sums_a_network_over_its_ops():
+    rng = np.random.default_rng(0)
+    model = predict.fit(single_op_cells(rng))
+    assert model.coefficients["call"] == pytest.approx(TRUE["call"], rel=1e-3)
+    assert model.coefficients["depthwise:gflop"] == pytest.approx(60.0, rel=1e-3)
+    network = {
+        "conv1x1": [20, 120_000_000, 8_000_000],
+        "depthwise": [13, 4_000_000, 3_000_000],
+        "elementwise": [40, 0, 20_000_000],
+        "data": [16, 0, 6_000_000],
+        "view": [30, 0, 0],
+    }
+    assert model.predict(network) == pytest.approx(true_ms(network), rel=1e-3)
+    parts = model.contributions(network)
+    assert sum(parts.values()) == pytest.approx(model.predict(network)) and next(iter(parts)) == "conv1x1"
+    low, high = model.interval(1.0)
+    assert low <= 1.0 <= high
+
+
+def test_noisy_calibration_gives_an_honest_interval():
+    rng = np.random.default_rng(1)
+    rows = single_op_cells(rng)
+    for row in rows:
+        row["median_ms"] *= 1 + rng.normal(0, 0.05)
+    model = predict.fit(rows)
+    assert -0.15 < model.error_low < 0 < model.error_high < 0.15
+
+
+def test_too_few_calibration_cells_say_what_to_run():
+    with pytest.raises(ValueError, match="run `shufflebench calibrate`"):
+        predict.fit(single_op_cells(np.random.default_rng(0), n=5))
+
+
+def test_validation_and_the_leave_one_family_out_baseline():
+    v = predict.validate([1.0, 2.15, 2.9, 4.0], [1.0, 2.0, 3.0, 4.0])
+    assert v.within_10 == 1.0 and v.within_5 == 0.75 and v.spearman == 1.0
+    rows = [{"flops": f, "mac_bytes": 2 * f, "median_ms": 0.1 + f / 1e7} for f in (1e6, 2e6, 4e6, 8e6, 16e6, 32e6)]
+    predicted = predict.baseline(rows, ["a", "a", "b", "b", "c", "c"], ("flops",))
+    assert predicted == pytest.approx([r["median_ms"] for r in rows], rel=1e-6)  # exact law: every fold finds it
+
+
+def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
+    data = calibrate.sweep_data(["torch-cpu", "ort-cpu"])
+    assert data == calibrate.sweep_data(["torch-cpu", "ort-cpu"])  # seeded: the same sweep every time
+    sweep = calibrate.sweep(["torch-cpu", "ort-cpu"])
+    assert sweep.name == "calibrate" and 90 <= len(sweep.cells) <= 120 and sweep.run.processes == 2
+    convs = [c.args for c in sweep.cells if c.workload == "op_conv"]
+    assert any(a["k"] == 1 and a["groups"] == 1 for a in convs) and any(a["k"] > 1 and a["groups"] == 1 for a in convs)
+    assert any(a["groups"] == a["c"] for a in convs) and any(1 < a["groups"] < a["c"] for a in convs)
+    workloads = {c.workload for c in sweep.cells}
+    assert workloads == {"op_conv", "op_elementwise", "op_concat", "op_shuffle", "op_pool", "op_linear"}
+    for cell in sweep.cells:
+        c, hw = cell.args.get("c"), cell.args.get("hw", 1)
+        assert 16 <= c <= 1280 and 8192 <= c * hw * hw <= 2**21 or cell.workload == "op_linear"
+
+
+MODEL = """
+from torch import nn
+
+def small(width: int = 8):
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 4, 1))
+"""
+
+
+def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
+    import torch
+
+    (tmp_path / "mine.py").write_text(MODEL)
+    rows = []
+    for backend in ("torch-cpu", "ort-cpu"):
+        for row in single_op_cells(np.random.default_rng(2)):
+            rows.append({**row, "backend": backend, "cell": f"{backend}-{len(rows)}"})
+    folder = tmp_path / "results" / device.collect()["device_id"]
+    write_rows(folder / "calibrate.csv", rows)
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 4, 3).eval(), (torch.randn(1, 3, 16, 16),), str(tmp_path / "m.onnx"), dynamo=False
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args in (["mine:small", "width=16", "--input-shape", "3x32x32"], ["m.onnx"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.cli", "predict", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert "ort-cpu (1 thread)" in out.stdout and " ms  (80% of calibration cells:" in out.stdout
+        assert ("torch-cpu (1 thread)" in out.stdout) == (args[0] != "m.onnx")  # an .onnx file: ONNX Runtime only
+        assert len(lines) >= 2
+    missing = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "predict", "g4", "c=8", "--results", "nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert missing.returncode == 2 and "run `shufflebench calibrate`" in missing.stderr
