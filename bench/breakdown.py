@@ -117,7 +117,7 @@ def node_times(
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= first:
             micros[e["name"].removesuffix("_kernel_time")] += e["dur"] / runs
-    costs = onnx_cost.count(optimized, input_shape, onnx_cost.run_shapes(optimized, input_shape))
+    costs = onnx_cost.count(optimized, input_shape, onnx_cost.run_shapes(optimized, input_shape), runtime=True)
     return [
         {
             "node": n.name,

@@ -18,6 +18,7 @@ from bench import config
 
 CHANNELS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 SIZES = (7, 14, 28, 56, 112)
+NETWORK_WIDTHS = (58, 116, 232, 464)  # ShuffleNet V2 1x's branch widths: not a multiple of 8 or 16
 ELEMENTS = (2**13, 2**21)  # c * hw * hw of the shapes drawn
 MAX_MACS = 1.5e9  # multiply-adds per cell, so that no cell takes more than a few seconds
 MEASURE = {"processes": 2, "max_processes": 2, "min_time": 0.2, "warmup_time": 0.1, "seed": 0, "probe": True}
@@ -27,7 +28,10 @@ NAME = "calibrate"
 def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str, Any]:
     """The calibration sweep as a sweep file's mapping, for ``backends`` at ``threads`` threads."""
     rng = random.Random(seed)
-    shapes = [(c, hw) for c in CHANNELS for hw in SIZES if ELEMENTS[0] <= c * hw * hw <= ELEMENTS[1]]
+    def fits(c: int, hw: int) -> bool:
+        return ELEMENTS[0] <= c * hw * hw <= ELEMENTS[1]
+
+    shapes = [(c, hw) for c in CHANNELS for hw in SIZES if fits(c, hw)]
 
     def draw(n: int, fits: Any = lambda c, hw: True) -> list[tuple[int, int]]:
         return rng.sample([s for s in shapes if fits(*s)], n)
@@ -50,6 +54,8 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str
     for kind, n in (("max", 2), ("avg", 2), ("global", 2)):
         workloads += [_entry("op_pool", kind=kind, c=c, hw=hw) for c, hw in draw(n)]
     workloads += [_entry("op_linear", c=c) for c in (256, 1024, 1280)]
+    for c in NETWORK_WIDTHS:  # depthwise at the networks' own widths, which ONNX Runtime cannot block (NCHWc)
+        workloads.append(_entry("op_conv", c=c, hw=rng.choice([hw for hw in SIZES if fits(c, hw)]), k=3, groups=c))
     return {
         "sweep": NAME,
         "description": f"latency predictor calibration, generated (seed {seed}) by bench/calibrate.py",

@@ -149,7 +149,11 @@ _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 
 # What the latency predictor tells apart (bench.predict): the kinds, with convolutions split by how they use the
 # hardware (a 1x1 convolution is a matrix product; depthwise and grouped ones move far more bytes per FLOP).
-OP_CLASSES = ("conv1x1", "convkxk", "depthwise", "grouped", *[k for k in KINDS if k != "conv"])
+# ``depthwise_plain`` is a depthwise convolution that ONNX Runtime left out of its blocked NCHWc layout (x86 only, and
+# only for channel counts that are a multiple of the block): its plain kernel ran ShuffleNet V2's 58-channel depthwise
+# convolutions at 2.3 GFLOP/s where the NCHWc ones reached 11, so the two cannot share one cost per FLOP.
+OP_CLASSES = ("conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", *[k for k in KINDS if k != "conv"])
+NCHWC_DOMAIN = "com.microsoft.nchwc"
 
 
 def op_class(kind: str, kernel: int = 1, groups: int = 1, channels_in: int = 1) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.categories import COST_TOTALS, aggregate_classes, onnx_kind, op_class
+from bench.categories import COST_TOTALS, NCHWC_DOMAIN, aggregate_classes, onnx_kind, op_class
 
 FLOAT_TYPES = {1: 4, 10: 2, 11: 8, 16: 2}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16 -> itemsize
 FIRST_OUTPUT_ONLY = {"MaxPool", "Dropout", "BatchNormalization"}
@@ -75,10 +75,15 @@ def input_shape(model: Any) -> list[int | str]:
 
 
 def count(
-    source: str | Path | Any, shape: tuple[int, ...] | None = None, known: dict[str, list[int]] | None = None
+    source: str | Path | Any,
+    shape: tuple[int, ...] | None = None,
+    known: dict[str, list[int]] | None = None,
+    runtime: bool = False,
 ) -> OnnxCost:
     """The cost of one run of the graph; ``shape`` fixes the first input's shape where the graph leaves it open, and
-    ``known`` gives shapes that shape inference cannot (a runtime's contrib ops: see :func:`run_shapes`)."""
+    ``known`` gives shapes that shape inference cannot (a runtime's contrib ops: see :func:`run_shapes`). ``runtime``:
+    the graph is one ONNX Runtime optimised, whose depthwise convolutions outside the NCHWc domain run its plain
+    kernel (class ``depthwise_plain``)."""
     import onnx
 
     model = load(source)
@@ -118,7 +123,8 @@ def count(
             cost.elementwise_ops += out_elements
         node_flops = _flops(node, kind, shapes, out_elements, weights)
         cost.flops += node_flops
-        cost.nodes.append(NodeCost(node.name, node.op_type, _class(node, kind, shapes), node_flops, node_bytes))
+        name = _class(node, kind, shapes, runtime)
+        cost.nodes.append(NodeCost(node.name, node.op_type, name, node_flops, node_bytes))
     return cost
 
 
@@ -164,11 +170,12 @@ def _flops(node: Any, kind: str, shapes: dict[str, list[int]], out_elements: int
     return 0
 
 
-def _class(node: Any, kind: str, shapes: dict[str, list[int]]) -> str:
+def _class(node: Any, kind: str, shapes: dict[str, list[int]], runtime: bool) -> str:
     if kind != "conv" or len(node.input) < 2 or not shapes.get(node.input[1]):
         return op_class(kind)
     w, x = shapes[node.input[1]], shapes.get(node.input[0]) or [0, 0]
-    return op_class("conv", math.prod(w[2:]), _attr(node, "group", 1), x[1])
+    name = op_class("conv", math.prod(w[2:]), _attr(node, "group", 1), x[1])
+    return "depthwise_plain" if runtime and name == "depthwise" and node.domain != NCHWC_DOMAIN else name
 
 
 def _attr(node: Any, name: str, default: int) -> int:  # an integer attribute of a node

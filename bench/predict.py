@@ -29,7 +29,7 @@ from scipy import optimize
 
 from bench.categories import OP_CLASSES
 
-COMPUTE = ("conv1x1", "convkxk", "depthwise", "grouped", "matmul")  # classes with a FLOP term
+COMPUTE = ("conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", "matmul")  # classes with a FLOP term
 MOVING = (*COMPUTE, "elementwise", "data", "pool")  # classes with a byte term
 # Features: the call, then per class its op count, its GFLOP (multiply-adds) and its MB moved.
 FEATURES = [

@@ -3,6 +3,8 @@ Runtime really runs."""
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -85,3 +87,23 @@ def test_a_fused_relu_costs_nothing_in_the_graph_onnx_runtime_runs(tmp_path):
     assert _runtime_mac(tmp_path, "all", relu=True, shortcut=True) > _runtime_mac(
         tmp_path, "all", relu=False, shortcut=True
     )
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONNX Runtime's NCHWc layout is x86 only")
+def test_a_depthwise_convolution_onnx_runtime_cannot_block_is_its_own_class(tmp_path):
+    from bench import backends
+    from bench.backends import ort_backend
+
+    classes = {}
+    for c in (58, 64):  # 58 channels are no multiple of the NCHWc block (8 or 16); 64 are
+        w = blocks.build("op_conv", c=c, hw=14, k=3, groups=c, repeat=2)
+        export(w.module, w.input_shape, tmp_path / f"dw{c}.onnx")
+        settings = backends.get("ort-cpu").defaults(threads=1, opt_level="all")
+        timed = ort_backend.prepare(
+            tmp_path / f"dw{c}.onnx", w.input_shape, provider="CPUExecutionProvider", settings=settings
+        )
+        classes[c] = timed.info["runtime_cost"]["classes"]
+    assert classes[58]["depthwise_plain"][0] == 2 and "depthwise" not in classes[58]
+    assert classes[64]["depthwise"][0] == 2 and "depthwise_plain" not in classes[64]
+    # the model itself, as exported, has plain depthwise convolutions only as ONNX Runtime runs them
+    assert onnx_cost.count(tmp_path / "dw58.onnx").by_class()["depthwise"][0] == 2

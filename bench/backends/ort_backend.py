@@ -175,7 +175,7 @@ def optimized_cost(path: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
     try:
         from bench import onnx_cost
 
-        counted = onnx_cost.count(path, input_shape, onnx_cost.run_shapes(path, input_shape))
+        counted = onnx_cost.count(path, input_shape, onnx_cost.run_shapes(path, input_shape), runtime=True)
     except Exception as e:  # noqa: BLE001 - counting is an extra: the cell is measured all the same
         return {"error": f"{type(e).__name__}: {e}"}
     return {
