@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -158,6 +159,7 @@ class _Plan:
     probe: dict[str, dict]
     cells: list[config.Cell]
     pending: dict[Any, str]  # future -> cell key
+    submit: Any  # cell key -> a new future measuring it on this device
     rows: list[dict] = dataclasses.field(default_factory=list)
     gone_since: float | None = None
     lost: bool = False
@@ -188,19 +190,26 @@ def _measure(
         pairs = runner.probe_pairs(todo) if sweep.run.probe else []
         roofs = _on(dask, d, _probe, pairs, sweep.run.timeout).result() if pairs else {}
         random.Random(sweep.run.seed).shuffle(todo)
-        pending = {
-            _on(dask, d, _cell, bundle, dataclasses.asdict(c), prepared[c.key], _run(sweep), sweep.name, roofs): c.key
-            for c in todo
-        }
+        cells = {c.key: c for c in todo}
+
+        def submit(key: str, d: Device = d, roofs: dict = roofs, cells: dict = cells) -> Any:
+            cell = cells[key]
+            return _on(dask, d, _cell, bundle, dataclasses.asdict(cell), prepared[key], _run(sweep), sweep.name, roofs)
+
+        pending = {submit(c.key): c.key for c in todo}
         print(f"{d.meta['device_id']}: {len(pending)} cells to measure", file=log)
-        plans.append(_Plan(d, store, roofs, todo, pending))
+        plans.append(_Plan(d, store, roofs, todo, pending, submit))
     while any(p.pending for p in plans):
-        futures = [f for p in plans for f in p.pending]
+        # The scheduler may cancel the tasks of a device that left; those stay pending until it is back (they are
+        # submitted again) or its grace runs out.
+        live = [f for p in plans for f in p.pending if f.status != "cancelled"]
         try:
             with dask.as_current():  # wait() asks for the current client; this one is not the process default
-                done = wait(futures, timeout=1.0, return_when="FIRST_COMPLETED").done
-        except TimeoutError:  # none finished within the second: look for devices that left
+                done = wait(live, timeout=1.0, return_when="FIRST_COMPLETED").done if live else set()
+        except (TimeoutError, CancelledError):  # none finished within the second, or one was cancelled meanwhile
             done = set()
+        if not live:
+            time.sleep(1.0)
         workers = dask.scheduler_info(n_workers=-1)["workers"]
         for plan in plans:
             for future in [f for f in plan.pending if f in done]:
@@ -213,6 +222,10 @@ def _measure(
                 plan.rows.append(row)
                 print(f"{plan.device.meta['device_id']}: {key}: {_outcome(row)}", file=log)
             present = any(plan.device.resource in w.get("resources", {}) for w in workers.values())
+            if present:
+                for future in [f for f in plan.pending if f.status == "cancelled"]:
+                    key = plan.pending.pop(future)
+                    plan.pending[plan.submit(key)] = key
             plan.gone_since = None if present else (plan.gone_since or time.monotonic())
             if plan.pending and plan.gone_since and time.monotonic() - plan.gone_since > grace:
                 dask.cancel(list(plan.pending))
