@@ -28,6 +28,7 @@ NAME = "calibrate"
 def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str, Any]:
     """The calibration sweep as a sweep file's mapping, for ``backends`` at ``threads`` threads."""
     rng = random.Random(seed)
+
     def fits(c: int, hw: int) -> bool:
         return ELEMENTS[0] <= c * hw * hw <= ELEMENTS[1]
 
