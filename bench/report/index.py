@@ -241,7 +241,11 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         if len(cells) < 3:
             continue
         cells = cells.assign(predicted_ms=[model.predict(c) for c in cells["op_classes"]])
-        label = backend if threads is None else f"{backend}, {threads} thread{'s' if threads > 1 else ''}"
+        label = (
+            backend
+            if threads is None or pd.isna(threads)
+            else f"{backend}, {int(threads)} thread{'s' if threads > 1 else ''}"
+        )
         rows, families = cells.to_dict("records"), list(cells["series"])
         candidates = {
             "predictor": cells["predicted_ms"].to_numpy(),
