@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench.errors import UserError
 from bench.report.compare import write_compare
+from bench.report import pairs
 from bench.report.index import write_report
 from bench.report.load import load, ok_rows
 from bench.results import SCHEMA_VERSION, write_rows
@@ -213,3 +215,48 @@ def test_gpu_variants_get_their_own_series_and_figures(tmp_path):
     assert "latency_vs_cost_torch-cuda_dtype-float16.png" in text
     assert "| 1 (g1) | torch-cuda | batch=8,cudnn_benchmark=true,tf32=false,dtype=float16" in text
     assert (tmp_path / "report" / "latency_vs_cost_torch-cuda_cuda_graph-true.png").exists()
+
+
+def test_settings_compared_pairs_cells_that_differ_in_one_setting(tmp_path):
+    """The gpu-check's quotes: eager against CUDA graph and float32 against float16, per cell and summarised."""
+    test_gpu_variants_get_their_own_series_and_figures(tmp_path)
+    loaded = load([tmp_path / "results" / "dev-gpu"])
+    found = pairs.setting_pairs(ok_rows(loaded.rows))
+    # 4 G1 cells x (dtype, cuda_graph); float16 against cuda_graph=true differs in two settings: no pair
+    assert sorted(found.groupby("setting").size().items()) == [("cuda_graph", 4), ("dtype", 4)]
+    dtype = found[found["setting"] == "dtype"]
+    assert set(dtype["before"]) == {"float32"} and set(dtype["after"]) == {"float16"}
+    assert dtype["speedup"].tolist() == pytest.approx([2.0] * 4)
+    text = (tmp_path / "report" / "index.md").read_text()
+    assert "| torch-cuda | cuda_graph: false -> true | 4 | 1.43x | 1.43-1.43x | 0 |" in text
+    assert "| torch-cuda | dtype: float32 -> float16 | 4 | 2.00x | 2.00-2.00x | 0 |" in text
+
+
+def test_a_setting_pair_runs_from_the_default_or_the_smaller_value_and_knows_separated_intervals():
+    def row(settings, ms, low, high, batch=1):
+        return {
+            "cell": f"g2/g=1,c=128,hw=56/torch-cpu/{settings}",
+            "backend": "torch-cpu",
+            "median_ms": ms,
+            "images_per_s": 1e3 * batch / ms,
+            "ci_low_ms": low,
+            "ci_high_ms": high,
+        }
+
+    ok = pd.DataFrame(
+        [
+            row("batch=1,threads=2,malloc=steady", 6.0, 5.9, 6.1),
+            row("batch=1,threads=1,malloc=steady", 10.0, 9.0, 11.0),
+            row("batch=1,threads=1,malloc=glibc", 10.5, 9.5, 11.5),
+            row("batch=4,threads=1,malloc=steady", 20.0, None, None, batch=4),
+        ]
+    )
+    found = pairs.setting_pairs(ok).set_index("setting")
+    assert len(found) == 3
+    threads = found.loc["threads"]
+    assert (threads["before"], threads["after"], threads["separated"]) == ("1", "2", True)
+    assert threads["speedup"] == pytest.approx(10 / 6)
+    malloc = found.loc["malloc"]
+    assert (malloc["before"], malloc["after"], malloc["separated"]) == ("steady", "glibc", False)
+    batch = found.loc["batch"]  # per image: 4 images in 20 ms against 1 in 10 ms
+    assert (batch["before"], batch["after"], batch["speedup"], batch["separated"]) == ("1", "4", 2.0, False)

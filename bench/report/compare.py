@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from scipy import stats
 
 from bench import device
 from bench.errors import UserError
@@ -30,7 +30,7 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
         raise UserError(f"--baseline {baseline!r} is not among the devices: {', '.join(devices)}")
     out.mkdir(parents=True, exist_ok=True)
     medians = ok.pivot_table(index="cell", columns="device_id", values="median_ms", aggfunc="first")
-    medians = medians.reindex(columns=devices).astype(float)
+    medians = medians.reindex(columns=devices)
     labels = {d: d + (" (emulated)" if loaded.devices[d].get("emulated") else "") for d in devices}
 
     lines = [
@@ -57,14 +57,14 @@ def write_compare(loaded: Loaded, out: Path, baseline: str | None = None) -> Pat
     for d in devices:
         common = medians[[baseline, d]].dropna() if d != baseline else medians[[d]].dropna()
         speed = common[baseline] / common[d] if d != baseline else pd.Series(1.0, index=common.index)
-        geomean = float(np.exp(np.log(speed).mean())) if len(common) else float("nan")
+        geomean = f"{stats.gmean(speed):.2f}x" if len(common) else "-"
         meta = loaded.devices[d]
         status = loaded.rows.loc[loaded.rows["device_id"] == d, "status"].value_counts()
         lines.append(
             f"| `{d}` | {meta.get('arch', '?')} | {_microarchitecture(meta)} | {_probe(meta)} | "
             f"{'yes' if meta.get('emulated') else 'no'} | "
             f"{medians[d].notna().sum()} | {status.get('error', 0)} / {status.get('skipped', 0)} | {len(common)} | "
-            f"{geomean:.2f}x |"
+            f"{geomean} |"
         )
 
     lines += [

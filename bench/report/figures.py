@@ -61,7 +61,7 @@ def spearman(x: pd.Series, y: pd.Series) -> float:
 
 def loglog_fit(x: pd.Series, y: pd.Series) -> tuple[float, float]:
     """Slope and intercept of log10(y) = slope * log10(x) + intercept, least squares."""
-    slope, intercept = np.polyfit(np.log10(np.asarray(x, dtype=float)), np.log10(np.asarray(y, dtype=float)), 1)
+    slope, intercept = np.polyfit(np.log10(x), np.log10(y), 1)
     return float(slope), float(intercept)
 
 

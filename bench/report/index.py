@@ -9,9 +9,11 @@ import pandas as pd
 
 from bench import calibrate, device, papers, predict
 from bench.breakdown import CATEGORIES
-from bench.report import figures, paper
+from bench.report import figures, pairs, paper
 from bench.report.load import Loaded, ok_rows
 from bench.roofline import EXPLAINED
+
+PAIRS_SHOWN = 24  # pairs listed one by one in the settings section, furthest from no change first
 
 
 def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
@@ -34,6 +36,7 @@ def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
         lines += _cost_section(ok, device_id, out)
         lines += _paper_section(ok)
         lines += _network_section(ok, device_id, out)
+        lines += _settings_section(ok)
         lines += _roofline_section(ok, device_id, out)
         lines += _prediction_section(everything, device_id, out)
     lines += _node_section(loaded.nodes, meta, device_id, out)
@@ -157,6 +160,41 @@ def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
     return lines
 
 
+def _settings_section(ok: pd.DataFrame) -> list[str]:
+    found = pairs.setting_pairs(ok)
+    if found.empty:
+        return []
+    lines = [
+        "## Settings compared",
+        "",
+        "Cells measured twice with one setting changed (bench/report/pairs.py): the speed-up is images/s with the "
+        "change over images/s without it (above 1: the change is faster). A pair is separated when the two "
+        "medians' intervals do not overlap.",
+        "",
+        "| backend | change | pairs | geomean speed-up | range | separated |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for _, s in pairs.summarize(found).iterrows():
+        lines.append(
+            f"| {s['backend']} | {s['setting']}: {s['before']} -> {s['after']} | {s['pairs']} | {s['geomean']:.2f}x | "
+            f"{s['lowest']:.2f}-{s['highest']:.2f}x | {s['separated']} |"
+        )
+    shown = found.iloc[np.argsort(-np.abs(np.log(found["speedup"].to_numpy())))]
+    lines += [
+        "",
+        "| backend | cell | change | ms before | ms after | speed-up | separated |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for _, p in shown.head(PAIRS_SHOWN).iterrows():
+        lines.append(
+            f"| {p['backend']} | {p['cell']} | {p['setting']}: {p['before']} -> {p['after']} | {p['before_ms']:.3f} | "
+            f"{p['after_ms']:.3f} | {p['speedup']:.2f}x | {'yes' if p['separated'] else 'no'} |"
+        )
+    if len(found) > PAIRS_SHOWN:
+        lines.append(f"\nThe {PAIRS_SHOWN} pairs of {len(found)} whose speed-up is furthest from 1.")
+    return lines + [""]
+
+
 def _roofline_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
     measured = ok[ok["peak_gflops"].notna() & ok["arithmetic_intensity"].notna()] if "peak_gflops" in ok else ok[:0]
     if measured.empty:
@@ -241,11 +279,7 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         if len(cells) < 3:
             continue
         cells = cells.assign(predicted_ms=[model.predict(c) for c in cells["op_classes"]])
-        label = (
-            backend
-            if threads is None or pd.isna(threads)
-            else f"{backend}, {int(threads)} thread{'s' if threads > 1 else ''}"
-        )
+        label = backend if pd.isna(threads) else f"{backend}, {int(threads)} thread{'s' if threads > 1 else ''}"
         rows, families = cells.to_dict("records"), list(cells["series"])
         candidates = {
             "predictor": cells["predicted_ms"].to_numpy(),

@@ -76,7 +76,8 @@ def load(paths: list[Path]) -> Loaded:
             + ", ".join(str(p) for p in paths)
             + (f" ({'; '.join(warnings)})" if warnings else "")
         )
-    rows = pd.concat(frames, ignore_index=True)
+    # A file whose rows all lack a number (all skipped, say) reads that column as objects: make the numbers numbers.
+    rows = pd.concat(frames, ignore_index=True).infer_objects()
     warnings += run_probe_warnings(rows)
     versions = sorted(rows["schema_version"].dropna().unique())
     if len(versions) > 1:
