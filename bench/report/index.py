@@ -96,11 +96,11 @@ def _cost_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
         name = f"latency_vs_cost_{_file(variant)}.png"
         stats = figures.latency_vs_cost(ok, variant, out / name, f"{device_id}: {variant}, median latency per cell")
         n = int((ok["variant"] == variant).sum())
-        lines.append(
-            f"| {variant} | {n} | {stats['rho_flops']:.2f} | {stats['rho_mac_bytes']:.2f} | "
-            f"{stats.get('rho_mac_runtime_bytes', float('nan')):.2f} | "
-            f"{stats.get('slope_flops', float('nan')):.2f} | {stats.get('slope_mac_bytes', float('nan')):.2f} |"
-        )
+        values = [
+            stats.get(k, float("nan"))
+            for k in ("rho_flops", "rho_mac_bytes", "rho_mac_runtime_bytes", "slope_flops", "slope_mac_bytes")
+        ]
+        lines.append(f"| {variant} | {n} | " + " | ".join("-" if np.isnan(v) else f"{v:.2f}" for v in values) + " |")
         images.append(f"![latency against FLOPs and MAC on {variant}]({name})")
     return lines + [""] + images + [""]
 
