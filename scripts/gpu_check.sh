@@ -12,7 +12,7 @@
 #   3. ShuffleNet V2 Tables 1-4 at x1 on the GPU, with CUDA-graph replay on two G3 cells (configs/gpu-check/tables.yaml)
 #   4. the Table 8 networks at ~140 MFLOPs, float32 and float16 (configs/gpu-check/networks.yaml)
 #   5. Figure 2's op-category breakdown, on the GPU too
-#   6. the report
+#   6. the report, and its verdicts per guideline and settings compared (CUDA graph, float16) in the log
 # Everything it produced lands in one folder, OUT (default gpu-check/): gpu-check.log and gpu-check.tar.gz, which
 # holds results/<device-id>/ and reports/<device-id>/ to unpack at the root of a checkout and commit.
 # ort-cuda cells need onnxruntime-gpu; where only the CPU build is installed they are recorded as skipped rows.
@@ -57,6 +57,12 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS, log i
     for folder in "$WORK"/results/*/; do
         id=$(basename "$folder")
         step report 25 "${SB[@]}" report "$folder" --out "$WORK/reports/$id"
+        index="$WORK/reports/$id/index.md"
+        if [ -f "$index" ]; then  # the report's answers, in the log: verdicts per guideline, then settings compared
+            echo "== summary of $id"
+            sed -n '/^## ShuffleNet V2 Tables 1-4/,/^\*\*Table/p' "$index" | grep '^|'
+            sed -n '/^## Settings compared/,/^## [^S]/p' "$index" | grep '^|'
+        fi
     done
     echo "== steps that did not finish cleanly: ${failed[*]:-none}"
 } 2>&1 | tee "$LOG"
