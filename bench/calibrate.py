@@ -20,6 +20,7 @@ CHANNELS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 SIZES = (7, 14, 28, 56, 112)
 NETWORK_WIDTHS = (58, 116, 232, 464)  # ShuffleNet V2 1x's branch widths: not a multiple of 8 or 16
 ELEMENTS = (2**13, 2**21)  # c * hw * hw of the shapes drawn
+BN_EXTRA = 4  # batch-norm cells beyond the one every element-wise op gets
 MAX_MACS = 1.5e9  # multiply-adds per cell, so that no cell takes more than a few seconds
 MEASURE = {"processes": 2, "max_processes": 2, "min_time": 0.2, "warmup_time": 0.1, "seed": 0, "probe": True}
 NAME = "calibrate"
@@ -52,11 +53,14 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str
         workloads += [_entry("op_elementwise", op=op, c=c, hw=hw) for c, hw in draw(2 if op in ("add", "relu") else 1)]
     workloads += [_entry("op_concat", c=c, hw=hw) for c, hw in draw(3)]
     workloads += [_entry("op_shuffle", c=c, hw=hw, groups=2 if c % 3 else 3) for c, hw in draw(3)]
-    for kind, n in (("max", 2), ("avg", 2), ("global", 2)):
+    for kind, n in (("max", 3), ("avg", 3), ("global", 3)):
         workloads += [_entry("op_pool", kind=kind, c=c, hw=hw) for c, hw in draw(n)]
     workloads += [_entry("op_linear", c=c) for c in (256, 1024, 1280)]
     for c in NETWORK_WIDTHS:  # depthwise at the networks' own widths, which ONNX Runtime cannot block (NCHWc)
         workloads.append(_entry("op_conv", c=c, hw=rng.choice([hw for hw in SIZES if fits(c, hw)]), k=3, groups=c))
+    # Batch norm at more sizes: torch runs one after every convolution of every network, and one size cannot tell
+    # its cost per op from its cost per byte. Drawn last, so the draws above (and a resumed sweep) stay the same.
+    workloads += [_entry("op_elementwise", op="bn", c=c, hw=hw) for c, hw in draw(BN_EXTRA)]
     return {
         "sweep": NAME,
         "description": f"latency predictor calibration, generated (seed {seed}) by bench/calibrate.py",

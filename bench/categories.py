@@ -152,13 +152,36 @@ _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 # ``depthwise_plain`` is a depthwise convolution that ONNX Runtime left out of its blocked NCHWc layout (x86 only, and
 # only for channel counts that are a multiple of the block): its plain kernel ran ShuffleNet V2's 58-channel depthwise
 # convolutions at 2.3 GFLOP/s where the NCHWc ones reached 11, so the two cannot share one cost per FLOP.
-OP_CLASSES = ("conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", *[k for k in KINDS if k != "conv"])
+# Pools are told apart too: a windowed max and a windowed average cost per element they read, differently (torch's
+# NCHW max pool took 2.3 ms for a ShuffleNet stem's 24 x 112 x 112 on one core, its average pool a third of that per
+# byte), and a global pool is a plain reduction.
+POOL_CLASSES = {
+    "MaxPool": "maxpool",
+    "max_pool2d": "maxpool",
+    "max_pool2d_with_indices": "maxpool",
+    "AveragePool": "avgpool",
+    "avg_pool2d": "avgpool",
+}
+OP_CLASSES = (
+    "conv1x1",
+    "convkxk",
+    "depthwise",
+    "depthwise_plain",
+    "grouped",
+    "maxpool",
+    "avgpool",
+    "globalpool",
+    *[k for k in KINDS if k not in ("conv", "pool")],
+)
 NCHWC_DOMAIN = "com.microsoft.nchwc"
 
 
-def op_class(kind: str, kernel: int = 1, groups: int = 1, channels_in: int = 1) -> str:
-    """The predictor's class of an op: its kind, or for a convolution whether it is 1x1, kxk, depthwise or grouped
-    (``kernel`` = kernel elements, ``channels_in`` = input channels)."""
+def op_class(kind: str, kernel: int = 1, groups: int = 1, channels_in: int = 1, op: str = "") -> str:
+    """The predictor's class of an op: its kind; for a convolution whether it is 1x1, kxk, depthwise or grouped
+    (``kernel`` = kernel elements, ``channels_in`` = input channels); for a pool, by its ``op`` name (ONNX op type or
+    ATen name), a windowed max, a windowed average or a global pool."""
+    if kind == "pool":
+        return POOL_CLASSES.get(op.removeprefix("aten::"), "globalpool")
     if kind != "conv":
         return kind
     if groups > 1:

@@ -191,7 +191,7 @@ def op_cost(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any, mo
 
 def _op_class(category: str, name: str, args: tuple) -> str:
     if name != "convolution":
-        return op_class(category)
+        return op_class(category, op=name)
     x, w, groups = args[0], args[1], args[8]
     return op_class("conv", math.prod(w.shape[2:]), groups, x.shape[1])
 

@@ -172,7 +172,7 @@ def _flops(node: Any, kind: str, shapes: dict[str, list[int]], out_elements: int
 
 def _class(node: Any, kind: str, shapes: dict[str, list[int]], runtime: bool) -> str:
     if kind != "conv" or len(node.input) < 2 or not shapes.get(node.input[1]):
-        return op_class(kind)
+        return op_class(kind, op=node.op_type)
     w, x = shapes[node.input[1]], shapes.get(node.input[0]) or [0, 0]
     name = op_class("conv", math.prod(w[2:]), _attr(node, "group", 1), x[1])
     return "depthwise_plain" if runtime and name == "depthwise" and node.domain != NCHWC_DOMAIN else name

@@ -30,7 +30,7 @@ from scipy import optimize
 from bench.categories import OP_CLASSES
 
 COMPUTE = ("conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", "matmul")  # classes with a FLOP term
-MOVING = (*COMPUTE, "elementwise", "data", "pool")  # classes with a byte term
+MOVING = (*COMPUTE, "elementwise", "data", "maxpool", "avgpool", "globalpool")  # classes with a byte term
 # Features: the call, then per class its op count, its GFLOP (multiply-adds) and its MB moved.
 FEATURES = [
     "call",
@@ -38,6 +38,12 @@ FEATURES = [
     *[f"{c}:gflop" for c in COMPUTE],
     *[f"{c}:mb" for c in MOVING],
 ]
+
+
+def known(classes: dict[str, list[int]]) -> bool:
+    """Whether a row's op classes are all of this version's vocabulary (rows measured before a class was split, such
+    as the single ``pool`` class, are not)."""
+    return all(name in OP_CLASSES for name in classes)
 
 
 def features(classes: dict[str, list[int]]) -> np.ndarray:
@@ -82,7 +88,7 @@ class Model:
 def fit(rows: list[dict[str, Any]]) -> Model:
     """Fit on measured rows that have ``op_classes`` and ``median_ms`` (the calibration cells of one device and
     backend); raises ValueError when there are too few."""
-    usable = [r for r in rows if r.get("op_classes") and r.get("median_ms")]
+    usable = [r for r in rows if r.get("op_classes") and r.get("median_ms") and known(r["op_classes"])]
     if len(usable) < 10:
         raise ValueError(f"{len(usable)} calibration cells with op classes; run `shufflebench calibrate` (about 50)")
     x = np.array([features(r["op_classes"]) for r in usable])

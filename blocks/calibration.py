@@ -2,8 +2,9 @@
 
 Each stacks one kind of op ``repeat`` times at one shape, so that a cell's time is the op's time (times ``repeat``)
 plus the fixed cost of one call: convolutions (1x1, kxk, depthwise, grouped), element-wise ops (add, multiply, the
-activations the networks use, batch norm), a split-and-concatenate, the channel shuffle, pooling and linear layers.
-Shapes are preserved from one op to the next (stride 1, same padding), so the ops chain.
+activations the networks use, batch norm), a split-and-concatenate, the channel shuffle and linear layers. Shapes are
+preserved from one op to the next (stride 1, same padding), so the ops chain. Pools run once, as the networks run
+them (3 x 3 with stride 2, or global).
 """
 
 from __future__ import annotations
@@ -86,14 +87,13 @@ def op_shuffle(*, c: int, hw: int, groups: int = 2, repeat: int = 5) -> tuple[nn
 
 
 @register_workload
-def op_pool(
-    *, kind: Literal["max", "avg", "global"], c: int, hw: int, repeat: int = 5
-) -> tuple[nn.Module, tuple[int, int, int]]:
-    """``repeat`` 3 x 3 pools with stride 1 (max or average), or one global average pool."""
+def op_pool(*, kind: Literal["max", "avg", "global"], c: int, hw: int) -> tuple[nn.Module, tuple[int, int, int]]:
+    """One pool as the networks run them: 3 x 3 with stride 2 (max: the ResNet and ShuffleNet stems; average:
+    ShuffleNet v1's shortcut), or a global average pool."""
     if kind == "global":
         return nn.AdaptiveAvgPool2d(1), (c, hw, hw)
     layer = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
-    return nn.Sequential(*[layer(3, stride=1, padding=1) for _ in range(repeat)]), (c, hw, hw)
+    return layer(3, stride=2, padding=1), (c, hw, hw)
 
 
 @register_workload

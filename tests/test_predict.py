@@ -14,6 +14,7 @@ import pytest
 from bench import calibrate, device, predict
 from bench.categories import OP_CLASSES
 from bench.results import write_rows
+from blocks.registry import build
 
 ROOT = Path(__file__).resolve().parents[1]
 # A fake device where every op's time is known: ms per call, and per class ms per op, per GFLOP and per MB.
@@ -84,6 +85,17 @@ def test_noisy_calibration_gives_an_honest_interval():
     assert -0.15 < model.error_low < 0 < model.error_high < 0.15
 
 
+def test_rows_of_an_older_op_vocabulary_are_left_out_of_the_fit():
+    """A calibration row measured when pools were one class would add time the features cannot see."""
+    rows = single_op_cells(np.random.default_rng(0))
+    old = {"pool": [5, 0, 10_000_000]}
+    rows += [{**rows[0], "op_classes": old, "median_ms": 90.0} for _ in range(4)]
+    assert not predict.known(old) and predict.known(rows[0]["op_classes"])
+    model = predict.fit(rows)
+    assert model.cells == len(rows) - 4
+    assert model.coefficients["call"] == pytest.approx(TRUE["call"], rel=1e-3)
+
+
 def test_too_few_calibration_cells_say_what_to_run():
     with pytest.raises(ValueError, match="run `shufflebench calibrate`"):
         predict.fit(single_op_cells(np.random.default_rng(0), n=5))
@@ -101,7 +113,7 @@ def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
     data = calibrate.sweep_data(["torch-cpu", "ort-cpu"])
     assert data == calibrate.sweep_data(["torch-cpu", "ort-cpu"])  # seeded: the same sweep every time
     sweep = calibrate.sweep(["torch-cpu", "ort-cpu"])
-    assert sweep.name == "calibrate" and 90 <= len(sweep.cells) <= 120 and sweep.run.processes == 2
+    assert sweep.name == "calibrate" and 100 <= len(sweep.cells) <= 140 and sweep.run.processes == 2
     convs = [c.args for c in sweep.cells if c.workload == "op_conv"]
     assert any(a["k"] == 1 and a["groups"] == 1 for a in convs) and any(a["k"] > 1 and a["groups"] == 1 for a in convs)
     assert any(a["groups"] == a["c"] for a in convs) and any(1 < a["groups"] < a["c"] for a in convs)
@@ -110,6 +122,21 @@ def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
     for cell in sweep.cells:
         c, hw = cell.args.get("c"), cell.args.get("hw", 1)
         assert 16 <= c <= 1280 and 8192 <= c * hw * hw <= 2**21 or cell.workload == "op_linear"
+
+
+
+def test_the_calibration_cells_cover_every_op_class_the_networks_run():
+    from bench import cost
+
+    def classes(name: str, args: dict) -> set[str]:
+        workload = build(name, **args)
+        return set(cost.count(workload.module, workload.input_shape).by_class())
+
+    calibrated = set().union(*(classes(c.workload, c.args) for c in calibrate.sweep(["torch-cpu"]).cells))
+    for network in ({"groups": 3, "width": 0.5}, {"width": 0.5}):
+        name = "shufflenet_v1" if "groups" in network else "shufflenet_v2"
+        assert classes(name, network) <= calibrated, name
+    assert {"maxpool", "avgpool", "globalpool"} <= calibrated
 
 
 MODEL = """

@@ -276,6 +276,13 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         ]
         if threads is not None:
             cells = cells[cells["threads"] == threads]
+        stale = ~cells["op_classes"].map(predict.known)
+        if stale.any():
+            lines.append(
+                f"| {backend} | {int(stale.sum())} cells measured before the op classes last changed | "
+                "left out: measure them again | | | | | |"
+            )
+            cells = cells[~stale]
         if len(cells) < 3:
             continue
         cells = cells.assign(predicted_ms=[model.predict(c) for c in cells["op_classes"]])
