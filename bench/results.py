@@ -30,6 +30,9 @@ from bench.stats import Summary
 # (ci_low_ms, ci_high_ms, ci_level in place of ci95_*), percentiles say what they are of, modes, GPU settings,
 # the machine key, the probe's roofs, energy and health.
 SCHEMA_VERSION = 2
+# A results row is one CSV line, and a fast cell's samples make long fields (rows written before warm-up calls were
+# capped held 176 KB of them); the csv module's default limit of 128 KiB would read such a line as corrupt.
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class RunColumns:
     opset: int | None = None
     backend_info: dict[str, Any] | None = None
     samples_ms: list[list[float]] | None = None  # per process
-    warmup_ms: list[list[float]] | None = None  # per process
+    warmup_ms: list[list[float]] | None = None  # per process, its first calls (bench.runner.WARMUP_KEPT)
     peak_gflops: float | None = None  # the device's matmul roof for this backend and thread count (bench.probe)
     peak_gbs: float | None = None  # its memory-bandwidth roof
     probe: dict[str, Any] | None = None  # key, start and end roofs, drift between them

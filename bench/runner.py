@@ -54,6 +54,9 @@ WORKER_PREFIX = shlex.split(os.environ.get("SHUFFLEBENCH_WORKER_PREFIX", ""))
 PREPARE_WORKERS = max(1, min(8, (os.cpu_count() or 1) // 2))
 # Measurement settings that do not change what a row measured: a different seed or timeout does not re-measure it.
 NOT_COMPARED = ("seed", "probe")
+# Warm-up call times kept per process in a row: the warm-up curve is in its first calls, and a 6 us cell warms up
+# with 16,000 of them.
+WARMUP_KEPT = 200
 
 
 # One lock per device, in a fixed place: not $TMPDIR, which two shells on one machine may set differently.
@@ -533,7 +536,7 @@ def measured_row(
         backend_info=info,
         # raw samples in ms to the nanosecond: the clock resolves no finer, and the file stays small
         samples_ms=[[round(s * 1e3, 6) for s in p.samples] for p in processes],
-        warmup_ms=[[round(s * 1e3, 6) for s in p.warmup] for p in processes],
+        warmup_ms=[[round(s * 1e3, 6) for s in p.warmup[:WARMUP_KEPT]] for p in processes],
         health=health or None,
         energy_mj_per_image=statistics.median(energies) if len(energies) == len(processes) else None,
         energy_method=processes[0].energy_method or None,

@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from bench.errors import UserError
-from bench.results import SCHEMA_VERSION, ResultsStore, read_rows, write_rows
+from bench.results import SCHEMA_VERSION, ResultsStore, read_rows, read_table, write_rows
 
 
 def row(cell: str, **extra):
@@ -31,6 +31,16 @@ def test_round_trip_keeps_types(tmp_path):
     assert rows[0]["median_ms"] == 1.25 and rows[0]["is_noisy"] is False
     assert rows[0]["workload_args"] == {"c1": 8} and rows[0]["samples_ms"] == [[1.0, 1.5]]
     assert rows[0]["error"] is None and rows[0]["schema_version"] == SCHEMA_VERSION
+
+
+def test_a_row_with_a_field_over_the_csv_modules_default_limit_reads_back(tmp_path):
+    """A 6 us cell's row held 176 KB of warm-up times; csv's 128 KiB field limit made it a 'corrupt' line."""
+    path = tmp_path / "s.csv"
+    warmup = [[0.006123] * 30_000]
+    write_rows(path, [row("fast", warmup_ms=warmup)])
+    assert len(path.read_text()) > 2 * 131_072
+    (read,), bad = read_table(path)
+    assert bad == [] and read["warmup_ms"] == warmup
 
 
 def test_put_replaces_the_cells_row_and_leaves_no_temporary_file(tmp_path):
