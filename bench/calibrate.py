@@ -3,7 +3,8 @@
 Single-op workloads (blocks/calibration.py) at shapes drawn, with a fixed seed, from the ranges the registered
 networks run their ops at: 16 to 1024 channels at 7 to 112 pixels, large channel counts at small sizes as in the
 networks (tensors of 8 K to 2 M elements). Every class of op the predictor tells apart is covered: 1x1, kxk,
-depthwise and grouped convolutions, element-wise ops, concatenation, the shuffle, pooling, linear layers. It is an
+depthwise and grouped convolutions and the stem, element-wise ops, concatenation, the shuffle, max, average and global
+pools, linear layers. It is an
 ordinary sweep (``calibrate`` in the results folder: resumable, one row per cell, exportable as a bundle for a board)
 and takes about 8 minutes at one thread on a 2-core machine, most of it in starting worker processes.
 """
@@ -21,6 +22,7 @@ SIZES = (7, 14, 28, 56, 112)
 NETWORK_WIDTHS = (58, 116, 232, 464)  # ShuffleNet V2 1x's branch widths: not a multiple of 8 or 16
 ELEMENTS = (2**13, 2**21)  # c * hw * hw of the shapes drawn
 BN_EXTRA = 4  # batch-norm cells beyond the one every element-wise op gets
+STEMS = 5  # 3 x 3 stems drawn from the networks' widths and resolutions, beside ResNet's 7 x 7
 MAX_MACS = 1.5e9  # multiply-adds per cell, so that no cell takes more than a few seconds
 MEASURE = {"processes": 2, "max_processes": 2, "min_time": 0.2, "warmup_time": 0.1, "seed": 0, "probe": True}
 NAME = "calibrate"
@@ -59,8 +61,13 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str
     for c in NETWORK_WIDTHS:  # depthwise at the networks' own widths, which ONNX Runtime cannot block (NCHWc)
         workloads.append(_entry("op_conv", c=c, hw=rng.choice([hw for hw in SIZES if fits(c, hw)]), k=3, groups=c))
     # Batch norm at more sizes: torch runs one after every convolution of every network, and one size cannot tell
-    # its cost per op from its cost per byte. Drawn last, so the draws above (and a resumed sweep) stay the same.
+    # its cost per op from its cost per byte. Drawn after the rest, so the draws above (and a resumed sweep) stay
+    # the same; so are the stems.
     workloads += [_entry("op_elementwise", op="bn", c=c, hw=hw) for c, hw in draw(BN_EXTRA)]
+    # Stems: the networks' first convolution on the RGB image, at their widths and resolutions.
+    for c, resolution in rng.sample([(c, r) for c in (16, 24, 32, 48) for r in (128, 160, 192, 224)], STEMS):
+        workloads.append(_entry("op_stem", c=c, resolution=resolution))
+    workloads.append(_entry("op_stem", c=64, resolution=224, k=7))  # ResNet's
     return {
         "sweep": NAME,
         "description": f"latency predictor calibration, generated (seed {seed}) by bench/calibrate.py",

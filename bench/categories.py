@@ -152,9 +152,8 @@ _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 # ``depthwise_plain`` is a depthwise convolution that ONNX Runtime left out of its blocked NCHWc layout (x86 only, and
 # only for channel counts that are a multiple of the block): its plain kernel ran ShuffleNet V2's 58-channel depthwise
 # convolutions at 2.3 GFLOP/s where the NCHWc ones reached 11, so the two cannot share one cost per FLOP.
-# Pools are told apart too: a windowed max and a windowed average cost per element they read, differently (torch's
-# NCHW max pool took 2.3 ms for a ShuffleNet stem's 24 x 112 x 112 on one core, its average pool a third of that per
-# byte), and a global pool is a plain reduction.
+# Pools are told apart too: a windowed max and a windowed average cost per byte, differently (torch's NCHW max pool
+# took 1.5 ms per MB read and written on one zen4 core, its average pool 0.44), and a global pool is a reduction.
 POOL_CLASSES = {
     "MaxPool": "maxpool",
     "max_pool2d": "maxpool",
@@ -162,7 +161,12 @@ POOL_CLASSES = {
     "AveragePool": "avgpool",
     "avg_pool2d": "avgpool",
 }
+# A dense convolution on an image's few channels (the stem: RGB in, stride 2) is its own class too: with 3 input
+# channels there is little to vectorise over. On one zen4 core torch's 3 x 3 stems ran at 23-37 GFLOP/s and ONNX
+# Runtime's at 31-43, where their other 3 x 3 convolutions fitted at 56 and 62.
+STEM_CHANNELS = 4  # at most this many input channels
 OP_CLASSES = (
+    "stem",
     "conv1x1",
     "convkxk",
     "depthwise",
@@ -186,6 +190,8 @@ def op_class(kind: str, kernel: int = 1, groups: int = 1, channels_in: int = 1, 
         return kind
     if groups > 1:
         return "depthwise" if groups == channels_in else "grouped"
+    if channels_in <= STEM_CHANNELS:
+        return "stem"
     return "conv1x1" if kernel == 1 else "convkxk"
 
 

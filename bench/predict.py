@@ -12,8 +12,8 @@ device showed them for that class. Classes that do no arithmetic (element-wise, 
 views, allocations and others only a per-op cost.
 
 The fit is scipy's non-negative least squares on relative errors (each calibration cell weighs 1 / its latency), so
-a 10 us op counts as much as a 10 ms one. Why this and not a learned model: about 50 calibration cells per backend and
-about 25 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
+a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 70 calibration cells per backend and
+about 35 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
 these features adds up over a network's ops by construction. The uncertainty of a prediction is the spread of the
 fit's relative errors on the calibration cells (their 10th and 90th percentiles).
 """
@@ -29,7 +29,8 @@ from scipy import optimize
 
 from bench.categories import OP_CLASSES
 
-COMPUTE = ("conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", "matmul")  # classes with a FLOP term
+# Classes with a FLOP term.
+COMPUTE = ("stem", "conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", "matmul")
 MOVING = (*COMPUTE, "elementwise", "data", "maxpool", "avgpool", "globalpool")  # classes with a byte term
 # Features: the call, then per class its op count, its GFLOP (multiply-adds) and its MB moved.
 FEATURES = [
@@ -90,7 +91,7 @@ def fit(rows: list[dict[str, Any]]) -> Model:
     backend); raises ValueError when there are too few."""
     usable = [r for r in rows if r.get("op_classes") and r.get("median_ms") and known(r["op_classes"])]
     if len(usable) < 10:
-        raise ValueError(f"{len(usable)} calibration cells with op classes; run `shufflebench calibrate` (about 50)")
+        raise ValueError(f"{len(usable)} calibration cells with op classes; run `shufflebench calibrate` (70)")
     x = np.array([features(r["op_classes"]) for r in usable])
     y = np.array([r["median_ms"] for r in usable])
     scale = x.max(axis=0)

@@ -3,8 +3,8 @@
 Each stacks one kind of op ``repeat`` times at one shape, so that a cell's time is the op's time (times ``repeat``)
 plus the fixed cost of one call: convolutions (1x1, kxk, depthwise, grouped), element-wise ops (add, multiply, the
 activations the networks use, batch norm), a split-and-concatenate, the channel shuffle and linear layers. Shapes are
-preserved from one op to the next (stride 1, same padding), so the ops chain. Pools run once, as the networks run
-them (3 x 3 with stride 2, or global).
+preserved from one op to the next (stride 1, same padding), so the ops chain. Pools and a network's first
+convolution (the stem, on the RGB image) run once, as the networks run them.
 """
 
 from __future__ import annotations
@@ -94,6 +94,12 @@ def op_pool(*, kind: Literal["max", "avg", "global"], c: int, hw: int) -> tuple[
         return nn.AdaptiveAvgPool2d(1), (c, hw, hw)
     layer = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
     return layer(3, stride=2, padding=1), (c, hw, hw)
+
+
+@register_workload
+def op_stem(*, c: int, resolution: int, k: Literal[3, 7] = 3) -> tuple[nn.Module, tuple[int, int, int]]:
+    """A network's first convolution: an RGB image of ``resolution`` to ``c`` channels, k x k, stride 2."""
+    return nn.Conv2d(3, c, k, stride=2, padding=k // 2, bias=False), (3, resolution, resolution)
 
 
 @register_workload

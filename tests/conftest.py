@@ -18,6 +18,7 @@ EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "op_concat": {"c": 16, "hw": 14},
     "op_shuffle": {"c": 16, "hw": 14},
     "op_pool": {"kind": "max", "c": 16, "hw": 14},
+    "op_stem": {"c": 16, "resolution": 64},
     "op_linear": {"c": 64},
 }
 

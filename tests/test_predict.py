@@ -118,11 +118,10 @@ def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
     assert any(a["k"] == 1 and a["groups"] == 1 for a in convs) and any(a["k"] > 1 and a["groups"] == 1 for a in convs)
     assert any(a["groups"] == a["c"] for a in convs) and any(1 < a["groups"] < a["c"] for a in convs)
     workloads = {c.workload for c in sweep.cells}
-    assert workloads == {"op_conv", "op_elementwise", "op_concat", "op_shuffle", "op_pool", "op_linear"}
+    assert workloads == {"op_conv", "op_elementwise", "op_concat", "op_shuffle", "op_pool", "op_stem", "op_linear"}
     for cell in sweep.cells:
         c, hw = cell.args.get("c"), cell.args.get("hw", 1)
-        assert 16 <= c <= 1280 and 8192 <= c * hw * hw <= 2**21 or cell.workload == "op_linear"
-
+        assert 16 <= c <= 1280 and 8192 <= c * hw * hw <= 2**21 or cell.workload in ("op_linear", "op_stem")
 
 
 def test_the_calibration_cells_cover_every_op_class_the_networks_run():
@@ -136,7 +135,7 @@ def test_the_calibration_cells_cover_every_op_class_the_networks_run():
     for network in ({"groups": 3, "width": 0.5}, {"width": 0.5}):
         name = "shufflenet_v1" if "groups" in network else "shufflenet_v2"
         assert classes(name, network) <= calibrated, name
-    assert {"maxpool", "avgpool", "globalpool"} <= calibrated
+    assert {"maxpool", "avgpool", "globalpool", "stem"} <= calibrated
 
 
 MODEL = """
