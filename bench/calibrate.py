@@ -61,8 +61,8 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str
     for c in NETWORK_WIDTHS:  # depthwise at the networks' own widths, which ONNX Runtime cannot block (NCHWc)
         workloads.append(_entry("op_conv", c=c, hw=rng.choice([hw for hw in SIZES if fits(c, hw)]), k=3, groups=c))
     # Batch norm at more sizes: torch runs one after every convolution of every network, and one size cannot tell
-    # its cost per op from its cost per byte. Drawn after the rest, so the draws above (and a resumed sweep) stay
-    # the same; so are the stems.
+    # its cost per op from its cost per byte. These and the stems are drawn last, so adding them left the draws
+    # above, and so a resumed sweep's cells, unchanged.
     workloads += [_entry("op_elementwise", op="bn", c=c, hw=hw) for c, hw in draw(BN_EXTRA)]
     # Stems: the networks' first convolution on the RGB image, at their widths and resolutions.
     for c, resolution in rng.sample([(c, r) for c in (16, 24, 32, 48) for r in (128, 160, 192, 224)], STEMS):

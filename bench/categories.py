@@ -152,6 +152,18 @@ _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 # ``depthwise_plain`` is a depthwise convolution that ONNX Runtime left out of its blocked NCHWc layout (x86 only, and
 # only for channel counts that are a multiple of the block): its plain kernel ran ShuffleNet V2's 58-channel depthwise
 # convolutions at 2.3 GFLOP/s where the NCHWc ones reached 11, so the two cannot share one cost per FLOP.
+OP_CLASSES = (
+    "stem",
+    "conv1x1",
+    "convkxk",
+    "depthwise",
+    "depthwise_plain",
+    "grouped",
+    "maxpool",
+    "avgpool",
+    "globalpool",
+    *[k for k in KINDS if k not in ("conv", "pool")],
+)
 # Pools are told apart too: a windowed max and a windowed average cost per byte, differently (torch's NCHW max pool
 # took 1.5 ms per MB read and written on one zen4 core, its average pool 0.44), and a global pool is a reduction.
 POOL_CLASSES = {
@@ -165,18 +177,6 @@ POOL_CLASSES = {
 # channels there is little to vectorise over. On one zen4 core torch's 3 x 3 stems ran at 23-37 GFLOP/s and ONNX
 # Runtime's at 31-43, where their other 3 x 3 convolutions fitted at 56 and 62.
 STEM_CHANNELS = 4  # at most this many input channels
-OP_CLASSES = (
-    "stem",
-    "conv1x1",
-    "convkxk",
-    "depthwise",
-    "depthwise_plain",
-    "grouped",
-    "maxpool",
-    "avgpool",
-    "globalpool",
-    *[k for k in KINDS if k not in ("conv", "pool")],
-)
 NCHWC_DOMAIN = "com.microsoft.nchwc"
 
 
