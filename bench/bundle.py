@@ -31,7 +31,8 @@ FORMAT_VERSION = 2  # 2: cells and their prepared data in the worker protocol's 
 def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
     """Write the bundle of ``sweep``'s ONNX cells to ``out``; returns the manifest path. Files already in ``out``
     are overwritten only where the new bundle writes the same name, never deleted."""
-    from bench.runner import prepare_cells
+    from bench.launcher import Launcher
+    from bench.preparation import prepare_cells
 
     cells = [c for c in sweep.cells if backends.get(c.backend).needs_onnx]
     if not cells:
@@ -41,7 +42,8 @@ def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
     meta = device.collect()
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
-    prepared, errors = prepare_cells(cells, models, sweep.run.timeout)
+    with Launcher(log) as launcher:
+        prepared, errors = prepare_cells(cells, sweep.run.timeout, launcher)
     for key, error in errors.items():
         print(f"not exported: {key}: {error}", file=log)
     entries = []
@@ -49,10 +51,9 @@ def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
         if cell.key not in prepared:
             continue
         item = prepared[cell.key]
-        model = Path(item.onnx)
-        if not model.resolve().is_relative_to(out.resolve()):  # a user's .onnx file: the bundle gets a copy
-            model = models / f"{model.stem}-{cell.source}.onnx"
-            shutil.copyfile(item.onnx, model)
+        model = Path(item.onnx)  # from the preparation cache, or a user's .onnx file: the bundle gets a copy
+        model = models / (f"{model.stem}-{cell.source}.onnx" if cell.source else model.name)
+        shutil.copyfile(item.onnx, model)
         entries.append(
             {
                 "cell": dataclasses.asdict(cell),

@@ -138,14 +138,18 @@ def cmd_device(args: argparse.Namespace) -> None:
     meta = device.collect()
     if args.probe:
         from bench import backends, runner
+        from bench.launcher import Launcher
 
         pairs: list[tuple[str, int | None]] = []
         for name, backend in backends.REGISTRY.items():  # one thread and all physical cores on a CPU
             if backend.unavailable_reason() is None:
                 takes_threads = any(s.name == "threads" for s in backend.settings)
                 pairs += [(name, t) for t in sorted({1, meta["cores_physical"]})] if takes_threads else [(name, None)]
-        with runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench device --probe"):
-            meta["probe"] = runner.run_probes(pairs, 600.0, io.StringIO())  # describe() shows them
+        with (
+            runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench device --probe"),
+            Launcher() as launcher,
+        ):
+            meta["probe"] = runner.run_probes(pairs, 600.0, io.StringIO(), launcher)  # describe() shows them
     print(json.dumps(meta, indent=2) if args.json else device.describe(meta))
 
 

@@ -34,9 +34,11 @@ from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import backends, config, device, runner
+from bench import backends, config, device, preparation, runner
 from bench.errors import UserError
+from bench.launcher import Launcher
 from bench.results import ResultsStore
+from bench.rows import Context, error_row
 from bench.worker import Prepared, decode
 
 RESOURCE = "shufflebench-"  # + machine key: the resource a shufflebench worker advertises, one unit
@@ -140,13 +142,14 @@ def run(
 ) -> tuple[list[dict], list[str]]:
     """Measure ``sweep`` on every shufflebench device of the cluster; returns the rows written on the host and the
     ids of the devices that left before all their cells were measured."""
-    with contextlib.closing(client(address)) as dask, tempfile.TemporaryDirectory(prefix="shufflebench-fleet-") as tmp:
+    with contextlib.closing(client(address)) as dask:
         found = devices(dask, names)
         if not found:
             raise UserError(
                 f"no shufflebench worker at {address}: start one with `shufflebench fleet worker {address}`"
             )
-        prepared, errors = runner.prepare_cells(sweep.cells, Path(tmp) / "models", sweep.run.timeout)
+        with Launcher(log) as launcher:
+            prepared, errors = preparation.prepare_cells(sweep.cells, sweep.run.timeout, launcher)
         bundle = dask.scatter(_pack(prepared), broadcast=True)
         portable = {key: _portable(p) for key, p in prepared.items()}
         return _measure(dask, found, sweep, portable, errors, bundle, results_root, grace, log)
@@ -261,7 +264,8 @@ def _fingerprint() -> tuple[dict[str, Any], list[str]]:
 
 def _probe(pairs: list[tuple[str, int | None]], timeout: float) -> dict[str, dict]:
     """On the device: its roofs for these backends and thread counts."""
-    return runner.run_probes([tuple(p) for p in pairs], timeout, io.StringIO())
+    with Launcher() as launcher:
+        return runner.run_probes([tuple(p) for p in pairs], timeout, io.StringIO(), launcher)
 
 
 def _cell(
@@ -275,10 +279,13 @@ def _cell(
     settings = config.RunSettings(**{**run, "measure": config.MeasureSettings(**run["measure"])})
     meta = device.collect()
     the_cell = decode(config.Cell, cell)
-    context = runner.Context(meta, models.parent, sweep_name, settings, io.StringIO(), roofs)
     rows: list[dict] = []
-    with runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, fleet cell {the_cell.key}"):
-        runner.measure_cells([the_cell], context, rows.append, {the_cell.key: item})
+    with (
+        runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, fleet cell {the_cell.key}"),
+        Launcher() as launcher,
+    ):
+        context = Context(meta, models.parent, sweep_name, settings, io.StringIO(), roofs, launcher.mode)
+        runner.measure_cells([the_cell], context, rows.append, launcher, {the_cell.key: item})
     return rows[0]
 
 
@@ -310,8 +317,8 @@ def _unpack(bundle: bytes) -> Path:
 
 
 def _failed_row(cell: config.Cell, meta: dict, sweep: config.Sweep, error: str) -> dict[str, Any]:
-    context = runner.Context(meta, Path("."), sweep.name, sweep.run, io.StringIO())
-    return runner.error_row(cell, context, None, "error", error)
+    context = Context(meta, Path("."), sweep.name, sweep.run, io.StringIO())
+    return error_row(cell, context, None, "error", error)
 
 
 def _outcome(row: dict) -> str:

@@ -165,24 +165,21 @@ def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model
 
 def graph_classes(name: str, args: dict[str, Any], backend_name: str, threads: int | None, batch: int) -> dict:
     """The op classes of the graph ``backend_name`` would run for a workload (any name): the torch op graph, or the
-    graph ONNX Runtime optimises the exported model into at opt_level all. Builds and exports here [torch unless an
-    .onnx file]."""
-    import tempfile
-    from pathlib import Path
-
-    from bench import backends, workloads
-    from bench.worker import PrepareJob, prepare
+    graph ONNX Runtime optimises the exported model into at opt_level all. Prepared in worker processes, as a sweep
+    prepares it, and cached (bench.preparation)."""
+    from bench import backends, config, device, preparation
+    from bench.errors import UserError
+    from bench.launcher import Launcher
 
     backend = backends.get(backend_name)
-    with tempfile.TemporaryDirectory(prefix="shufflebench-predict-") as tmp:
-        onnx = str(Path(tmp) / "model.onnx") if backend.needs_onnx and not workloads.is_onnx(name) else None
-        prepared = prepare(PrepareJob(name, args, batch, onnx))
+    settings = backend.defaults(**({"threads": threads} if threads else {}))
+    cell = config.single_cell(name, args, backend_name, {"batch": batch, **settings})
+    timeout = config.RunSettings().timeout
+    with Launcher() as launcher:
+        prepared, errors = preparation.prepare_cells([cell], timeout, launcher)
+        if cell.key in errors:
+            raise UserError(f"{name}: {errors[cell.key]}")
         if not backend.needs_onnx:
-            return prepared.classes or {}
-        from bench.backends import ort_backend
-
-        settings = backend.defaults(**({"threads": threads} if threads else {}))
-        timed = ort_backend.prepare(
-            Path(prepared.onnx), tuple(prepared.input_shape), provider=backend.target, settings=settings
-        )
-        return timed.info["runtime_cost"].get("classes") or {}
+            return prepared[cell.key].classes or {}
+        costs = preparation.runtime_costs([cell], prepared, device.collect()["machine_key"], timeout, launcher)
+    return costs[cell.key].get("classes") or {}

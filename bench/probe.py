@@ -65,13 +65,6 @@ def roofs(matmul_seconds: float, n: int, copy_seconds: float, nbytes: int) -> Ro
     return Roofs(2 * n**3 / matmul_seconds / 1e9, 2 * nbytes / copy_seconds / 1e9, n, nbytes // 2**20)
 
 
-def run(job: ProbeJob) -> Roofs:
-    """In a worker process: this backend's roofs at this thread count."""
-    from bench import backends
-
-    return backends.get(job.backend).probe(job.threads)
-
-
 def drift(start: dict[str, dict[str, float]], end: dict[str, dict[str, float]]) -> float:
     """The largest relative change of any roof between two probes of the same keys (0 when nothing compares)."""
     changes = [

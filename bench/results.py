@@ -78,6 +78,8 @@ class RunColumns:
     measure_settings: dict[str, Any]
     finished_at: str
     started_at: str | None = None
+    processes_planned: int | None = None  # processes the cell was to get (more where they fell into modes)
+    launcher: str | None = None  # fork (a fresh parent per round) or exec (bench.launcher)
     timer_overhead_us: float | None = None
     load_avg: float | None = None
     exporter: str | None = None

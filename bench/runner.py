@@ -1,13 +1,17 @@
-"""Runs the cells of a sweep and writes one results row per cell.
+"""Runs the cells of a sweep and writes one results row per cell: scheduling only (bench.rows builds the rows).
 
-- Isolation: every (cell, repeat) runs in its own worker process (bench.worker), so a crash, hang or OOM becomes an
-  ``error`` row and the sweep goes on. Workloads are built and exported once per run in ``prepare`` workers.
-- Order: the (cell, repeat) pairs are shuffled with a recorded seed, so slow drifts of the machine spread over all
-  cells instead of biasing the last ones (methodology R3.3). A cell whose processes fall into separate modes
-  (bench.stats) gets as many processes again, up to ``max_processes``, so the share of each mode is known.
+- Isolation: every process of a cell is a worker of its own (bench.launcher forks it from a freshly executed parent
+  per round, or executes it fresh), so a crash, hang or OOM becomes an ``error`` row and the sweep goes on.
+  Workloads are prepared once per cell, and cached (bench.preparation).
+- Order: rounds. Each round runs every cell that still needs a process once, in an order shuffled with the sweep's
+  seed, so slow drifts of the machine spread over all cells instead of biasing the last ones, and a sweep cut short
+  has run every cell about as often as the next. A cell whose processes fall into separate modes (bench.stats) gets
+  as many processes again, up to ``max_processes``, in the rounds that follow, so the share of each mode is known.
 - Resume: a cell is measured again unless this device already has an ``ok`` row for it that was measured the same
-  way (measurement settings, and for ONNX cells the opset and, from a bundle, the exporter); ``fresh`` starts over.
-  A row is written, atomically, as soon as its cell's last repeat finishes.
+  way (measurement settings, all the processes it was to get, and for ONNX cells the opset and, from a bundle, the
+  exporter); ``fresh`` starts over. A row is written, atomically, as soon as its cell's last process finishes; when
+  the run stops early (Ctrl-C, SIGTERM, a time cap, an internal error) every cell with finished processes gets a row
+  flagged ``interrupted``, which the next run measures in full.
 - Lock: one sweep at a time per device, because two sweeps would time each other.
 
 ``run_sweep`` is the one entry point: ``shufflebench run`` (sweep files and bundles) and ``shufflebench time`` both go
@@ -17,46 +21,29 @@ through it, under one lock and one fingerprint.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
-import hashlib
-import json
 import os
 import random
-import shlex
-import shutil
-import statistics
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
-import psutil
 from tqdm import tqdm
 
-from bench import backends, device, probe, roofline, sensors, stats, workloads
-from bench.config import Cell, RunSettings, Sweep, kv
+from bench import backends, device, preparation, probe, stats, workloads
+from bench.config import Cell, RunSettings, Sweep
 from bench.errors import Interrupted, UserError
-from bench.results import SCHEMA_VERSION, CellColumns, CostColumns, ResultsStore, RunColumns, make_row
-from bench.worker import Failure, Prepared, PrepareJob, ProcessResult, TimeJob, decode, encode
+from bench.launcher import Launcher, remove_stale_work_folders
+from bench.results import ResultsStore
+from bench.rows import Context, error_row, measured_row, now
+from bench.worker import Failure, Prepared, ProcessResult, TimeJob
 
-# Prepended to every worker command. Under qemu-user without binfmt_misc a process cannot start a foreign binary, so
-# `make arm-emulated` sets it to "qemu-aarch64-static -L <root>" (see scripts/arm_emulated.sh).
-WORKER_PREFIX = shlex.split(os.environ.get("SHUFFLEBENCH_WORKER_PREFIX", ""))
-# Prepare workers (build, count, export) that run at once: each holds a torch process of a few hundred MB.
-PREPARE_WORKERS = max(1, min(8, (os.cpu_count() or 1) // 2))
 # Measurement settings that do not change what a row measured: a different seed or timeout does not re-measure it.
 NOT_COMPARED = ("seed", "probe")
-# Warm-up call times kept per process in a row: the warm-up curve is in its first calls, and a 6 us cell warms up
-# with 16,000 of them.
-WARMUP_KEPT = 200
 
 
 # One lock per device, in a fixed place: not $TMPDIR, which two shells on one machine may set differently.
@@ -91,18 +78,6 @@ def device_lock(device_id: str, holder: str) -> Iterator[None]:
             f.truncate()
 
 
-@dataclass
-class Context:
-    """What every row of one run shares: the device, the folder, the sweep's name and settings, the log."""
-
-    meta: dict[str, Any]
-    folder: Path
-    sweep: str
-    run: RunSettings
-    log: TextIO
-    probe: dict[str, dict] = field(default_factory=dict)  # the start probe of this run, by probe key
-
-
 def run_sweep(
     sweep: Sweep,
     results_root: Path,
@@ -118,9 +93,9 @@ def run_sweep(
     With ``write`` false (``shufflebench time``) nothing is stored and every cell is measured.
     """
     meta = device.collect()
-    context = Context(meta, results_root / meta["device_id"], sweep.name, sweep.run, log)
-    holder = f"pid {os.getpid()}, sweep {sweep.name}, since {_now()}"
-    with device_lock(meta["machine_key"], holder):
+    holder = f"pid {os.getpid()}, sweep {sweep.name}, since {now()}"
+    with device_lock(meta["machine_key"], holder), Launcher(log) as launcher:
+        context = Context(meta, results_root / meta["device_id"], sweep.name, sweep.run, log, launcher=launcher.mode)
         remove_stale_work_folders()
         rows: list[dict] = []
         store = None
@@ -145,13 +120,13 @@ def run_sweep(
 
         try:
             if probing:
-                context.probe = run_probes(probe_pairs(todo), sweep.run.timeout, log)
+                context.probe = run_probes(probe_pairs(todo), sweep.run.timeout, log, launcher)
                 meta["probe"] = context.probe
             if store:
                 device.write_if_changed(context.folder / "device.json", meta)
-            measure_cells(todo, context, on_row, prepared)
+            measure_cells(todo, context, on_row, launcher, prepared)
             if probing:
-                end = run_probes(probe_pairs(todo), sweep.run.timeout, log, "end")
+                end = run_probes(probe_pairs(todo), sweep.run.timeout, log, launcher, "end")
                 for row in finish_probes(rows, end):
                     store.put(row)
         except KeyboardInterrupt as e:
@@ -206,8 +181,9 @@ def remeasure_reason(
         return (
             "measurement settings changed (" + ", ".join(f"{k} {had.get(k)} -> {wanted.get(k)}" for k in changed) + ")"
         )
-    if row.get("processes") is not None and row["processes"] < run.processes:
-        return f"the last run was interrupted after {row.get('processes')} of {run.processes} processes"
+    planned = max(run.processes, row.get("processes_planned") or 0)  # more where its processes fell into modes
+    if row.get("processes") is not None and row["processes"] < planned:
+        return f"the last run was interrupted after {row.get('processes')} of {planned} processes"
     if backends.get(cell.backend).needs_onnx and not workloads.is_onnx(cell.workload):  # a file we exported
         export = prepared[cell.key].export if prepared and cell.key in prepared else None
         expected = {"opset": (export or {}).get("opset", backends.ONNX_OPSET)}
@@ -219,142 +195,126 @@ def remeasure_reason(
     return None
 
 
+@dataclass
+class Planned:
+    """A cell being measured: its backend (resolved once), what preparation gave it, and its processes so far."""
+
+    cell: Cell
+    backend: backends.Backend
+    prepared: Prepared
+    runtime_cost: dict[str, Any] | None
+    wanted: int  # processes it is to get: the sweep's, more where they fell into modes
+    results: list[tuple[str, ProcessResult]] = field(default_factory=list)  # (start time, result) per process
+
+
 def measure_cells(
     cells: list[Cell],
     context: Context,
     on_row: Callable[[dict], None],
+    launcher: Launcher,
     prepared: dict[str, Prepared] | None = None,
 ) -> None:
-    """Measure ``cells``, calling ``on_row`` once per cell as soon as its row is ready (skipped, error or ok)."""
+    """Measure ``cells``, calling ``on_row`` once per cell as soon as its row is ready (skipped, error or ok).
+
+    ``prepared`` is given when the cells come prepared (a bundle, a fleet); otherwise they are prepared here.
+    """
     if not cells:
         return
     progress = Progress(len(cells), context.log)
-    runnable = []
+    runnable: list[tuple[Cell, backends.Backend]] = []
     for cell in cells:
-        reason = backends.get(cell.backend).unavailable_reason()
+        backend = backends.get(cell.backend)
+        reason = backend.unavailable_reason()
         if reason:
             on_row(error_row(cell, context, None, "skipped", reason))
             progress.done(cell, "skipped")
         else:
-            runnable.append(cell)
+            runnable.append((cell, backend))
     if prepared is None:
-        prepared, errors = prepare_cells(runnable, context.folder / "onnx", context.run.timeout, progress)
-        for cell in runnable:
+        timeout = context.run.timeout
+        prepared, errors = preparation.prepare_cells([c for c, _ in runnable], timeout, launcher, progress)
+        for cell, _ in runnable:
             if cell.key in errors:
                 on_row(error_row(cell, context, None, "error", errors[cell.key]))
                 progress.done(cell, "error")
-    queue = schedule([c for c in runnable if c.key in prepared], context.run.processes, context.run.seed)
-    if queue:
+    ready = [c for c, _ in runnable if c.key in prepared]
+    costs = preparation.runtime_costs(ready, prepared, context.meta["machine_key"], context.run.timeout, launcher)
+    processes = context.run.processes
+    planned = [Planned(c, b, prepared[c.key], costs.get(c.key), processes) for c, b in runnable if c.key in prepared]
+    if planned:
         measure = context.run.measure
         print(
-            f"measuring {len(queue) // context.run.processes} cells x {context.run.processes} processes, at least "
-            f"{measure.warmup_time + measure.min_time:g} s each: {len(queue)} worker runs",
+            f"measuring {len(planned)} cells x {processes} processes, at least "
+            f"{measure.warmup_time + measure.min_time:g} s each: {len(planned) * processes} worker runs",
             file=context.log,
         )
-    progress.expect_runs(len(queue))
-    results: dict[str, list[tuple[str, ProcessResult]]] = defaultdict(list)
-    wanted = {cell.key: context.run.processes for cell in runnable}
-    failed: set[str] = set()
-    began = time.perf_counter()
+    progress.expect_runs(len(planned) * processes)
+    rng = random.Random(context.run.seed)
+    began, runs = time.perf_counter(), launcher.runs
     try:
-        while queue:
-            cell = queue.pop(0)
-            if cell.key in failed:
-                continue
-            progress.start(cell)
-            started = _now()
-            job = TimeJob(cell, prepared[cell.key], context.run.measure)
-            env = backends.get(cell.backend).worker_env(cell.settings)
-            answer = run_worker("time", job, context.run.timeout, env)
-            progress.run_done()
-            if isinstance(answer, Failure):
-                failed.add(cell.key)
-                on_row(error_row(cell, context, prepared[cell.key], "error", answer.error))
-                progress.done(cell, "error")
-                continue
-            results[cell.key].append((started, answer))
-            if len(results[cell.key]) < wanted[cell.key]:
-                continue
-            extra = _extra_processes(results[cell.key], wanted[cell.key], context.run)
-            if extra:
-                wanted[cell.key] += extra
-                queue += [cell] * extra
-                progress.expect_more(extra, f"{cell.key}: processes fall into modes, {extra} more")
-                continue
-            row = measured_row(cell, context, prepared[cell.key], results.pop(cell.key))
-            on_row(row)
-            progress.done(cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
-    except KeyboardInterrupt:
-        # Keep what was measured: a cell with finished processes gets its row, flagged, and the next run of the
-        # sweep measures it again in full (remeasure_reason).
-        for key, finished in list(results.items()):
-            cell = next(c for c in runnable if c.key == key)
-            note = f"interrupted after {len(finished)} of {wanted[key]} processes: run the sweep again to finish it"
-            on_row(measured_row(cell, context, prepared[key], results.pop(key), note))
+        while todo := next_round(planned, rng):
+            launcher.next_round()  # no two processes of a cell come from one parent
+            for item in todo:
+                progress.start(item.cell)
+                started = now()
+                job = TimeJob(item.cell, item.prepared, context.run.measure)
+                env = item.backend.worker_env(item.cell.settings)
+                answer = launcher.run("time", job, context.run.timeout, item.backend.preload, env)
+                progress.run_done()
+                if isinstance(answer, Failure):
+                    planned.remove(item)  # its finished processes go with it: an error is never written as a result
+                    on_row(error_row(item.cell, context, item.prepared, "error", answer.error))
+                    progress.done(item.cell, "error")
+                    continue
+                item.results.append((started, answer))
+                if len(item.results) < item.wanted:
+                    continue
+                extra = _extra_processes(item, context.run)
+                if extra:
+                    item.wanted += extra
+                    progress.expect_more(extra, f"{item.cell.key}: processes fall into modes, {extra} more")
+                    continue
+                planned.remove(item)
+                row = _row(item, context)
+                on_row(row)
+                progress.done(item.cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
+    except BaseException as e:
+        # Keep what was measured, whatever stopped the run: a cell with finished processes gets its row, flagged,
+        # and the next run of the sweep measures it again in full (remeasure_reason).
+        why = "" if isinstance(e, KeyboardInterrupt) else f" by an internal error ({type(e).__name__})"
+        for item in planned:
+            if item.results:
+                note = f"interrupted{why} after {len(item.results)} of {item.wanted} processes: run the sweep again"
+                on_row(_row(item, context, note))
         raise
     finally:
-        if progress.runs:
+        done = launcher.runs - runs
+        if done:
             seconds = time.perf_counter() - began
-            each = seconds / progress.runs
-            print(f"{progress.runs} worker runs took {seconds:.0f} s, {each:.1f} s each", file=context.log)
+            print(f"{done} worker runs took {seconds:.0f} s, {seconds / done:.1f} s each", file=context.log)
 
 
-def _extra_processes(results: list[tuple[str, ProcessResult]], done: int, run: RunSettings) -> int:
+def next_round(planned: list[Planned], rng: random.Random) -> list[Planned]:
+    """The cells that still need a process, each once, in an order shuffled with the sweep's seeded ``rng``."""
+    todo = [item for item in planned if len(item.results) < item.wanted]
+    rng.shuffle(todo)
+    return todo
+
+
+def _row(item: Planned, context: Context, interrupted: str | None = None) -> dict[str, Any]:
+    return measured_row(
+        item.cell, context, item.prepared, item.results, item.runtime_cost, item.wanted, interrupted=interrupted
+    )
+
+
+def _extra_processes(item: Planned, run: RunSettings) -> int:
     """More processes for a cell whose processes fall into modes, once, up to ``run.max_processes``."""
-    if done != run.processes or done >= run.max_processes:
+    done = len(item.results)
+    if item.wanted != run.processes or done >= run.max_processes:
         return 0
-    if stats.find_modes([r.samples for _, r in results]) is None:
+    if stats.find_modes([r.samples for _, r in item.results]) is None:
         return 0
     return min(run.processes, run.max_processes - done)
-
-
-def schedule(cells: list[Cell], processes: int, seed: int) -> list[Cell]:
-    """Each cell ``processes`` times, in rounds: every round runs each cell once, in an order shuffled with ``seed``.
-
-    A cell's processes are spread over the whole sweep, so slow drift of the machine shows up as spread between them
-    rather than as a difference between cells, and a sweep cut short has run every cell about as often as the next.
-    """
-    rng = random.Random(seed)
-    runs: list[Cell] = []
-    for _ in range(processes):
-        round_ = list(cells)
-        rng.shuffle(round_)
-        runs += round_
-    return runs
-
-
-def prepare_cells(
-    cells: list[Cell], onnx_dir: Path, timeout: float, progress: Progress | None = None
-) -> tuple[dict[str, Prepared], dict[str, str]]:
-    """Cost (and ONNX file in ``onnx_dir``, for backends that run one) per distinct workload and batch.
-
-    Returns what each cell needs and the error text, both by cell key.
-    """
-    groups: dict[str, list[Cell]] = defaultdict(list)
-    for cell in cells:
-        groups[json.dumps([cell.workload, cell.source, cell.args, cell.batch], sort_keys=True)].append(cell)
-    prepared: dict[str, Prepared] = {}
-    errors: dict[str, str] = {}
-
-    def prepare_group(group_key: str, group: list[Cell]) -> None:
-        first = group[0]
-        needs_onnx = any(backends.get(c.backend).needs_onnx for c in group) and not workloads.is_onnx(first.workload)
-        digest = hashlib.sha256(group_key.encode()).hexdigest()[:12]
-        stem = Path(first.workload.replace(":", "-")).name  # an import path's file name or callable
-        onnx = str(onnx_dir / f"{stem}-{digest}.onnx") if needs_onnx else None
-        if progress:
-            progress.note(f"preparing {first.workload} {kv(first.args)} batch={first.batch}")
-        answer = run_worker("prepare", PrepareJob(first.workload, first.args, first.batch, onnx), timeout)
-        for cell in group:
-            if isinstance(answer, Failure):
-                errors[cell.key] = answer.error
-            else:
-                prepared[cell.key] = answer
-
-    # Nothing is timed while workloads are prepared, so their workers may share the cores.
-    with ThreadPoolExecutor(max_workers=PREPARE_WORKERS) as pool:
-        list(pool.map(prepare_group, groups.keys(), groups.values()))
-    return prepared, errors
 
 
 def probe_pairs(cells: list[Cell]) -> list[tuple[str, int | None]]:
@@ -364,13 +324,14 @@ def probe_pairs(cells: list[Cell]) -> list[tuple[str, int | None]]:
 
 
 def run_probes(
-    pairs: list[tuple[str, int | None]], timeout: float, log: TextIO, when: str = "start"
+    pairs: list[tuple[str, int | None]], timeout: float, log: TextIO, launcher: Launcher, when: str = "start"
 ) -> dict[str, dict]:
     """The roofs of each pair, measured in a worker process each, and said in the log."""
     out = {}
     for backend, threads in pairs:
         key = probe.key(backend, threads)
-        answer = run_worker("probe", probe.ProbeJob(backend, threads), timeout)
+        job = probe.ProbeJob(backend, threads)
+        answer = launcher.run("probe", job, timeout, backends.get(backend).preload)
         if isinstance(answer, Failure):
             print(f"probe ({when}) {key}: failed ({answer.error}); its rows have no roofs", file=log)
             continue
@@ -396,161 +357,6 @@ def finish_probes(rows: list[dict], end: dict[str, dict]) -> list[dict]:
             row.update(is_noisy=True, noise="; ".join(n for n in (flag, row["noise"]) if n))
         finished.append(row)
     return finished
-
-
-ANSWERS = {"Prepared": Prepared, "ProcessResult": ProcessResult, "Failure": Failure, "Roofs": probe.Roofs}
-
-
-WORK_PREFIX = "shufflebench-work-"
-
-
-def run_worker(kind: str, job: Any, timeout: float, env: dict[str, str] | None = None) -> Any:
-    """Run one worker process on ``job`` (with ``env`` added to this process's environment); its answer, or a Failure
-    that says what went wrong.
-
-    The worker gets a folder of its own, named after this process, as its TMPDIR: whatever it or its libraries leave
-    there goes with the folder, and a folder left by a killed run is removed by the next (remove_stale_work_folders).
-    """
-    with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}-") as tmp:
-        job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
-        job_path.write_text(encode(job))
-        try:
-            proc = subprocess.run(
-                [*WORKER_PREFIX, sys.executable, "-m", "bench.worker", kind, str(job_path), str(out_path)],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env={**os.environ, **(env or {}), "TMPDIR": tmp},
-            )
-        except subprocess.TimeoutExpired:
-            return Failure(f"worker timed out after {timeout:g} s (raise measure.timeout)")
-        tail = " | ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
-        if out_path.exists():
-            out = json.loads(out_path.read_text())
-            answer = decode(ANSWERS[out["kind"]], out["answer"])
-            if isinstance(answer, Failure) and tail:
-                return Failure(f"{answer.error} (worker stderr: {tail})", answer.traceback)
-            return answer
-        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-        return Failure(f"worker crashed ({how}): {tail or 'no output'}")
-
-
-def remove_stale_work_folders() -> None:
-    """Remove the worker folders of runs that were killed (SIGKILL leaves them; every other exit removes its own)."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
-        pid = folder.name.removeprefix(WORK_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _cell_columns(cell: Cell, context: Context, status: str, error: str | None) -> CellColumns:
-    return CellColumns(
-        schema_version=SCHEMA_VERSION,
-        sweep=context.sweep,
-        cell=cell.key,
-        status=status,
-        error=error,
-        workload=cell.workload,
-        workload_args=cell.args,
-        source=cell.source,
-        backend=cell.backend,
-        device_id=context.meta["device_id"],
-        machine_key=context.meta["machine_key"],
-        arch=context.meta["arch"],
-        emulated=context.meta["emulated"],
-    )
-
-
-def _cost_columns(cell: Cell, prepared: Prepared | None) -> CostColumns:
-    if prepared is None:
-        return CostColumns()
-    cost = dict(prepared.cost)
-    dtype = cell.settings.get("dtype", "float32")
-    cost["mac_bytes"] = cost["mac"] * backends.ITEMSIZE[dtype]  # counted at float32; the cell may run narrower
-    return CostColumns(**cost)
-
-
-def _scaled_classes(classes: dict[str, list[int]] | None, cell: Cell) -> dict[str, list[int]] | None:
-    """The prepared (float32) op classes with bytes at the cell's dtype."""
-    if not classes:
-        return None
-    ratio = backends.ITEMSIZE[cell.settings.get("dtype", "float32")] / 4
-    return {k: [n, flops, round(nbytes * ratio)] for k, (n, flops, nbytes) in classes.items()}
-
-
-def _export_columns(cell: Cell, prepared: Prepared | None) -> dict[str, Any]:
-    export = (prepared.export or {}) if prepared and backends.get(cell.backend).needs_onnx else {}
-    return {"exporter": export.get("exporter"), "opset": export.get("opset")}
-
-
-def error_row(cell: Cell, context: Context, prepared: Prepared | None, status: str, error: str) -> dict[str, Any]:
-    """The row of a cell that was skipped or failed."""
-    run = RunColumns(context.run.recorded(), _now(), **_export_columns(cell, prepared))
-    return make_row(
-        _cell_columns(cell, context, status, error),
-        {"batch": cell.batch, **cell.settings},
-        run,
-        _cost_columns(cell, prepared),
-    )
-
-
-def measured_row(
-    cell: Cell,
-    context: Context,
-    prepared: Prepared,
-    results: list[tuple[str, ProcessResult]],
-    interrupted: str | None = None,
-) -> dict[str, Any]:
-    """The row of a measured cell, from its processes' results; ``interrupted`` says why some are missing."""
-    processes = [r for _, r in results]
-    load_avg = device.load_average()
-    info = processes[0].info
-    health = [p.health for p in processes if p.health]
-    flags = list(dict.fromkeys(f for h in health for f in sensors.health_flags(h["start"], h["end"])))
-    summary = stats.summarize(
-        [p.samples for p in processes],
-        [p.number for p in processes],
-        cell.batch,
-        pipelined=[p.pipelined for p in processes],
-        load_avg=load_avg,
-        cores=context.meta["cores_logical"],
-        warnings=[*(info.get("warnings") or []), *flags, *([interrupted] if interrupted else [])],
-    )
-    key = probe.key(cell.backend, cell.settings.get("threads"))
-    roofs = context.probe.get(key)
-    energies = [p.energy_j / p.calls / cell.batch * 1e3 for p in processes if p.energy_j is not None and p.calls]
-    runtime = info.get("runtime_cost") or {}
-    cost = dataclasses.replace(
-        _cost_columns(cell, prepared),
-        mac_runtime=runtime.get("mac"),
-        mac_runtime_bytes=runtime.get("mac_bytes"),
-        runtime_ops=runtime.get("ops"),
-        op_classes=runtime.get("classes") or _scaled_classes(prepared.classes, cell),
-    )
-    run = RunColumns(
-        measure_settings=context.run.recorded(),
-        finished_at=_now(),
-        started_at=min(started for started, _ in results),
-        timer_overhead_us=min(p.timer_overhead for p in processes) * 1e6,
-        load_avg=load_avg,
-        backend_info=info,
-        # raw samples in ms to the nanosecond: the clock resolves no finer, and the file stays small
-        samples_ms=[[round(s * 1e3, 6) for s in p.samples] for p in processes],
-        warmup_ms=[[round(s * 1e3, 6) for s in p.warmup[:WARMUP_KEPT]] for p in processes],
-        health=health or None,
-        energy_mj_per_image=statistics.median(energies) if len(energies) == len(processes) else None,
-        energy_method=processes[0].energy_method or None,
-        peak_gflops=roofs["matmul_gflops"] if roofs else None,
-        peak_gbs=roofs["bandwidth_gbs"] if roofs else None,
-        probe={"key": key, "start": roofs} if roofs else None,
-        **_export_columns(cell, prepared),
-    )
-    bounds = roofline.analyse(
-        cost.flops, cost.mac_bytes, summary.median_ms, run.peak_gflops, run.peak_gbs, cost.mac_runtime_bytes
-    )
-    return make_row(
-        _cell_columns(cell, context, "ok", None), {"batch": cell.batch, **cell.settings}, run, cost, summary, bounds
-    )
 
 
 @dataclass
@@ -627,7 +433,3 @@ def summary_table(rows: list[dict]) -> str:
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
     out += [f"{n} cells skipped: {reason}" for reason, n in skipped.items()]
     return "\n".join(out)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

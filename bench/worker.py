@@ -1,10 +1,11 @@
-"""The worker process and its typed protocol: ``python -m bench.worker {prepare,time} JOB.json OUT.json``.
+"""The worker process and its typed protocol: ``python -m bench.worker KIND JOB.json OUT.json``.
 
-The runner starts one worker per (cell, repeat) so that a crash, a hang or an out-of-memory kill costs one cell, and
-torch and ONNX Runtime never share a process (their thread pools would compete). ``prepare`` builds a workload once
-per sweep run, counts its cost and exports it to ONNX when an ORT cell needs it [torch]; ``time`` measures one cell
-and imports only what its backend needs, so timing an ONNX file needs no torch. Answers go to OUT.json, not stdout,
-because exporters and libraries print to stdout.
+The runner runs every job in a worker process of its own (forked by bench.launcher, or freshly executed) so that a
+crash, a hang or an out-of-memory kill costs one cell, and torch and ONNX Runtime never share a process (their thread
+pools would compete). Kinds: ``prepare`` builds a workload, counts its cost and exports it to ONNX when an ORT cell
+needs it [torch]; ``runtime_cost`` counts the graph ONNX Runtime optimises a model into, once per cell; ``time``
+measures one cell and imports only what its backend needs, so timing an ONNX file needs no torch; ``probe`` measures
+the device's roofs. Answers go to OUT.json, not stdout, because exporters and libraries print to stdout.
 
 Jobs and answers are frozen dataclasses; :func:`encode` and :func:`decode` are their one JSON round trip (bundles use
 them too).
@@ -50,6 +51,21 @@ class Prepared:
     onnx: str | None = None  # the exported file, for backends that run one
     export: dict[str, Any] | None = None  # exporter, opset, versions, op counts
     classes: dict[str, list[int]] | None = None  # the torch op graph per predictor class: [count, FLOPs, bytes]
+
+
+@dataclass(frozen=True)
+class RuntimeCostJob:
+    """Count the graph a backend's runtime makes of an ONNX file with a cell's settings (bench.onnx_cost)."""
+
+    backend: str
+    onnx: str
+    input_shape: list[int]
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuntimeCost:
+    cost: dict[str, Any]  # mac, mac_bytes, flops, ops, classes, unknown_shapes; or error
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,16 @@ def prepare(job: PrepareJob) -> Prepared:
     return Prepared(list(input_shape), counted.totals(), job.onnx, export, counted.by_class())
 
 
+def runtime_cost(job: RuntimeCostJob) -> RuntimeCost:
+    backend = backends.get(job.backend)
+    return RuntimeCost(backend.runtime_cost(Path(job.onnx), tuple(job.input_shape), job.settings))
+
+
+def run_probe(job: probe.ProbeJob) -> probe.Roofs:
+    """This backend's roofs at this thread count (bench.probe)."""
+    return backends.get(job.backend).probe(job.threads)
+
+
 def time_cell(job: TimeJob) -> ProcessResult:
     cell = job.cell
     backend = backends.get(cell.backend)
@@ -152,19 +178,26 @@ def time_cell(job: TimeJob) -> ProcessResult:
     )
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: get SIGKILL when the runner dies, so an orphan never keeps timing beside the next sweep."""
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-KINDS = {"prepare": (PrepareJob, prepare), "time": (TimeJob, time_cell), "probe": (probe.ProbeJob, probe.run)}
+KINDS = {
+    "prepare": (PrepareJob, prepare),
+    "runtime_cost": (RuntimeCostJob, runtime_cost),
+    "time": (TimeJob, time_cell),
+    "probe": (probe.ProbeJob, run_probe),
+}
+# The answers a worker may give, by the name it writes beside them.
+ANSWERS = {c.__name__: c for c in (Prepared, RuntimeCost, ProcessResult, Failure, probe.Roofs)}
 
 
 def main(argv: list[str]) -> int:
     kind, job_path, out_path = argv
-    _die_with_parent()
+    die_with_parent()
     job_type, run = KINDS[kind]
     try:
         answer: Any = run(decode(job_type, Path(job_path).read_text()))

@@ -30,3 +30,11 @@ def example_params(name: str) -> dict[str, Any]:
 @pytest.fixture
 def tmp_results(tmp_path):
     return tmp_path / "results"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_preparation_cache(tmp_path_factory):
+    """The tests prepare workloads into a cache of their own, never the user's (bench.preparation)."""
+    import os
+
+    os.environ["SHUFFLEBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))

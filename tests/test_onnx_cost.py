@@ -72,8 +72,7 @@ def _runtime_mac(tmp_path, opt_level: str, **g4) -> int:
     if not path.exists():
         export(w.module, w.input_shape, path)
     settings = backends.get("ort-cpu").defaults(threads=1, opt_level=opt_level)
-    timed = ort_backend.prepare(path, w.input_shape, provider="CPUExecutionProvider", settings=settings)
-    runtime = timed.info["runtime_cost"]
+    runtime = ort_backend.runtime_cost(path, w.input_shape, provider="CPUExecutionProvider", settings=settings)
     assert runtime["unknown_shapes"] == 0, runtime
     return runtime["mac"]
 
@@ -99,10 +98,10 @@ def test_a_depthwise_convolution_onnx_runtime_cannot_block_is_its_own_class(tmp_
         w = blocks.build("op_conv", c=c, hw=14, k=3, groups=c, repeat=2)
         export(w.module, w.input_shape, tmp_path / f"dw{c}.onnx")
         settings = backends.get("ort-cpu").defaults(threads=1, opt_level="all")
-        timed = ort_backend.prepare(
+        runtime = ort_backend.runtime_cost(
             tmp_path / f"dw{c}.onnx", w.input_shape, provider="CPUExecutionProvider", settings=settings
         )
-        classes[c] = timed.info["runtime_cost"]["classes"]
+        classes[c] = runtime["classes"]
     assert classes[58]["depthwise_plain"][0] == 2 and "depthwise" not in classes[58]
     assert classes[64]["depthwise"][0] == 2 and "depthwise_plain" not in classes[64]
     # the model itself, as exported, has plain depthwise convolutions only as ONNX Runtime runs them

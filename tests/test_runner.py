@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, device, runner
+from bench import config, device, launcher, runner
 from bench.errors import Interrupted
 from bench.results import read_rows
+from bench.worker import Failure, ProcessResult
 
 FAST = (
     "measure: {processes: 2, max_processes: 2, probe: false, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, "
@@ -220,48 +221,124 @@ def test_resume_measures_again_what_was_measured_differently(tmp_path):
 
 
 def test_an_error_row_carries_the_exception_and_the_workers_stderr(tmp_path):
+    (tmp_path / "noisy_model.py").write_text(
+        "import sys\n\ndef build():\n    print('a line the worker wrote to stderr', file=sys.stderr)\n"
+        "    raise ValueError('no model today')\n"
+    )
     path = tmp_path / "fails.yaml"
-    path.write_text(FAST + "settings: {backend: torch-cpu, threads: 1}\nworkloads: [{name: g2, grid: {g: 8, c: 12}}]\n")
-    wrapper = tmp_path / "wrapper.sh"
-    wrapper.write_text('#!/bin/sh\necho "a line the worker wrote to stderr" >&2\nexec "$@"\n')
-    wrapper.chmod(0o755)
-    env = {**__import__("os").environ, "SHUFFLEBENCH_WORKER_PREFIX": str(wrapper)}
-    out = shufflebench("run", str(path), "--results", str(tmp_path / "results"), env=env)
+    path.write_text(
+        FAST + "settings: {backend: torch-cpu, threads: 1}\n"
+        "workloads: [{name: 'noisy_model.py:build', grid: {input_shape: 3x8x8}}]\n"
+    )
+    out = shufflebench("run", str(path), "--results", str(tmp_path / "results"), cwd=tmp_path)
     assert out.returncode == 1, out.stderr  # its only cell failed, the row says why
     (row,) = read_rows(results_file(tmp_path / "results", "fails"))
     assert row["status"] == "error"
-    assert row["error"].startswith("WorkloadError: g2: g=8 must divide c=12")
+    assert row["error"].startswith("ValueError: no model today")
     assert "worker stderr: a line the worker wrote to stderr" in row["error"]
 
 
-def test_an_interrupted_sweep_keeps_its_finished_processes_and_the_next_run_completes_them(tmp_path, monkeypatch):
+def _patch_time_jobs(monkeypatch, answer):
+    """Route the runner's ``time`` jobs through ``answer(job, real)``; other jobs (prepare) run for real. Returns the
+    cell keys of the time jobs in the order they ran."""
+    real, calls = launcher.Launcher.run, []
+
+    def run(self, kind, job, *args, **kwargs):
+        if kind != "time":
+            return real(self, kind, job, *args, **kwargs)
+        calls.append(job.cell.key)
+        return answer(job, lambda: real(self, kind, job, *args, **kwargs))
+
+    monkeypatch.setattr(launcher.Launcher, "run", run)
+    return calls
+
+
+def _fake_process(median_ms: float) -> ProcessResult:
+    samples = [median_ms / 1e3 * (1 + 0.001 * i) for i in range(-5, 6)]
+    return ProcessResult(samples, 1, [], 1e-7, [], 0, {})
+
+
+def _sweep(tmp_path, processes: int = 2, max_processes: int = 2, sizes: str = "[8, 12, 16]"):
     path = tmp_path / "cut.yaml"
     path.write_text(
-        FAST + "settings: {backend: torch-cpu, threads: 1}\nworkloads: [{name: g4, grid: {c: [8, 12, 16], hw: 8}}]\n"
+        FAST.replace("processes: 2, max_processes: 2", f"processes: {processes}, max_processes: {max_processes}")
+        + f"settings: {{backend: torch-cpu, threads: 1}}\nworkloads: [{{name: g4, grid: {{c: {sizes}, hw: 8}}}}]\n"
     )
+    return config.load(path)
+
+
+def test_an_interrupted_sweep_keeps_its_finished_processes_and_the_next_run_completes_them(tmp_path, monkeypatch):
     root = tmp_path / "results"
-    real, timed = runner.run_worker, []
 
-    def ctrl_c_at_the_fourth_process(kind, job, *args, **kwargs):
-        if kind == "time":
-            timed.append(job.cell.key)
-            if len(timed) == 4:
-                raise KeyboardInterrupt
-        return real(kind, job, *args, **kwargs)
+    def ctrl_c_at_the_fourth_process(job, real):
+        if len(timed) == 4:
+            raise KeyboardInterrupt
+        return real()
 
-    monkeypatch.setattr(runner, "run_worker", ctrl_c_at_the_fourth_process)
+    timed = _patch_time_jobs(monkeypatch, ctrl_c_at_the_fourth_process)
     log = io.StringIO()
     with pytest.raises(Interrupted, match="3 of 3 cells written"):
-        runner.run_sweep(config.load(path), root, log=log)
+        runner.run_sweep(_sweep(tmp_path), root, log=log)
     assert len(set(timed[:3])) == 3  # the first round runs every cell once
     assert "3 worker runs took" in log.getvalue()
     rows = read_rows(results_file(root, "cut"))
     assert len(rows) == 3
     assert all(r["processes"] == 1 and "interrupted after 1 of 2 processes" in r["noise"] for r in rows)
 
-    monkeypatch.setattr(runner, "run_worker", real)
+    monkeypatch.undo()
     log = io.StringIO()
-    runner.run_sweep(config.load(path), root, log=log)
+    runner.run_sweep(_sweep(tmp_path), root, log=log)
     assert "measuring 3 cell(s) again: the last run was interrupted after 1 of 2 processes" in log.getvalue()
     rows = read_rows(results_file(root, "cut"))
     assert len(rows) == 3 and all(r["processes"] == 2 and "interrupted" not in r["noise"] for r in rows)
+    assert [(r["launcher"], r["processes_planned"]) for r in rows] == [(launcher.mode(), 2)] * 3
+
+
+def test_a_cell_whose_worker_failed_stays_an_error_when_the_run_is_then_interrupted(tmp_path, monkeypatch):
+    def crash_then_ctrl_c(job, real):
+        if len(timed) == 3:  # round 2: the first cell's second process crashes
+            return Failure("worker crashed (killed by signal 9): no output")
+        if len(timed) == 4:
+            raise KeyboardInterrupt
+        return _fake_process(1.0)
+
+    timed = _patch_time_jobs(monkeypatch, crash_then_ctrl_c)
+    with pytest.raises(Interrupted):
+        runner.run_sweep(_sweep(tmp_path, sizes="[8, 12]"), tmp_path / "results", log=io.StringIO())
+    rows = {r["cell"]: r for r in read_rows(results_file(tmp_path / "results", "cut"))}
+    assert rows[timed[2]]["status"] == "error" and "killed by signal 9" in rows[timed[2]]["error"]
+    (other,) = set(rows) - {timed[2]}
+    assert rows[other]["status"] == "ok" and "interrupted after 1 of 2 processes" in rows[other]["noise"]
+
+
+def test_extra_processes_for_modes_join_the_next_rounds_and_a_cut_cell_is_measured_again(tmp_path, monkeypatch):
+    def two_modes_then_ctrl_c(job, real):
+        if len(timed) == 7:  # round 4 has begun: each cell has had 3 of its 4 processes
+            raise KeyboardInterrupt
+        return _fake_process(1.0 if timed.count(job.cell.key) % 2 else 2.0)  # processes alternate 1 ms and 2 ms
+
+    timed = _patch_time_jobs(monkeypatch, two_modes_then_ctrl_c)
+    sweep = _sweep(tmp_path, processes=2, max_processes=4, sizes="[8, 12]")
+    with pytest.raises(Interrupted):
+        runner.run_sweep(sweep, tmp_path / "results", log=io.StringIO())
+    for start in (0, 2, 4):  # rounds of two: every cell once in each, the extra processes too
+        assert len(set(timed[start : start + 2])) == 2, timed
+    rows = {r["cell"]: r for r in read_rows(results_file(tmp_path / "results", "cut"))}
+    assert all(r["processes"] == 3 and r["processes_planned"] == 4 for r in rows.values())
+    log = io.StringIO()
+    todo = runner.cells_to_measure(sweep, rows, device.collect(), None, log)
+    assert len(todo) == 2 and "interrupted after 3 of 4 processes" in log.getvalue()
+
+
+def test_an_internal_error_keeps_the_finished_processes(tmp_path, monkeypatch):
+    def unreadable_at_the_fourth(job, real):
+        if len(timed) == 4:
+            raise RuntimeError("an answer the runner cannot read")
+        return _fake_process(1.0)
+
+    timed = _patch_time_jobs(monkeypatch, unreadable_at_the_fourth)
+    with pytest.raises(RuntimeError):
+        runner.run_sweep(_sweep(tmp_path), tmp_path / "results", log=io.StringIO())
+    rows = read_rows(results_file(tmp_path / "results", "cut"))
+    assert len(rows) == 3
+    assert all("interrupted by an internal error (RuntimeError) after 1 of 2" in r["noise"] for r in rows)

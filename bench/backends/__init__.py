@@ -123,6 +123,16 @@ class Backend:
         """This device's peak matmul throughput and memory bandwidth with this backend's kernels (bench.probe)."""
         raise NotImplementedError
 
+    def runtime_cost(self, onnx: Path, input_shape: tuple[int, ...], settings: dict[str, Any]) -> dict[str, Any]:
+        """The cost of the graph the runtime makes of ``onnx`` with these settings (backends that run ONNX files)."""
+        raise NotImplementedError
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        """The modules a worker of this backend imports before it is forked (bench.launcher): its runtime's, and
+        nothing that runs an op."""
+        raise NotImplementedError
+
     def defaults(self, **overrides: Any) -> dict[str, Any]:
         """Every setting this backend takes but batch, at its default unless overridden, checked."""
         unknown = set(overrides) - {s.name for s in self.settings}
@@ -173,6 +183,10 @@ class TorchBackend(Backend):
 
         return torch_backend.probe(self.target, threads)
 
+    @property
+    def preload(self) -> tuple[str, ...]:
+        return ("torch", "blocks", "bench.backends.torch_backend")
+
 
 class OrtBackend(Backend):
     """ONNX Runtime with one execution provider (bench.backends.ort_backend); runs the exported file, no torch."""
@@ -197,6 +211,15 @@ class OrtBackend(Backend):
         from bench.backends import ort_backend
 
         return ort_backend.probe(self.target, threads)
+
+    def runtime_cost(self, onnx, input_shape, settings):  # noqa: ANN001, ANN201 (see Backend)
+        from bench.backends import ort_backend
+
+        return ort_backend.runtime_cost(onnx, input_shape, provider=self.target, settings=settings)
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        return ()  # import onnxruntime starts a thread, so the child imports it (bench.launcher)
 
 
 def _ort(name: str, provider: str) -> OrtBackend:

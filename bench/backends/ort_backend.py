@@ -136,7 +136,6 @@ def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, setting
             spinning=settings.get("spinning"),
             profile_prefix=profile,
         )
-        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")  # the graph the runtime runs, for its cost
         session = ort.InferenceSession(source, so, providers=[(provider, options)])
         used = session.get_providers()[0]
         if used != provider:
@@ -147,7 +146,6 @@ def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, setting
             session.run_with_iobinding(binding)
             placement = node_placement(json.loads(Path(session.end_profiling()).read_text()))
             warnings = placement_warnings(placement, provider)
-        runtime_cost = optimized_cost(Path(so.optimized_model_filepath), input_shape)
     info = {
         "onnxruntime": ort.__version__,
         "provider": used,
@@ -163,10 +161,25 @@ def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, setting
             ),
         },
         "io_device": device,
-        "runtime_cost": runtime_cost,
         "warnings": warnings,
     }
     return OrtTimed(session, binding, info, asynchronous=device != "cpu", keep=keep)
+
+
+def runtime_cost(
+    model: Path, input_shape: tuple[int, ...], *, provider: str, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """The cost of the graph ONNX Runtime makes of ``model`` with a cell's settings (its optimisation level, and on
+    the CPU the NCHWc layout this machine's ISA gets): the same for every process of a cell, so counted once, in
+    preparation (bench.preparation)."""
+    source: str | bytes = float16_model(model) if settings.get("dtype") == "float16" else str(model)
+    with tempfile.TemporaryDirectory(prefix="shufflebench-ort-") as tmp:
+        so = session_options(
+            threads=settings.get("threads"), opt_level=settings["opt_level"], spinning=settings.get("spinning")
+        )
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(source, so, providers=[(provider, provider_options(provider, settings))])
+        return optimized_cost(Path(so.optimized_model_filepath), input_shape)
 
 
 def optimized_cost(path: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
