@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PAPER_SWEEPS := configs/paper/g1.yaml configs/paper/g2.yaml configs/paper/g3.yaml configs/paper/g4.yaml \
 	configs/paper/networks.yaml
 
-.PHONY: setup test lint bench paper calibrate report compare arm-emulated gpu-check validate-timing selfbench
+.PHONY: setup test lint bench paper calibrate report compare arm-emulated gpu-check validate-timing validate-launcher selfbench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
+# On every core (pytest-xdist); each test worker has its own sweep lock and preparation cache (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist worksteal $(PYTEST_ARGS)
 
 # Measure configs/default.yaml on this device, profile Figure 2's networks, write reports/<device-id>/index.md.
 # Resumes if interrupted (FRESH=1 to measure everything again).
@@ -57,7 +58,7 @@ compare: $(STAMP)
 arm-emulated: $(STAMP)
 	PYTHON=$(PY) bash scripts/arm_emulated.sh
 
-# Everything on a CUDA GPU in about 5 minutes with the Python already there (PYTHON, default python3, must have torch
+# Everything on a CUDA GPU in about 7 minutes with the Python already there (PYTHON, default python3, must have torch
 # with CUDA; no venv, no network): GPU tests, Tables 1-4 at x1, Table 8 networks, breakdown, report, all written to
 # $(OUT) or gpu-check/. Says so and exits 0 where no GPU is visible. See scripts/gpu_check.sh.
 gpu-check:
@@ -66,6 +67,11 @@ gpu-check:
 # shufflebench's timer against torch.utils.benchmark, and its overhead against a bare loop.
 validate-timing: $(STAMP)
 	$(PY) scripts/validate_timing.py
+
+# Forked workers (bench.launcher) against freshly executed ones on the same cells, interleaved by round: medians,
+# intervals, between-process spread and seconds per worker run (about 8 minutes on 2 cores).
+validate-launcher: $(STAMP)
+	$(PY) scripts/validate_launcher.py
 
 # Style: ruff's checks and formatting (line length 120, pyproject.toml).
 lint: $(STAMP)

@@ -86,7 +86,7 @@ class RunColumns:
     opset: int | None = None
     backend_info: dict[str, Any] | None = None
     samples_ms: list[list[float]] | None = None  # per process
-    warmup_ms: list[list[float]] | None = None  # per process, its first calls (bench.runner.WARMUP_KEPT)
+    warmup_ms: list[list[float]] | None = None  # per process, its first calls (bench.rows.WARMUP_KEPT)
     peak_gflops: float | None = None  # the device's matmul roof for this backend and thread count (bench.probe)
     peak_gbs: float | None = None  # its memory-bandwidth roof
     probe: dict[str, Any] | None = None  # key, start and end roofs, drift between them

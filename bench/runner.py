@@ -47,16 +47,18 @@ NOT_COMPARED = ("seed", "probe")
 
 
 # One lock per device, in a fixed place: not $TMPDIR, which two shells on one machine may set differently.
-LOCK_DIR = Path("/tmp/shufflebench-locks")
+# SHUFFLEBENCH_LOCK_DIR moves it (the tests use their own, so a sweep running on the machine cannot fail them).
+LOCK_DIR = "/tmp/shufflebench-locks"
 
 
 @contextlib.contextmanager
 def device_lock(device_id: str, holder: str) -> Iterator[None]:
     """Hold the one-sweep-at-a-time lock of this device; raises UserError naming the holder when it is taken."""
-    LOCK_DIR.mkdir(exist_ok=True)
+    folder = Path(os.environ.get("SHUFFLEBENCH_LOCK_DIR", LOCK_DIR))
+    folder.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(PermissionError):  # every user of the machine shares the folder
-        LOCK_DIR.chmod(0o1777)
-    path = LOCK_DIR / f"{device_id}.lock"
+        folder.chmod(0o1777)
+    path = folder / f"{device_id}.lock"
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

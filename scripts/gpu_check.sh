@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# `make gpu-check`: everything shufflebench does on a CUDA GPU, in one run of about 5 minutes that needs no network.
+# `make gpu-check`: everything shufflebench does on a CUDA GPU, in one run of about 7 minutes that needs no network.
 #
 # It uses the Python given as PYTHON (default python3) as it is, with this checkout on PYTHONPATH: no virtual
 # environment and no install, so it runs on a machine that already has torch with CUDA and cannot download anything.
-# Steps, each with a time cap so the whole check stays under 8 minutes whatever happens. A capped sweep keeps what it
+# Steps, each with a time cap so the whole check stays under 10 minutes whatever happens. A capped sweep keeps what it
 # measured: cells cut short get rows flagged "interrupted after k of n processes", which a rerun measures in full.
-# On the first H200 a worker process took about 4 s (starting Python, torch and CUDA, then 0.5 s of timing), so the
-# tables (57 worker runs) need most of their cap; the log says how long the runs took.
+# On the first H200 a freshly executed worker took about 4 s (starting Python, torch and CUDA, then 0.5 s of timing);
+# workers are now forked from a parent that imported torch once per round (bench.launcher), so a run costs CUDA's
+# start in the child, cuDNN's autotuning and the timing: about 1.5 s expected, so the tables (159 worker runs) take
+# about 4 minutes of their 5.3 and the networks (18 runs) about 1 of their 2. The log says how long the runs took.
 #   1. the device: nvidia-smi, torch's view of the GPU, shufflebench's fingerprint
 #   2. the GPU tests (pytest -m gpu)
-#   3. ShuffleNet V2 Tables 1-4 at x1 on the GPU, with CUDA-graph replay on two G3 cells (configs/gpu-check/tables.yaml)
+#   3. ShuffleNet V2 Tables 1-4 on the GPU (x1, x2, x4), CUDA-graph replay on two G3 cells (configs/gpu-check/tables.yaml)
 #   4. the Table 8 networks at ~140 MFLOPs, float32 and float16 (configs/gpu-check/networks.yaml)
 #   5. Figure 2's op-category breakdown, on the GPU too
 #   6. the report, and its verdicts per guideline and settings compared (CUDA graph, float16) in the log
@@ -51,9 +53,9 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS, log i
     # The fingerprint without --probe: every sweep below probes its own backends (probing all of them took over 30 s).
     step device 20 bash -c 'nvidia-smi; "$0" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())"; "$0" -m bench.cli device' "$PYTHON"
     step tests 45 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
-    step tables 220 "${SB[@]}" run configs/gpu-check/tables.yaml --results "$WORK/results"
+    step tables 320 "${SB[@]}" run configs/gpu-check/tables.yaml --results "$WORK/results"
     step networks 120 "${SB[@]}" run configs/gpu-check/networks.yaml --results "$WORK/results"
-    step breakdown 50 "${SB[@]}" breakdown --results "$WORK/results" --runs 10
+    step breakdown 40 "${SB[@]}" breakdown --results "$WORK/results" --runs 10
     for folder in "$WORK"/results/*/; do
         id=$(basename "$folder")
         step report 25 "${SB[@]}" report "$folder" --out "$WORK/reports/$id"

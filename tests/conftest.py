@@ -33,8 +33,11 @@ def tmp_results(tmp_path):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _own_preparation_cache(tmp_path_factory):
-    """The tests prepare workloads into a cache of their own, never the user's (bench.preparation)."""
+def _own_cache_and_lock(tmp_path_factory):
+    """The tests (each pytest-xdist worker) prepare workloads into a cache of their own, never the user's
+    (bench.preparation), and take a sweep lock of their own: a sweep running on the machine cannot fail them, they
+    cannot disturb it, and two test workers do not refuse each other's sweeps."""
     import os
 
     os.environ["SHUFFLEBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["SHUFFLEBENCH_LOCK_DIR"] = str(tmp_path_factory.mktemp("locks"))

@@ -20,7 +20,7 @@ import pytest
 
 from bench import device
 from bench.results import ResultsStore, read_rows, read_table
-from bench.runner import WORK_PREFIX
+from bench.launcher import WORK_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = (
