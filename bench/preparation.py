@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 # onnxruntime, which starts a thread at import, so that one the child imports itself).
 PREPARE_PRELOAD = ("torch", "torch.onnx", "onnx", "onnxscript", "blocks", "bench.cost")
 ONNX_PRELOAD = ("bench.onnx_cost",)  # a user's .onnx file is counted torch-free
-# Prepare workers that run at once: each holds a torch process of a few hundred MB, and nothing is timed meanwhile.
-PREPARE_WORKERS = max(1, min(8, (os.cpu_count() or 1) // 2))
+# Prepare workers that run at once, one per core: nothing is timed meanwhile, and each holds a torch process of a few
+# hundred MB (an export takes seconds: on 2 cores, two at once halve a cold preparation).
+PREPARE_WORKERS = max(1, min(8, os.cpu_count() or 1))
 # The code whose output is cached, relative to the repository's packages.
 CODE = ("blocks", "bench/cost.py", "bench/export.py", "bench/onnx_cost.py", "bench/categories.py", "bench/workloads.py")
 VERSIONS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu")

@@ -4,6 +4,7 @@ the isolation of fresh processes kept (crashes, hangs, stray output, temporary f
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def test_a_preload_that_fails_to_import_fails_the_job_with_the_reason(tmp_path):
 
 
 def test_no_worker_folder_is_left_behind(model, tmp_path):
-    before = set(Path(tempfile.gettempdir()).glob(f"{launcher.WORK_PREFIX}*"))
+    mine = f"{launcher.WORK_PREFIX}{os.getpid()}-*"  # the folders of this process's jobs and parents
     with Launcher() as runs:
         runs.run("prepare", _job(model, tmp_path / "log.jsonl"), 60, PREPARE_PRELOAD)
-    assert set(Path(tempfile.gettempdir()).glob(f"{launcher.WORK_PREFIX}*")) <= before
+        assert list(Path(tempfile.gettempdir()).glob(mine))  # the parent's, while it lives
+    assert not list(Path(tempfile.gettempdir()).glob(mine))
