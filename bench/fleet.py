@@ -284,7 +284,7 @@ def _cell(
         runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, fleet cell {the_cell.key}"),
         Launcher() as launcher,
     ):
-        context = Context(meta, models.parent, sweep_name, settings, io.StringIO(), roofs, launcher.mode)
+        context = Context(meta, models.parent, sweep_name, settings, io.StringIO(), roofs)
         runner.measure_cells([the_cell], context, rows.append, launcher, {the_cell.key: item})
     return rows[0]
 

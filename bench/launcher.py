@@ -86,6 +86,10 @@ class Launcher:
     def __exit__(self, *exc: Any) -> None:
         self.next_round()
 
+    def how(self, preload: tuple[str, ...], env: dict[str, str]) -> str:
+        """How this kind of job's workers are started: ``fork``, or ``exec`` where they cannot be forked."""
+        return "exec" if self.mode == "exec" or (preload, tuple(sorted(env.items()))) in self._no_fork else "fork"
+
     def next_round(self) -> None:
         """End every parent: the next job of each kind starts from a freshly executed interpreter."""
         with self._lock:

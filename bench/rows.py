@@ -30,7 +30,6 @@ class Context:
     run: RunSettings
     log: TextIO
     probe: dict[str, dict] = field(default_factory=dict)  # the start probe of this run, by probe key
-    launcher: str = ""  # how its worker processes were started: fork or exec (bench.launcher)
 
 
 def _cell_columns(cell: Cell, context: Context, status: str, error: str | None) -> CellColumns:
@@ -91,10 +90,12 @@ def measured_row(
     results: list[tuple[str, ProcessResult]],
     runtime_cost: dict[str, Any] | None,
     planned: int,
+    launcher: str,
     interrupted: str | None = None,
 ) -> dict[str, Any]:
-    """The row of a measured cell, from its processes' results, the cost of the graph its runtime ran (ORT cells) and
-    the number of processes it was to get; ``interrupted`` says why some are missing."""
+    """The row of a measured cell, from its processes' results, the cost of the graph its runtime ran (ORT cells),
+    the number of processes it was to get and how they were started (bench.launcher); ``interrupted`` says why some
+    are missing."""
     processes = [r for _, r in results]
     load_avg = device.load_average()
     info = processes[0].info
@@ -124,7 +125,7 @@ def measured_row(
         measure_settings=context.run.recorded(),
         finished_at=now(),
         processes_planned=planned,
-        launcher=context.launcher or None,
+        launcher=launcher,
         started_at=min(started for started, _ in results),
         timer_overhead_us=min(p.timer_overhead for p in processes) * 1e6,
         load_avg=load_avg,

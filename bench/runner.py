@@ -97,7 +97,7 @@ def run_sweep(
     meta = device.collect()
     holder = f"pid {os.getpid()}, sweep {sweep.name}, since {now()}"
     with device_lock(meta["machine_key"], holder), Launcher(log) as launcher:
-        context = Context(meta, results_root / meta["device_id"], sweep.name, sweep.run, log, launcher=launcher.mode)
+        context = Context(meta, results_root / meta["device_id"], sweep.name, sweep.run, log)
         remove_stale_work_folders()
         rows: list[dict] = []
         store = None
@@ -277,7 +277,7 @@ def measure_cells(
                     progress.expect_more(extra, f"{item.cell.key}: processes fall into modes, {extra} more")
                     continue
                 planned.remove(item)
-                row = _row(item, context)
+                row = _row(item, context, launcher)
                 on_row(row)
                 progress.done(item.cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
     except BaseException as e:
@@ -287,7 +287,7 @@ def measure_cells(
         for item in planned:
             if item.results:
                 note = f"interrupted{why} after {len(item.results)} of {item.wanted} processes: run the sweep again"
-                on_row(_row(item, context, note))
+                on_row(_row(item, context, launcher, note))
         raise
     finally:
         done = launcher.runs - runs
@@ -303,9 +303,10 @@ def next_round(planned: list[Planned], rng: random.Random) -> list[Planned]:
     return todo
 
 
-def _row(item: Planned, context: Context, interrupted: str | None = None) -> dict[str, Any]:
+def _row(item: Planned, context: Context, launcher: Launcher, interrupted: str | None = None) -> dict[str, Any]:
+    how = launcher.how(item.backend.preload, item.backend.worker_env(item.cell.settings))
     return measured_row(
-        item.cell, context, item.prepared, item.results, item.runtime_cost, item.wanted, interrupted=interrupted
+        item.cell, context, item.prepared, item.results, item.runtime_cost, item.wanted, how, interrupted
     )
 
 
