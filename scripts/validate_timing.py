@@ -4,7 +4,7 @@
    `shufflebench time` worker runs) against `torch.utils.benchmark.Timer(..., num_threads=N).blocked_autorange()`,
    on the same module and input object, alternately, three rounds each. A median ratio within 2% of 1 means both
    time the same thing.
-2. Processes: the same cell through `shufflebench time` (fresh worker processes, each building the module anew), to
+2. Processes: the same cell through `shufflebench time` (worker processes of its own, each building the module anew), to
    show the process medians side by side. With glibc's default heap some processes of a cell ran 2x slower than
    others here (page faults on every call, docs/design-notes.md); the torch-cpu default heap, ``malloc: steady``,
    removed that. This script runs itself with the same heap.
