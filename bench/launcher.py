@@ -88,7 +88,7 @@ class Launcher:
 
     def how(self, preload: tuple[str, ...], env: dict[str, str]) -> str:
         """How this kind of job's workers are started: ``fork``, or ``exec`` where they cannot be forked."""
-        return "exec" if self.mode == "exec" or (preload, tuple(sorted(env.items()))) in self._no_fork else "fork"
+        return "exec" if self.mode == "exec" or _kind(preload, env) in self._no_fork else "fork"
 
     def next_round(self) -> None:
         """End every parent: the next job of each kind starts from a freshly executed interpreter."""
@@ -130,7 +130,7 @@ class Launcher:
 
     def _parent(self, preload: tuple[str, ...], env: dict[str, str]) -> _Parent | Failure | None:
         """An idle parent of this kind, started if there is none; None when this kind must run in fresh processes."""
-        key = (preload, tuple(sorted(env.items())))
+        key = _kind(preload, env)
         with self._lock:
             if key in self._no_fork:
                 return None
@@ -143,11 +143,13 @@ class Launcher:
         if isinstance(started, Failure):
             return started
         self.parents_started += 1
-        if started > 1:  # a thread in the parent could hold a lock that the child would inherit, held forever
+        if started:  # a thread could hold a lock at the fork that the child inherits held, or be one it needs
             parent.close()
+            with self._lock:
+                self._no_fork.add(key)
             self._say(
-                f"importing {', '.join(preload) or 'the worker'} started {started} threads: those workers start "
-                "fresh interpreters instead of forking (slower)"
+                f"importing {', '.join(preload)} started {started} thread(s): those workers start fresh interpreters "
+                "instead of being forked (slower)"
             )
             return None
         with self._lock:
@@ -162,6 +164,11 @@ class Launcher:
         if self.log is not None and text not in self._said:
             self._said.add(text)
             print(text, file=self.log)
+
+
+def _kind(preload: tuple[str, ...], env: dict[str, str]) -> tuple:
+    """What makes two parents interchangeable: the modules they import and the environment they start with."""
+    return preload, tuple(sorted(env.items()))
 
 
 class _Parent:

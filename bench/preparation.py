@@ -16,6 +16,7 @@ is a new key, so a stale entry is never read; an entry whose ONNX file is gone o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -88,9 +89,9 @@ class Cache:
         path = self.folder / kind / f"{key}.json"
         try:
             entry = json.loads(path.read_text())
-        except (OSError, ValueError):
+            onnx = entry["answer"].get("onnx")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none yet, or not one of ours
             return None
-        onnx = entry.get("answer", {}).get("onnx")
         if onnx and entry.get("onnx_size") is not None:  # a file of ours: it must still be the one exported
             if not Path(onnx).is_file() or Path(onnx).stat().st_size != entry["onnx_size"]:
                 return None
@@ -168,7 +169,7 @@ def _prepare(
         return answer
     if final and partial:
         os.replace(partial, final)
-        answer = Prepared(answer.input_shape, answer.cost, str(final), answer.export, answer.classes)
+        answer = dataclasses.replace(answer, onnx=str(final))
     cache.write("prepared", key, answer, final.stat().st_size if final else None)
     return answer
 

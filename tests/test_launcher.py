@@ -117,6 +117,17 @@ def test_a_preload_that_fails_to_import_fails_the_job_with_the_reason(tmp_path):
         assert isinstance(answer, Prepared)
 
 
+@pytest.mark.skipif(launcher.mode() != "fork", reason="this platform has no fork; every job runs in a fresh process")
+def test_a_preload_that_starts_a_thread_is_never_forked_from():
+    ort = ("onnxruntime",)  # its import starts a thread (a timed wait in its pybind module)
+    with Launcher() as runs:
+        for _ in range(2):
+            answer = runs.run("prepare", PrepareJob("g4", {"c": 8, "hw": 8}, 1, None), 60, ort)
+            assert isinstance(answer, Prepared), answer
+        assert runs.how(ort, {}) == "exec" and runs.how(PREPARE_PRELOAD, {}) == "fork"
+        assert runs.parents_started == 1  # found once, then remembered: fresh processes for that kind
+
+
 def test_no_worker_folder_is_left_behind(model, tmp_path):
     mine = f"{launcher.WORK_PREFIX}{os.getpid()}-*"  # the folders of this process's jobs and parents
     with Launcher() as runs:
