@@ -69,8 +69,10 @@ def test_a_torch_free_process_runs_the_bundle(exported, tmp_path):
     (csv,) = (tmp_path / "r").glob("*/tiny.csv")
     rows = read_rows(csv)
     assert [r["status"] for r in rows] == ["ok", "ok"]
-    assert rows[0]["flops"] == 10 * 2 * 8 * 8 * 8 * 16 and rows[0]["median_ms"] > 0
-    assert rows[0]["exporter"] == "dynamo"
+    # rows are written as cells finish, and a cell whose processes fell into modes finishes later
+    (g1,) = [r for r in rows if r["workload"] == "g1"]
+    assert g1["flops"] == 10 * 2 * 8 * 8 * 8 * 16 and g1["median_ms"] > 0
+    assert g1["exporter"] == "dynamo"
     check = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
     assert "torch is blocked" in check.stderr  # the blocker really was in force
 
