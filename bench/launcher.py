@@ -12,7 +12,8 @@ The fork launcher keeps the independence and drops the cost:
   backend declares (``Backend.preload``) and runs nothing else: no op, so no OpenMP thread pool, no ORT session or
   arena and no CUDA context exist to be inherited (CUDA is initialised in the child only). numpy's OpenBLAS starts
   an idle pool at import, which it shuts down itself across a fork (``pthread_atfork``); a preload that starts any
-  other thread is not forked from (``import onnxruntime`` starts one, so ORT children import it themselves).
+  other thread is not forked from (``import onnxruntime`` starts one on some builds and machines, so ORT children
+  import it themselves).
 - For each job it forks one **child**, one at a time, which does what ``python -m bench.worker`` does: its own TMPDIR,
   stdout and stderr to a file in it, the job, the answer in OUT.json. A crash, hang or OOM kill ends the child only.
 - Parents live for one **round** (bench.runner runs every cell once per round): ``next_round()`` ends them, so each

@@ -118,13 +118,17 @@ def test_a_preload_that_fails_to_import_fails_the_job_with_the_reason(tmp_path):
 
 
 @pytest.mark.skipif(launcher.mode() != "fork", reason="this platform has no fork; every job runs in a fresh process")
-def test_a_preload_that_starts_a_thread_is_never_forked_from():
-    ort = ("onnxruntime",)  # its import starts a thread (a timed wait in its pybind module)
+def test_a_preload_that_starts_a_thread_is_never_forked_from(tmp_path):
+    # a module of its own: whether a library's import starts a thread varies with its build and the machine
+    (tmp_path / "starts_a_thread.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n"
+    )
+    threaded, env = ("starts_a_thread",), {"PYTHONPATH": str(tmp_path)}
     with Launcher() as runs:
         for _ in range(2):
-            answer = runs.run("prepare", PrepareJob("g4", {"c": 8, "hw": 8}, 1, None), 60, ort)
+            answer = runs.run("prepare", PrepareJob("g4", {"c": 8, "hw": 8}, 1, None), 60, threaded, env)
             assert isinstance(answer, Prepared), answer
-        assert runs.how(ort, {}) == "exec" and runs.how(PREPARE_PRELOAD, {}) == "fork"
+        assert runs.how(threaded, env) == "exec" and runs.how(PREPARE_PRELOAD, {}) == "fork"
         assert runs.parents_started == 1  # found once, then remembered: fresh processes for that kind
 
 
