@@ -68,15 +68,15 @@ gpu-check:
 validate-timing: $(STAMP)
 	$(PY) scripts/validate_timing.py
 
-# Forked workers (bench.launcher) against freshly executed ones on the same cells, interleaved by round: medians,
+# Forked workers (shufflebench.launcher) against freshly executed ones on the same cells, interleaved by round: medians,
 # intervals, between-process spread and seconds per worker run (about 8 minutes on 2 cores).
 validate-launcher: $(STAMP)
 	$(PY) scripts/validate_launcher.py
 
 # Style: ruff's checks and formatting (line length 120, pyproject.toml).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bench blocks tests scripts
-	$(VENV)/bin/ruff format --check bench blocks tests scripts
+	$(VENV)/bin/ruff check shufflebench tests scripts
+	$(VENV)/bin/ruff format --check shufflebench tests scripts
 
 # The project's own speed targets (pytest-benchmark), e.g. counting a ResNet-50 takes well under a second.
 selfbench: $(STAMP)

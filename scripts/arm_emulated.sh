@@ -43,7 +43,7 @@ if [ ! -d "$CACHE/site/onnxruntime" ] || [ ! -d "$CACHE/site/scipy" ] || [ ! -d 
 fi
 
 echo "exporting the bundle on this host" >&2
-"$PYTHON" -m bench.cli export "$CONFIG" --out "$CACHE/bundle" >/dev/null
+"$PYTHON" -m shufflebench.cli export "$CONFIG" --out "$CACHE/bundle" >/dev/null
 
 cpuinfo=$CACHE/fakecpuinfo
 : > "$cpuinfo"
@@ -65,4 +65,4 @@ unshare -m --propagation private sh -c '
   cd "$ROOT"
   PYTHONPATH="$CACHE/site:$ROOT" SHUFFLEBENCH_EMULATED=1 \
   SHUFFLEBENCH_WORKER_PREFIX="qemu-aarch64-static -L $CACHE/root" \
-    exec qemu-aarch64-static -L "$CACHE/root" "$ARM_PY" -m bench.cli run "$CACHE/bundle" --results "$RESULTS"'
+    exec qemu-aarch64-static -L "$CACHE/root" "$ARM_PY" -m shufflebench.cli run "$CACHE/bundle" --results "$RESULTS"'

@@ -6,7 +6,7 @@
 # Steps, each with a time cap so the whole check stays under 10 minutes whatever happens. A capped sweep keeps what it
 # measured: cells cut short get rows flagged "interrupted after k of n processes", which a rerun measures in full.
 # On the first H200 a freshly executed worker took about 4 s (starting Python, torch and CUDA, then 0.5 s of timing);
-# workers are now forked from a parent that imported torch once per round (bench.launcher), so a run costs CUDA's
+# workers are now forked from a parent that imported torch once per round (shufflebench.launcher), so a run costs CUDA's
 # start in the child, cuDNN's autotuning and the timing: about 1.5 s expected, so the tables (159 worker runs) take
 # about 4 minutes of their 5.3 and the networks (18 runs) about 1 of their 2. The log says how long the runs took.
 #   1. the device: nvidia-smi, torch's view of the GPU, shufflebench's fingerprint
@@ -35,7 +35,7 @@ fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-SB=("$PYTHON" -m bench.cli)
+SB=("$PYTHON" -m shufflebench.cli)
 failed=()
 
 step() {  # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS, log its exit status and duration
@@ -51,7 +51,7 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS, log i
 {
     echo "gpu-check on $(hostname) at $(date -u +%FT%TZ)"
     # The fingerprint without --probe: every sweep below probes its own backends (probing all of them took over 30 s).
-    step device 20 bash -c 'nvidia-smi; "$0" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())"; "$0" -m bench.cli device' "$PYTHON"
+    step device 20 bash -c 'nvidia-smi; "$0" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())"; "$0" -m shufflebench.cli device' "$PYTHON"
     step tests 45 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
     step tables 320 "${SB[@]}" run configs/gpu-check/tables.yaml --results "$WORK/results"
     step networks 120 "${SB[@]}" run configs/gpu-check/networks.yaml --results "$WORK/results"

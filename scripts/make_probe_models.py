@@ -1,8 +1,8 @@
-"""Write the two ONNX graphs the ONNX Runtime probe times (bench/probes/), so a board without torch or onnx can run
-them: a square fp32 MatMul and a scale-by-one of a long fp32 vector (read once, written once). Their sizes are
+"""Write the two ONNX graphs the ONNX Runtime probe times (shufflebench/probes/), so a board without torch or onnx can
+run them: a square fp32 MatMul and a scale-by-one of a long fp32 vector (read once, written once). Their sizes are
 symbolic: the probe chooses them. tests/test_probe.py checks the committed files are what this script writes.
 
-Usage: python scripts/make_probe_models.py [FOLDER]   (default bench/probes)
+Usage: python scripts/make_probe_models.py [FOLDER]   (default shufflebench/probes)
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
 MODELS = {"matmul.onnx": matmul, "scale.onnx": scale}
 
 if __name__ == "__main__":
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "bench" / "probes")
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "shufflebench" / "probes")
     folder.mkdir(parents=True, exist_ok=True)
     for name, make in MODELS.items():
         (folder / name).write_bytes(make().SerializeToString())

@@ -1,13 +1,13 @@
 """Check that forked workers measure what freshly executed ones measure (`make validate-launcher`).
 
 The same cells (G1 x1 on torch-cpu and ort-cpu, ShuffleNet V2 1x and MobileNet V2 1x on both) are measured with both
-launchers of bench.launcher in one run, interleaved: every round runs each launcher once, in a shuffled order, and
-each launcher runs every cell once in a shuffled order. Per cell it prints the ratio of medians (fork / exec), whether
-each median lies inside the other's interval, the ratio of between-process spread (IQR of the process medians, fork
-/ exec: forking processes that came out identical would show far below 1), and the seconds per worker run of each,
+launchers of shufflebench.launcher in one run, interleaved: every round runs each launcher once, in a shuffled order,
+and each launcher runs every cell once in a shuffled order. Per cell it prints the ratio of medians (fork / exec),
+whether each median lies inside the other's interval, the ratio of between-process spread (IQR of the process medians,
+fork / exec: forking processes that came out identical would show far below 1), and the seconds per worker run of each,
 with the part beyond warm-up and sampling. Then the same with glibc's default heap (``malloc: glibc``) on g1
 c1=13,c2=78, whose processes fell into two speeds with fresh processes on the zen4 development machine: the process
-medians of each launcher and the modes bench.stats finds in them.
+medians of each launcher and the modes shufflebench.stats finds in them.
 
 Pass criteria: medians within 2% of each other for the median cell, each inside the other's interval for at least
 90% of cells, spread ratio between 0.7 and 1.5 for the median cell.
@@ -24,10 +24,10 @@ import time
 
 import numpy as np
 
-from bench import backends, config, device, preparation, stats
-from bench.launcher import Launcher
-from bench.measure import MeasureSettings
-from bench.worker import Failure, ProcessResult, TimeJob
+from shufflebench import backends, config, device, preparation, stats
+from shufflebench.launcher import Launcher
+from shufflebench.measure import MeasureSettings
+from shufflebench.worker import Failure, ProcessResult, TimeJob
 
 WORKLOADS = [
     ("g1", {"c1": 32, "c2": 32}),

@@ -27,10 +27,10 @@ import torch
 import torch.utils.benchmark as tb
 from torch import nn
 
-import blocks
-from bench import backends
-from bench.backends import torch_backend
-from bench.measure import MeasureSettings, measure
+from shufflebench import blocks
+from shufflebench import backends
+from shufflebench.backends import torch_backend
+from shufflebench.measure import MeasureSettings, measure
 
 CELLS = [
     ("g1", {"c1": 32, "c2": 32}),
@@ -73,7 +73,7 @@ def shufflebench_time(name: str, args: dict, threads: int) -> str:
     argv = [
         sys.executable,
         "-m",
-        "bench.cli",
+        "shufflebench.cli",
         "time",
         name,
         *(f"{k}={v}" for k, v in args.items()),
@@ -121,8 +121,9 @@ def _label(name: str, args: dict) -> str:
 
 
 def steady_heap() -> None:
-    """Run this process as a worker runs: with the steady heap of the torch-cpu default (bench.backends.STEADY_HEAP),
-    so the comparison is not between two timers caught in glibc's page-fault churn (docs/design-notes.md)."""
+    """Run this process as a worker runs: with the steady heap of the torch-cpu default
+    (shufflebench.backends.STEADY_HEAP), so the comparison is not between two timers caught in glibc's page-fault churn
+    (docs/design-notes.md)."""
     env = backends.get("torch-cpu").worker_env({"malloc": "steady"})
     if os.environ.get("GLIBC_TUNABLES") != env["GLIBC_TUNABLES"]:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **env})

@@ -6,9 +6,9 @@ the README's table is current).
 
 from __future__ import annotations
 
-import blocks
-from bench import cost
-from bench.papers import PUBLISHED, flops_match, params_match
+from shufflebench import blocks
+from shufflebench import cost
+from shufflebench.papers import PUBLISHED, flops_match, params_match
 
 
 def table() -> str:

@@ -35,8 +35,8 @@ def tmp_results(tmp_path):
 @pytest.fixture(autouse=True, scope="session")
 def _own_cache_and_lock(tmp_path_factory):
     """The tests (each pytest-xdist worker) prepare workloads into a cache of their own, never the user's
-    (bench.preparation), and take a sweep lock of their own: a sweep running on the machine cannot fail them, they
-    cannot disturb it, and two test workers do not refuse each other's sweeps."""
+    (shufflebench.preparation), and take a sweep lock of their own: a sweep running on the machine cannot fail them,
+    they cannot disturb it, and two test workers do not refuse each other's sweeps."""
     import os
 
     os.environ["SHUFFLEBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))

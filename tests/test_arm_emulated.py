@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.report.compare import write_compare
-from bench.report.load import load
-from bench.results import read_rows
+from shufflebench.report.compare import write_compare
+from shufflebench.report.load import load
+from shufflebench.results import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 

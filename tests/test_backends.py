@@ -11,11 +11,11 @@ import onnx
 import pytest
 import torch
 
-import blocks
-from bench import backends
-from bench.backends import ort_backend, torch_backend
-from bench.errors import UserError
-from bench.export import export
+from shufflebench import blocks
+from shufflebench import backends
+from shufflebench.backends import ort_backend, torch_backend
+from shufflebench.errors import UserError
+from shufflebench.export import export
 
 TORCH_CPU, ORT_CPU, CPU = backends.get("torch-cpu"), backends.get("ort-cpu"), "CPUExecutionProvider"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import blocks
-from bench import breakdown
-from bench.export import export
+from shufflebench import blocks
+from shufflebench import breakdown
+from shufflebench.export import export
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_aten_categories(op, category):
 
 
 def test_no_op_is_of_two_kinds():
-    from bench import categories
+    from shufflebench import categories
 
     for table in (categories.ONNX_KINDS, categories.ATEN_KINDS):
         kinds = list(table.items())

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import bundle, config, device
-from bench.errors import UserError
-from bench.results import read_rows
+from shufflebench import bundle, config, device
+from shufflebench.errors import UserError
+from shufflebench.results import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = """
@@ -59,7 +59,7 @@ def test_a_torch_free_process_runs_the_bundle(exported, tmp_path):
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     env = {**os.environ, "PYTHONPATH": f"{blocker.parent}{os.pathsep}{ROOT}"}
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", str(exported), "--results", str(tmp_path / "r")],
+        [sys.executable, "-m", "shufflebench.cli", "run", str(exported), "--results", str(tmp_path / "r")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -96,7 +96,7 @@ def test_bad_bundles_are_refused_with_one_line(tmp_path, setup, message):
     folder.mkdir()
     setup(folder)
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", str(folder)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "shufflebench.cli", "run", str(folder)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
@@ -152,17 +152,17 @@ def test_a_missing_model_file_is_named(exported, tmp_path):
 
 def test_the_torch_free_modules_do_not_import_torch():
     modules = [
-        "bench.cli",
-        "bench.runner",
-        "bench.worker",
-        "bench.config",
-        "bench.bundle",
-        "bench.device",
-        "bench.results",
-        "bench.stats",
-        "bench.measure",
-        "bench.backends",
-        "bench.backends.ort_backend",
+        "shufflebench.cli",
+        "shufflebench.runner",
+        "shufflebench.worker",
+        "shufflebench.config",
+        "shufflebench.bundle",
+        "shufflebench.device",
+        "shufflebench.results",
+        "shufflebench.stats",
+        "shufflebench.measure",
+        "shufflebench.backends",
+        "shufflebench.backends.ort_backend",
     ]
     code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -10,7 +10,9 @@ import pytest
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "shufflebench.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cost_json_has_the_cost_columns():
@@ -70,7 +72,7 @@ def test_list_shows_every_network_variant():
 def test_a_reader_that_stops_early_gets_no_traceback():
     # `shufflebench cost densenet121 --by-layer --json | head -1`: about 100 kB, more than a pipe holds
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "cost", "densenet121", "--by-layer", "--json"],
+        [sys.executable, "-m", "shufflebench.cli", "cost", "densenet121", "--by-layer", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

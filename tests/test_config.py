@@ -7,7 +7,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import config
+from shufflebench import config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import blocks
-from bench import cost
+from shufflebench import blocks
+from shufflebench import cost
 from tests.conftest import example_params
 
 

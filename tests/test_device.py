@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from bench import device
+from shufflebench import device
 
 
 def test_id_is_stable_and_names_the_hardware():
@@ -50,7 +50,7 @@ def test_metadata_has_what_a_reviewer_asks_for():
 
 def test_cli_device_json():
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "device", "--json"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "shufflebench.cli", "device", "--json"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0
     assert json.loads(out.stdout)["device_id"] == device.collect()["device_id"]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import device
-from bench.results import ResultsStore, read_rows, read_table
-from bench.launcher import WORK_PREFIX
+from shufflebench import device
+from shufflebench.results import ResultsStore, read_rows, read_table
+from shufflebench.launcher import WORK_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = (
@@ -32,7 +32,7 @@ TINY = FAST + "settings: {backend: torch-cpu, threads: 1}\nworkloads: [{name: g4
 
 def shufflebench(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args],
+        [sys.executable, "-m", "shufflebench.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -101,7 +101,7 @@ def test_two_runs_with_different_temporary_folders_do_not_time_each_other(tmp_pa
     (tmp_path / "tmp-b").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(sweep), "--backend", "torch-cpu", "--results", str(root)],
+        [sys.executable, "-m", "shufflebench.cli", "run", str(sweep), "--backend", "torch-cpu", "--results", str(root)],
         env={**env, "TMPDIR": str(tmp_path / "tmp-a")},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -203,7 +203,7 @@ def test_an_interrupted_run_says_what_it_kept_and_leaves_no_work_folders(tmp_pat
     work = tmp_path / "tmp"
     work.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(sweep), "--results", str(root)],
+        [sys.executable, "-m", "shufflebench.cli", "run", str(sweep), "--results", str(root)],
         env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(work)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import read_rows
+from shufflebench.results import read_rows
 
 pytest.importorskip("distributed")
 
@@ -34,7 +34,12 @@ def _free_port() -> int:
 
 def shufflebench(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=ENV
+        [sys.executable, "-m", "shufflebench.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=ENV,
     )
 
 
@@ -66,7 +71,7 @@ class Cluster:
 
     def start(self, label: str) -> None:
         self.workers[label] = subprocess.Popen(
-            [sys.executable, "-m", "bench.cli", "fleet", "worker", self.address, "--label", label],
+            [sys.executable, "-m", "shufflebench.cli", "fleet", "worker", self.address, "--label", label],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=ENV,
@@ -122,7 +127,7 @@ def test_a_device_that_leaves_keeps_its_rows_and_the_rerun_measures_the_rest(clu
         [
             sys.executable,
             "-m",
-            "bench.cli",
+            "shufflebench.cli",
             "fleet",
             "run",
             "sweep.yaml",
@@ -168,7 +173,7 @@ def test_two_fleet_runs_at_once_never_measure_on_one_device_together(cluster):
     (cluster.tmp / "other.yaml").write_text(SWEEP.replace("c: [8, 12, 16, 20, 24, 28]", "c: [32, 36, 40]"))
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "bench.cli", "fleet", "run", name, "--scheduler", cluster.address],
+            [sys.executable, "-m", "shufflebench.cli", "fleet", "run", name, "--scheduler", cluster.address],
             cwd=cluster.tmp,
             env=ENV,
             stdout=subprocess.PIPE,

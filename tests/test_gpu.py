@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import blocks
-from bench import backends
-from bench.backends import ort_backend, torch_backend
-from bench.export import export
-from bench.measure import MeasureSettings, measure
+from shufflebench import blocks
+from shufflebench import backends
+from shufflebench.backends import ort_backend, torch_backend
+from shufflebench.export import export
+from shufflebench.measure import MeasureSettings, measure
 
 pytestmark = [
     pytest.mark.gpu,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import config, papers
-from bench.report import paper
+from shufflebench import config, papers
+from shufflebench.report import paper
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "configs" / "gpu-check"

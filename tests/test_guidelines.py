@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import blocks
-from bench import cost
-from blocks.guidelines import DEPTH
+from shufflebench import blocks
+from shufflebench import cost
+from shufflebench.blocks.guidelines import DEPTH
 
 HW = 56 * 56
 # Table 1: (c1, c2) at x1 for GPU and ARM; the x2 and x4 columns scale both.

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import launcher
-from bench.launcher import Launcher
-from bench.preparation import PREPARE_PRELOAD
-from bench.worker import Failure, Prepared, PrepareJob
+from shufflebench import launcher
+from shufflebench.launcher import Launcher
+from shufflebench.preparation import PREPARE_PRELOAD
+from shufflebench.worker import Failure, Prepared, PrepareJob
 
 # A model whose builder says where it ran: the process, its parent, the hash seed's effect and its TMPDIR.
 MODEL = """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import measure as measure_module
-from bench.measure import MeasureSettings, calibrate, measure
+from shufflebench import measure as measure_module
+from shufflebench.measure import MeasureSettings, calibrate, measure
 
 
 class FakeTimed:

@@ -6,11 +6,11 @@ import onnx
 import pytest
 import torch
 
-import blocks
-from bench import cost
-from bench.export import export
-from bench import papers
-from bench.papers import PUBLISHED, Published, flops_match, params_match
+from shufflebench import blocks
+from shufflebench import cost
+from shufflebench.export import export
+from shufflebench import papers
+from shufflebench.papers import PUBLISHED, Published, flops_match, params_match
 
 # every registered workload but the guideline blocks and the calibration ops
 NETWORKS = [n for n in blocks.list_workloads() if n not in papers.GUIDELINE_WORKLOADS and not n.startswith("op_")]

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import blocks
-from bench import cost, onnx_cost
-from bench.backends import ORT_GPU_DEVICES  # noqa: F401  (the ORT backend's import path stays torch-free)
-from bench.export import export
+from shufflebench import blocks
+from shufflebench import cost, onnx_cost
+from shufflebench.backends import ORT_GPU_DEVICES  # noqa: F401  (the ORT backend's import path stays torch-free)
+from shufflebench.export import export
 from tests.conftest import example_params
 
 # Where the exported graph is not the torch op graph, MAC differs by this much (ONNX over torch), for these reasons:
@@ -64,8 +64,8 @@ def test_a_graph_with_an_open_batch_is_counted_at_the_shape_given(tmp_path):
 
 
 def _runtime_mac(tmp_path, opt_level: str, **g4) -> int:
-    from bench import backends
-    from bench.backends import ort_backend
+    from shufflebench import backends
+    from shufflebench.backends import ort_backend
 
     w = blocks.build("g4", c=64, hw=28, **g4)
     path = tmp_path / f"g4-{g4['relu']}-{g4['shortcut']}.onnx"
@@ -90,8 +90,8 @@ def test_a_fused_relu_costs_nothing_in_the_graph_onnx_runtime_runs(tmp_path):
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONNX Runtime's NCHWc layout is x86 only")
 def test_a_depthwise_convolution_onnx_runtime_cannot_block_is_its_own_class(tmp_path):
-    from bench import backends
-    from bench.backends import ort_backend
+    from shufflebench import backends
+    from shufflebench.backends import ort_backend
 
     classes = {}
     for c in (58, 64):  # 58 channels are no multiple of the NCHWc block (8 or 16); 64 are

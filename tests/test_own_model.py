@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import onnx_cost
-from bench.results import read_rows, read_table
+from shufflebench import onnx_cost
+from shufflebench.results import read_rows, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_NET = '''
@@ -68,7 +68,7 @@ def not_a_module():
 
 def shufflebench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args],
+        [sys.executable, "-m", "shufflebench.cli", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -149,13 +149,35 @@ def test_time_on_torch_and_onnx_runtime_export_a_bundle_and_run_it_without_torch
 
 @pytest.fixture(scope="module")
 def shufflenet_onnx(tmp_path_factory) -> Path:
-    import blocks
-    from bench.export import export
+    from shufflebench import blocks
+    from shufflebench.export import export
 
     w = blocks.build("shufflenet_v2", width=0.5)
     path = tmp_path_factory.mktemp("onnx") / "shufflenet_v2.onnx"
     export(w.module, w.input_shape, path)
     return path
+
+
+def test_modules_named_like_the_package_beside_the_model_break_nothing(project):
+    # names common in ML projects: each one fails loudly if any process of the run imports it instead of the package
+    shadow = "raise RuntimeError('the user\'s own module was imported in place of the package')\n"
+    (project / "shufflebench.py").write_text(shadow)
+    (project / "bench.py").write_text(shadow)
+    (project / "blocks").mkdir()
+    (project / "blocks" / "__init__.py").write_text(shadow)
+    console_script = Path(sys.executable).parent / "shufflebench"  # as a user runs it: the installed package
+    for backend in ("torch-cpu", "ort-cpu"):
+        out = subprocess.run(
+            [console_script, "time", "mymodels:tiny_net_with_shape", "--backend", backend, "--processes", "2"]
+            + ["--min-time", "0.05", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=project,
+        )
+        assert out.returncode == 0, out.stderr
+        row = json.loads(out.stdout)
+        assert row["status"] == "ok" and row["processes"] >= 2, row  # more where the first were spread
 
 
 def test_cost_of_an_onnx_file_is_the_cost_of_the_network(shufflenet_onnx):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats
 
-from bench import config
-from bench import papers
-from bench.report import paper
+from shufflebench import config
+from shufflebench import papers
+from shufflebench.report import paper
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +46,22 @@ def test_the_papers_ordering_holds_and_its_reverse_does_not(table):
     assert result.best_to_worst == pytest.approx(max(paper_speeds) / min(paper_speeds))
     reverse = paper.build_tables(synthetic(table, "cpu", [1 / s for s in paper_speeds], "torch-cpu"))
     assert reverse[0].verdict == "does not hold"
+
+
+def test_a_table_with_missing_or_failed_cells_is_incomplete_and_gets_no_verdict(recwarn):
+    table = papers.TABLES[0]  # four rows
+    paper_speeds = [row[0] for row in table.values["cpu"]]
+    frame = synthetic(table, "cpu", paper_speeds, "ort-cpu")
+    missing = paper.build_tables(frame.iloc[:3])  # an interrupted run: the fourth cell never finished
+    nan = frame.assign(images_per_s=[paper_speeds[0], float("nan"), float("nan"), float("nan")])  # no speed recorded
+    for (result,) in (missing, paper.build_tables(nan)):
+        assert result.verdict.startswith("incomplete (") and result.mean_tau is None
+        text = paper.to_markdown(result)
+        assert "nan" not in text.lower() and "Kendall" not in text
+    assert missing[0].verdict == "incomplete (3 of 4 cells)"
+    equal = paper.build_tables(frame.assign(images_per_s=100.0))  # all equally fast: no ordering, no library warning
+    assert equal[0].verdict == "does not hold" and equal[0].mean_tau == 0
+    assert not [w for w in recwarn if issubclass(w.category, stats.ConstantInputWarning)]
 
 
 def test_gpu_cells_are_compared_with_the_gpu_column_in_batches_per_second():

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import calibrate, device, predict
-from bench.categories import OP_CLASSES
-from bench.results import write_rows
-from blocks.registry import build
+from shufflebench import calibrate, device, predict
+from shufflebench.categories import OP_CLASSES
+from shufflebench.results import write_rows
+from shufflebench.blocks.registry import build
 
 ROOT = Path(__file__).resolve().parents[1]
 # A fake device where every op's time is known: ms per call, and per class ms per op, per GFLOP and per MB.
@@ -125,7 +125,7 @@ def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
 
 
 def test_the_calibration_cells_cover_every_op_class_the_networks_run():
-    from bench import cost
+    from shufflebench import cost
 
     def classes(name: str, args: dict) -> set[str]:
         workload = build(name, **args)
@@ -162,7 +162,7 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for args in (["mine:small", "width=16", "--input-shape", "3x32x32"], ["m.onnx"]):
         out = subprocess.run(
-            [sys.executable, "-m", "bench.cli", "predict", *args],
+            [sys.executable, "-m", "shufflebench.cli", "predict", *args],
             capture_output=True,
             text=True,
             timeout=300,
@@ -175,7 +175,7 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
         assert ("torch-cpu (1 thread)" in out.stdout) == (args[0] != "m.onnx")  # an .onnx file: ONNX Runtime only
         assert len(lines) >= 2
     missing = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "predict", "g4", "c=8", "--results", "nowhere"],
+        [sys.executable, "-m", "shufflebench.cli", "predict", "g4", "c=8", "--results", "nowhere"],
         capture_output=True,
         text=True,
         timeout=120,

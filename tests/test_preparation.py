@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench import config, preparation
-from bench.launcher import Launcher
+from shufflebench import config, preparation
+from shufflebench.launcher import Launcher
 
 
 def _cells() -> list[config.Cell]:

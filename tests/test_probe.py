@@ -10,8 +10,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from bench import backends, device, probe, runner
-from bench.report.load import load
+from shufflebench import backends, device, probe, runner
+from shufflebench.report.load import load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_committed_probe_graphs_are_what_the_script_writes(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_probe_models.py"), str(tmp_path)], check=True)
     for name in ("matmul.onnx", "scale.onnx"):
-        assert (tmp_path / name).read_bytes() == (ROOT / "bench" / "probes" / name).read_bytes()
+        assert (tmp_path / name).read_bytes() == (ROOT / "shufflebench" / "probes" / name).read_bytes()
         onnx.checker.check_model(onnx.load(str(tmp_path / name)), full_check=True)
 
 
@@ -58,7 +58,7 @@ def test_the_drift_flag_fires_on_a_run_whose_roofs_moved():
 
 
 def test_rows_of_another_machine_are_measured_again():
-    from bench import config
+    from shufflebench import config
 
     cell = config.single_cell("g4", {"c": 8}, "torch-cpu", {"batch": 1, "threads": 1})
     run = config.RunSettings()
@@ -94,7 +94,7 @@ def test_a_sweep_records_its_probes_in_rows_and_device_json(tmp_path):
         "settings: {backend: ort-cpu, threads: 1}\nworkloads: [{name: g4, grid: {c: 8, hw: 8}}]\n"
     )
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", str(sweep), "--results", str(tmp_path / "r")],
+        [sys.executable, "-m", "shufflebench.cli", "run", str(sweep), "--results", str(tmp_path / "r")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -104,7 +104,7 @@ def test_a_sweep_records_its_probes_in_rows_and_device_json(tmp_path):
     (folder,) = (tmp_path / "r").iterdir()
     meta = json.loads((folder / "device.json").read_text())
     assert meta["probe"]["ort-cpu/threads=1"]["matmul_gflops"] > 0 and meta["machine_key"]
-    from bench.results import read_rows
+    from shufflebench.results import read_rows
 
     (row,) = read_rows(folder / "p.csv")
     assert row["peak_gflops"] == meta["probe"]["ort-cpu/threads=1"]["matmul_gflops"]
@@ -113,7 +113,7 @@ def test_a_sweep_records_its_probes_in_rows_and_device_json(tmp_path):
 
 
 def test_the_roofline_classifies_cells_at_each_roof_and_below_both():
-    from bench.roofline import analyse
+    from shufflebench.roofline import analyse
 
     peaks = {"peak_gflops": 100.0, "peak_gbs": 10.0}
     # 50 M multiply-adds (0.1 GFLOP) moving 1 MB in 1 ms: 100 GFLOP/s, the compute roof

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-import blocks
-from blocks.registry import register_workload
+from shufflebench import blocks
+from shufflebench.blocks.registry import register_workload
 from tests.conftest import example_params
 
 

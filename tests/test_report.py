@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.errors import UserError
-from bench.report.compare import write_compare
-from bench.report import pairs
-from bench.report.index import write_report
-from bench.report.load import load, ok_rows
-from bench.results import SCHEMA_VERSION, write_rows
+from shufflebench.errors import UserError
+from shufflebench.report.compare import write_compare
+from shufflebench.report import pairs
+from shufflebench.report.index import write_report
+from shufflebench.report.load import load, ok_rows
+from shufflebench.results import SCHEMA_VERSION, write_rows
 
 G1_CPU = [(32, 32, 1990.0), (22, 44, 1190.0), (13, 78, 730.0), (9, 108, 770.0)]
 G1_GPU = [(128, 128, 1480.0), (90, 180, 1296.0), (52, 312, 876.0), (36, 432, 748.0)]
@@ -103,7 +103,7 @@ def test_report_has_every_section_and_its_figures(tmp_path):
         "## Noise, errors and skipped cells",
     ):
         assert heading in text
-    assert "| 1 (g1) | ort-cpu | batch=1,threads=1,opt_level=all | holds |" in text
+    assert "| 1 (g1) | ort-cpu | batch=1,threads=1,opt_level=all,spinning=true | holds |" in text
     assert "1 of 8 measured cells are flagged noisy" not in text and "2 of 8 measured cells" in text
     for image in ("latency_vs_cost_ort-cpu.png", "latency_vs_cost_torch-cpu.png"):
         assert f"]({image})" in text and (tmp_path / "report" / image).stat().st_size > 10_000
@@ -153,7 +153,7 @@ def test_compare_needs_two_devices(tmp_path):
 
 def test_cli_report_on_a_missing_folder_exits_2(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")],
+        [sys.executable, "-m", "shufflebench.cli", "report", str(tmp_path / "nope")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from bench.errors import UserError
-from bench.results import SCHEMA_VERSION, ResultsStore, read_rows, read_table, write_rows
+from shufflebench.errors import UserError
+from shufflebench.results import SCHEMA_VERSION, ResultsStore, read_rows, read_table, write_rows
 
 
 def row(cell: str, **extra):
@@ -75,3 +75,16 @@ def test_a_foreign_csv_is_refused(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(UserError, match="not a shufflebench results file"):
         read_rows(path)
+
+
+def test_rows_from_before_a_setting_existed_keep_their_cell_with_the_value_they_ran_with(tmp_path):
+    # rows as written before ORT cells had `spinning` and torch cells `malloc`: neither column, nor in the key
+    path = tmp_path / "old.csv"
+    ort = row("g1/c1=8/ort-cpu/batch=1,threads=1,opt_level=all", backend="ort-cpu", batch=1, threads=1)
+    torch = row("g1/c1=8/torch-cpu/batch=1,threads=1", backend="torch-cpu", batch=1, threads=1)
+    write_rows(path, [{**ort, "opt_level": "all"}, torch])
+    by_cell = {r["cell"]: r for r in read_rows(path)}
+    # ORT spun its threads by default then as now: the same cell as today's default one
+    assert by_cell["g1/c1=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true"]["spinning"] is True
+    # torch workers ran on glibc's own heap then: today's `malloc=glibc` cell, not the steady-heap default
+    assert by_cell["g1/c1=8/torch-cpu/batch=1,threads=1,malloc=glibc"]["malloc"] == "glibc"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, device, launcher, runner
-from bench.errors import Interrupted
-from bench.results import read_rows
-from bench.worker import Failure, ProcessResult
+from shufflebench import config, device, launcher, runner
+from shufflebench.errors import Interrupted
+from shufflebench.results import read_rows
+from shufflebench.worker import Failure, ProcessResult
 
 FAST = (
     "measure: {processes: 2, max_processes: 2, probe: false, min_time: 0.02, warmup_time: 0.01, warmup_calls: 2, "
@@ -34,7 +34,7 @@ workloads:
 
 def shufflebench(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=300, **kwargs
+        [sys.executable, "-m", "shufflebench.cli", *args], capture_output=True, text=True, timeout=300, **kwargs
     )
 
 
@@ -74,7 +74,7 @@ def test_a_sweep_writes_one_row_per_cell_and_errors_do_not_stop_it(sweep_file, t
 def test_sigkill_then_rerun_measures_only_the_missing_cells(sweep_file, tmp_path):
     root = tmp_path / "results"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(sweep_file), "--results", str(root)],
+        [sys.executable, "-m", "shufflebench.cli", "run", str(sweep_file), "--results", str(root)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

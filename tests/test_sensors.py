@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import sensors
+from shufflebench import sensors
 
 
 def fake_powercap(root, packages=((0, 1_000_000, 262_143_328_850),), subdomain=True):

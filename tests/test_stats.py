@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import stats
+from shufflebench import stats
 
 
 def quiet(median_s: float, n: int = 200, spread: float = 0.01, seed: int = 0) -> list[float]:

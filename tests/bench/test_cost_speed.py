@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import blocks
-from bench import cost
+from shufflebench import blocks
+from shufflebench import cost
 
 
 def test_counting_resnet50_takes_well_under_a_second(benchmark):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench import backends
+from shufflebench import backends
 
 
 def test_the_probe_matmul_is_within_25_percent_of_torch_matmul(benchmark):

@@ -1,3 +1,0 @@
-"""Whole networks, one file per family; importing this package registers them."""
-
-from blocks.networks import densenet, efficientnet, mobilenet, resnet, shufflenet  # noqa: F401

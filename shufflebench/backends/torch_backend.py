@@ -1,0 +1,151 @@
+"""PyTorch eager on CPU or CUDA. [torch]
+
+Settings are applied here, per cell, inside the worker process (nothing is set at import): the intra-op thread count
+on CPU (and the worker's heap, ``malloc``, which the runner sets when it starts the process); on CUDA cudnn.benchmark,
+TF32 (for both convolutions and matmuls), the dtype, the memory format and CUDA-graph replay. The model runs in eval
+mode under ``torch.inference_mode``, on device-resident inputs.
+
+A GPU measurement has two numbers (docs/design-notes.md, "What a GPU cell measures"):
+
+- ``time(n)``, the headline: per-call latency. Every call is followed by ``torch.cuda.synchronize()``, so a call costs
+  its launches, its kernels and the wait for them, as an application that needs the answer sees it.
+- ``time_pipelined(n)``: one synchronisation after ``n`` calls, so the CPU queues call k+1 while the GPU runs call k;
+  the time per call is the throughput of back-to-back calls (about max(launch, kernel time)).
+
+On the CPU both are the same thing (the call returns when the work is done), so only GPU timers are ``asynchronous``
+and only they are sampled back to back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from shufflebench.probe import Roofs, median_seconds, roofs
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class TorchTimed:
+    """Times ``module(x)``. On a GPU, ``sync`` waits for the device and ``call`` is what one call runs (the module, or
+    the replay of its CUDA graph); on the CPU there is nothing to wait for and the module is called directly, so the
+    timed loop is the bare loop a user would write."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        info: dict[str, Any],
+        call: Callable[[], Any] | None = None,
+        sync: Callable[[], None] | None = None,
+    ) -> None:
+        self.module, self.x, self.info = module, x, info
+        self.call = call or (lambda: module(x))
+        self.sync = sync
+        self.asynchronous = sync is not None
+
+    def time(self, n: int) -> float:
+        """Seconds for ``n`` calls, each one waited for: per-call latency."""
+        if self.sync is None:
+            module, x = self.module, self.x
+            with torch.inference_mode():
+                start = time.perf_counter()
+                for _ in range(n):
+                    module(x)
+                return time.perf_counter() - start
+        return self._calls(n, wait_each=True)
+
+    def time_pipelined(self, n: int) -> float:
+        """Seconds for ``n`` calls queued back to back and waited for once: throughput."""
+        return self._calls(n, wait_each=False)
+
+    def _calls(self, n: int, wait_each: bool) -> float:
+        call, sync = self.call, self.sync or (lambda: None)
+        with torch.inference_mode():
+            sync()
+            start = time.perf_counter()
+            for _ in range(n):
+                call()
+                if wait_each:
+                    sync()
+            if not wait_each:
+                sync()
+            return time.perf_counter() - start
+
+
+def prepare(module: nn.Module, input_shape: tuple[int, ...], *, device: str, settings: dict[str, Any]) -> TorchTimed:
+    """Configure torch for the cell and return a timer for ``module`` on a random input of ``input_shape``.
+
+    ``settings`` holds every setting the backend declares (shufflebench.backends; ``Backend.defaults()`` fills them in).
+    """
+    info: dict[str, Any] = {"torch": torch.__version__}
+    torch.manual_seed(0)
+    module = module.eval()
+    if device == "cpu":
+        torch.set_num_threads(settings["threads"])
+        # the heap was set up when the worker started (shufflebench.backends.Backend.worker_env); record what it got
+        info.update(
+            threads=torch.get_num_threads(), malloc=settings["malloc"], glibc_tunables=os.environ.get("GLIBC_TUNABLES")
+        )
+        return TorchTimed(module, torch.randn(input_shape), info)
+
+    torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
+    precision = "tf32" if settings["tf32"] else "ieee"
+    torch.backends.cudnn.conv.fp32_precision = precision
+    torch.backends.cuda.matmul.fp32_precision = precision
+    dtype = settings["dtype"]
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError(f"{torch.cuda.get_device_name()} has no bfloat16 support; use dtype float16 or float32")
+    memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
+    module = module.to(device=device, dtype=DTYPES[dtype], memory_format=memory_format)
+    x = torch.randn(input_shape, device=device, dtype=DTYPES[dtype]).contiguous(memory_format=memory_format)
+    info.update(settings, gpu=torch.cuda.get_device_name(), cudnn=torch.backends.cudnn.version())
+    call = GraphReplay(lambda: module(x), torch.cuda) if settings["cuda_graph"] else None
+    return TorchTimed(module, x, info, call=call, sync=torch.cuda.synchronize)
+
+
+class GraphReplay:
+    """One call as a captured CUDA graph: calling it replays the graph, which writes into ``output``."""
+
+    def __init__(self, call: Callable[[], Any], cuda: Any, warmup: int = 3) -> None:
+        """Capture ``call``. As torch.cuda.graphs documents: warm up on a side stream first (cuDNN autotuning and
+        lazy allocations must not happen during capture), then capture. ``cuda`` is ``torch.cuda``, a parameter so
+        that the plumbing is testable without a GPU."""
+        with torch.inference_mode():
+            side = cuda.Stream()
+            side.wait_stream(cuda.current_stream())
+            with cuda.stream(side):
+                for _ in range(warmup):
+                    call()
+            cuda.current_stream().wait_stream(side)
+            cuda.synchronize()
+            self.graph = cuda.CUDAGraph()
+            with cuda.graph(self.graph):
+                self.output = call()
+
+    def __call__(self) -> Any:
+        self.graph.replay()
+        return self.output
+
+
+def probe(device: str, threads: int | None) -> Roofs:
+    """This device's roofs with torch's kernels: an fp32 matrix product (TF32 off) and a copy (shufflebench.probe)."""
+    on_gpu = device != "cpu"
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if on_gpu:
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    n, nbytes = (4096, 2**30) if on_gpu else (1024, 2**28)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    c = torch.empty(n, n, device=device)
+    with torch.inference_mode():
+        matmul = median_seconds(lambda: torch.mm(a, b, out=c), sync)
+        x = torch.ones(nbytes // 4, device=device)
+        y = torch.empty_like(x)
+        copy = median_seconds(lambda: y.copy_(x), sync)
+    return roofs(matmul, n, copy, nbytes)

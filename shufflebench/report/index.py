@@ -1,0 +1,394 @@
+"""`shufflebench report`: one device's results as Markdown (index.md) and PNG figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from shufflebench import calibrate, device, papers, predict
+from shufflebench.breakdown import CATEGORIES
+from shufflebench.report import figures, pairs, paper
+from shufflebench.report.load import Loaded, ok_rows
+from shufflebench.roofline import EXPLAINED
+
+PAIRS_SHOWN = 24  # pairs listed one by one in the settings section, furthest from no change first
+
+
+def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
+    """Write ``out/index.md`` and its figures for ``device_id``; returns the index path."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = loaded.rows[loaded.rows["device_id"] == device_id]
+    everything = ok_rows(rows)
+    ok = everything[everything["sweep"] != calibrate.NAME]  # the calibration cells serve the predictor only
+    meta = loaded.devices.get(device_id, {})
+    lines = [f"# shufflebench report: `{device_id}`", ""]
+    if meta:
+        lines += ["```", device.describe(meta), "```", ""]
+    if meta.get("emulated"):
+        lines += ["**This device was emulated: its timings are not meaningful.**", ""]
+    lines += [f"> {w}" for w in loaded.warnings] + ([""] if loaded.warnings else [])
+    lines += _rows_summary(rows)
+    if ok.empty:
+        lines += ["No cell was measured successfully, so there is nothing to plot.", ""]
+    else:
+        lines += _cost_section(ok, device_id, out)
+        lines += _paper_section(ok)
+        lines += _network_section(ok, device_id, out)
+        lines += _settings_section(ok)
+        lines += _roofline_section(ok, device_id, out)
+        lines += _prediction_section(everything, device_id, out)
+    lines += _node_section(loaded.nodes, meta, device_id, out)
+    lines += _breakdown_section(loaded.breakdown, device_id, out)
+    lines += _noise_section(rows)
+    index = out / "index.md"
+    index.write_text("\n".join(lines).rstrip() + "\n")
+    return index
+
+
+def _rows_summary(rows: pd.DataFrame) -> list[str]:
+    lines = [
+        "## What was measured",
+        "",
+        "| sweep | cells | ok | error | skipped | noisy | processes per cell | s of sampling per process |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for sweep, group in rows.groupby("sweep"):
+        status = group["status"].value_counts()
+        noisy = int(group["is_noisy"].fillna(False).astype(bool).sum())
+        settings = group["measure_settings"].dropna()
+        s = settings.iloc[0] if len(settings) else {}
+        lines.append(
+            f"| {sweep} | {len(group)} | {status.get('ok', 0)} | {status.get('error', 0)} | "
+            f"{status.get('skipped', 0)} | {noisy} | {s.get('processes', '-')} | {s.get('min_time', '-')} |"
+        )
+    lines += [
+        "",
+        "Each worker process warms up, sizes a block of calls so the timer's overhead stays under 0.1%, and samples. "
+        "A cell's median is the median of its process medians, so every process weighs the same; its interval is "
+        "the distribution-free one from the order statistics of the process medians, at the level those processes "
+        "reach (95% needs 6). Processes that fall into separate modes are listed with the noisy cells. A cell that "
+        "several sweeps measured is shown once, with its latest row.",
+    ]
+    if (rows["schema_version"] < 2).any():
+        lines += [
+            "",
+            "Rows of results schema 1 (before the statistics were reworked) give the median over all samples "
+            "pooled and a bootstrap interval; measure them again to get the process-median statistics.",
+        ]
+    return lines + [""]
+
+
+def _cost_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    lines = [
+        "## Latency against FLOPs and MAC",
+        "",
+        "Rank correlation (Spearman rho) of median latency with each cost, and the slope of a log-log fit. "
+        "A cost that predicted speed well would give rho near 1. For ONNX Runtime the runtime MAC is counted on the "
+        "graph it really ran, after its own fusions (batch norm folded, activations fused, layout reorders added).",
+        "",
+        "| backend | cells | rho (FLOPs) | rho (MAC) | rho (runtime MAC) | slope (FLOPs) | slope (MAC) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    images = []
+    for variant in sorted(ok["variant"].unique()):
+        name = f"latency_vs_cost_{_file(variant)}.png"
+        stats = figures.latency_vs_cost(ok, variant, out / name, f"{device_id}: {variant}, median latency per cell")
+        n = int((ok["variant"] == variant).sum())
+        values = [
+            stats.get(k, float("nan"))
+            for k in ("rho_flops", "rho_mac_bytes", "rho_mac_runtime_bytes", "slope_flops", "slope_mac_bytes")
+        ]
+        lines.append(f"| {variant} | {n} | " + " | ".join("-" if np.isnan(v) else f"{v:.2f}" for v in values) + " |")
+        images.append(f"![latency against FLOPs and MAC on {variant}]({name})")
+    return lines + [""] + images + [""]
+
+
+def _paper_section(ok: pd.DataFrame) -> list[str]:
+    results = paper.build_tables(ok)
+    if not results:
+        return []
+    lines = [
+        "## ShuffleNet V2 Tables 1-4",
+        "",
+        "| table | backend | settings | verdict | Kendall tau | fastest/slowest |",
+        "|---|---|---|---|---:|---:|",
+    ]
+    for r in results:
+        tau = "-" if r.mean_tau is None else f"{r.mean_tau:+.2f}"
+        ratio = "-" if r.best_to_worst is None else f"{r.best_to_worst:.2f}x"
+        lines.append(
+            f"| {r.table.number} ({r.table.workload}) | {r.backend} | {r.settings} | {r.verdict} | {tau} | {ratio} |"
+        )
+    lines.append("")
+    for r in results:
+        lines += [paper.to_markdown(r), ""]
+    return lines
+
+
+def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    nets = ok[ok["series"] == "networks"]
+    if nets.empty:
+        return []
+    lines = [
+        "## Networks (Table 8 / Figure 1)",
+        "",
+        "Speed in the paper's units for the platform: images/s for CPU cells (paper: ARM, batch 1), batches/s for "
+        "GPU cells (paper: GTX 1080Ti, batch 8).",
+        "",
+        "| network | backend | settings | MFLOPs | MAC (M) | median ms | speed | paper |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for _, r in nets.sort_values(["backend", "flops"]).iterrows():
+        args = ", ".join(f"{k}={v}" for k, v in r["workload_args"].items())
+        platform = paper.platform_of(r["backend"])
+        column, unit, _ = papers.UNITS[platform]
+        published = papers.table8_speed(r["workload"], r["workload_args"], platform)
+        lines.append(
+            f"| {r['workload']}({args}) | {r['backend']} | {r['cell'].rsplit('/', 1)[-1]} | "
+            f"{r['flops'] / 1e6:,.1f} | {r['mac'] / 1e6:,.1f} | {r['median_ms']:.3f} | {r[column]:,.1f} {unit} | "
+            f"{'-' if published is None else f'{published:g}'} |"
+        )
+    lines.append("")
+    for variant, group in nets.groupby("variant"):
+        if group["workload"].nunique() >= 2 or len(group) >= 3:
+            column, unit, _ = papers.UNITS[paper.platform_of(group["backend"].iloc[0])]
+            name = f"speed_vs_mflops_{_file(variant)}.png"
+            figures.speed_vs_mflops(ok, variant, column, unit, out / name, f"{device_id}: {variant}")
+            lines += [f"![speed against MFLOPs on {variant}]({name})", ""]
+    return lines
+
+
+def _settings_section(ok: pd.DataFrame) -> list[str]:
+    found = pairs.setting_pairs(ok)
+    if found.empty:
+        return []
+    lines = [
+        "## Settings compared",
+        "",
+        "Cells measured twice with one setting changed (shufflebench/report/pairs.py): the speed-up is images/s with "
+        "the change over images/s without it (above 1: the change is faster). A pair is separated when the two "
+        "medians' intervals do not overlap.",
+        "",
+        "| backend | change | pairs | geomean speed-up | range | separated |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for _, s in pairs.summarize(found).iterrows():
+        lines.append(
+            f"| {s['backend']} | {s['setting']}: {s['before']} -> {s['after']} | {s['pairs']} | {s['geomean']:.2f}x | "
+            f"{s['lowest']:.2f}-{s['highest']:.2f}x | {s['separated']} |"
+        )
+    shown = found.iloc[np.argsort(-np.abs(np.log(found["speedup"].to_numpy())))]
+    lines += [
+        "",
+        "| backend | cell | change | ms before | ms after | speed-up | separated |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for _, p in shown.head(PAIRS_SHOWN).iterrows():
+        lines.append(
+            f"| {p['backend']} | {p['cell']} | {p['setting']}: {p['before']} -> {p['after']} | {p['before_ms']:.3f} | "
+            f"{p['after_ms']:.3f} | {p['speedup']:.2f}x | {'yes' if p['separated'] else 'no'} |"
+        )
+    if len(found) > PAIRS_SHOWN:
+        lines.append(f"\nThe {PAIRS_SHOWN} pairs of {len(found)} whose speed-up is furthest from 1.")
+    return lines + [""]
+
+
+def _roofline_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    measured = ok[ok["peak_gflops"].notna() & ok["arithmetic_intensity"].notna()] if "peak_gflops" in ok else ok[:0]
+    if measured.empty:
+        return []
+    lines = [
+        "## Roofline",
+        "",
+        "Each cell's attained GFLOP/s against its arithmetic intensity (FLOP per byte of MAC), under the roofs the "
+        "device probe measured for that backend and thread count. `bound` says which roof explains the time: compute "
+        f"or memory when the roofline accounts for at least {100 * EXPLAINED:.0f}% of it, overhead when "
+        "neither does (dispatch, launches, what the MAC model does not see).",
+        "",
+        "| backend | cells | compute-bound | memory-bound | overhead-bound | median fraction of the matmul roof |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    images = []
+    labels = _guideline_labels()
+    for variant, group in measured.groupby("variant"):
+        bounds = group["bound"].value_counts()
+        lines.append(
+            f"| {variant} | {len(group)} | {bounds.get('compute', 0)} | {bounds.get('memory', 0)} | "
+            f"{bounds.get('overhead', 0)} | {group['compute_fraction'].median():.1%} |"
+        )
+        name = f"roofline_{_file(variant)}.png"
+        figures.roofline(
+            group,
+            float(group["peak_gflops"].median()),
+            float(group["peak_gbs"].median()),
+            out / name,
+            f"{device_id}: {variant}",
+            lambda row: labels.get(
+                (row["workload"], _args_key(row["workload_args"]), paper.platform_of(row["backend"]))
+            ),
+        )
+        images.append(f"![roofline of {variant}]({name})")
+    return lines + [""] + images + [""]
+
+
+def _args_key(args: dict) -> tuple:
+    return tuple(sorted((k, v) for k, v in args.items() if k != "hw"))
+
+
+def _guideline_labels() -> dict[tuple, str]:
+    """(workload, arguments, platform) -> a short label ("G1 1:1") for the x1 cells of Tables 1-4."""
+    labels = {}
+    for table in papers.TABLES:
+        for platform in ("cpu", "gpu"):
+            for row_label, column, args, _ in table.cells(platform):
+                if column == table.columns[platform][0]:
+                    labels[table.workload, _args_key(args), platform] = f"G{table.number} {row_label}"
+    return labels
+
+
+def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    """The predictor, fitted on this device's calibration cells, against every other measured cell."""
+    records = everything.to_dict("records")
+    models = predict.models_for(records)
+    if not models:
+        return []
+    lines = [
+        "## Predicted latency",
+        "",
+        "A per-backend model fitted on the calibration sweep's single-op cells only (`shufflebench calibrate`; "
+        "shufflebench/predict.py): a fixed cost per call plus, per class of op in the graph the backend runs, a cost "
+        "per op, per FLOP and per byte. It is checked here against every measured cell of Tables 1-4 and the networks, "
+        "none of which it was fitted on, next to two baselines fitted on those cells themselves: latency linear in "
+        "FLOPs, and in FLOPs and MAC, each validated leave one family out (G1, G2, G3, G4, networks).",
+        "",
+        "| backend | cells | model | Spearman rho | RMSPE | within 5% | within 10% | median error |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    images = []
+    for (backend, threads), model in sorted(models.items(), key=str):
+        cells = everything[
+            (everything["backend"] == backend)
+            & (everything["sweep"] != calibrate.NAME)
+            & everything["series"].isin([*papers.GUIDELINE_WORKLOADS, "networks"])
+            & everything["op_classes"].notna()
+        ]
+        if threads is not None:
+            cells = cells[cells["threads"] == threads]
+        stale = ~cells["op_classes"].map(predict.known)
+        if stale.any():
+            lines.append(
+                f"| {backend} | {int(stale.sum())} cells measured before the op classes last changed | "
+                "left out: measure them again | | | | | |"
+            )
+            cells = cells[~stale]
+        if len(cells) < 3:
+            continue
+        cells = cells.assign(predicted_ms=[model.predict(c) for c in cells["op_classes"]])
+        label = backend if pd.isna(threads) else f"{backend}, {int(threads)} thread{'s' if threads > 1 else ''}"
+        rows, families = cells.to_dict("records"), list(cells["series"])
+        candidates = {
+            "predictor": cells["predicted_ms"].to_numpy(),
+            "FLOPs only": np.array(predict.baseline(rows, families, ("flops",))),
+            "FLOPs + MAC": np.array(predict.baseline(rows, families, ("flops", "mac_bytes"))),
+        }
+        measured = cells["median_ms"].to_numpy()
+        for subset, mask in (
+            ("all", np.ones(len(cells), bool)),
+            ("networks", (cells["series"] == "networks").to_numpy()),
+        ):
+            if mask.sum() < 3:
+                continue
+            for name, values in candidates.items():
+                v = predict.validate(list(values[mask]), list(measured[mask]))
+                lines.append(
+                    f"| {label} | {subset} ({v.cells}) | {name} | {v.spearman:.2f} | {v.rmspe:.1%} | "
+                    f"{v.within_5:.0%} | {v.within_10:.0%} | {v.median_error:.1%} |"
+                )
+        name = f"predicted_vs_measured_{_file(backend)}.png"
+        figures.predicted_vs_measured(cells, out / name, f"{device_id}: {label}, predicted on cells not fitted on")
+        images.append(f"![predicted against measured latency on {label}]({name})")
+    return lines + ["", *images, ""]
+
+
+def _node_section(nodes: pd.DataFrame, meta: dict, device_id: str, out: Path) -> list[str]:
+    if nodes.empty or not (nodes["device_id"] == device_id).any():
+        return []
+    roofs = (meta.get("probe") or {}).get("ort-cpu/threads=1")
+    if not roofs:
+        return []
+    mine = nodes[nodes["device_id"] == device_id]
+    network = mine["network"].iloc[0]
+    name = "node_roofline.png"
+    figures.node_roofline(
+        mine[mine["network"] == network],
+        roofs["matmul_gflops"],
+        roofs["bandwidth_gbs"],
+        out / name,
+        f"{device_id}: {network} on ort-cpu, opt_level all, one point per node (size: time)",
+    )
+    by_class = mine.groupby("op_class")["time_us"].sum().sort_values(ascending=False)
+    shares = ", ".join(f"{k} {100 * v / by_class.sum():.0f}%" for k, v in by_class.items())
+    return [
+        "## Per-node roofline",
+        "",
+        f"{network} as ONNX Runtime ran it (one thread, all optimisations): each node's time from the runtime's "
+        f"profile, joined with its FLOPs and bytes counted on the optimised graph. Time by class: {shares}.",
+        "",
+        f"![per-node roofline]({name})",
+        "",
+    ]
+
+
+def _breakdown_section(breakdown: pd.DataFrame, device_id: str, out: Path) -> list[str]:
+    if breakdown.empty or not (breakdown["device_id"] == device_id).any():
+        return []
+    mine = breakdown[breakdown["device_id"] == device_id]
+    table = mine.pivot_table(index=["network", "source"], columns="category", values="percent", aggfunc="first")
+    table = table.reindex(columns=list(CATEGORIES), fill_value=0.0).fillna(0.0)
+    for key, values in papers.FIGURE2.items():
+        table.loc[key, :] = [values.get(c, 0.0) for c in CATEGORIES]
+    table = table.sort_index()
+    table.index = [f"{n}: {s}" for n, s in table.index]
+    name = "breakdown.png"
+    figures.breakdown_bars(table, out / name, f"{device_id}: share of run time by op category (Figure 2)")
+    lines = [
+        "## Time by op category (Figure 2)",
+        "",
+        "Shares of profiled time (profiling adds overhead, so only percentages are shown). ONNX Runtime at "
+        "optimisation level `disable` shows every op as exported; at `all`, batch norm folds into Conv and "
+        "activations fuse into it, which is what actually runs. torch-cpu rows are self CPU times, torch-cuda rows the "
+        "self device time of each op's kernels.",
+        "",
+        f"![time by op category]({name})",
+        "",
+        "| network and source | " + " | ".join(CATEGORIES) + " |",
+        "|---|" + "---:|" * len(CATEGORIES),
+    ]
+    for label, values in table.iterrows():
+        lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    return lines + [""]
+
+
+def _noise_section(rows: pd.DataFrame) -> list[str]:
+    lines = ["## Noise, errors and skipped cells", ""]
+    noisy = rows[rows["is_noisy"].fillna(False).astype(bool)]
+    if len(noisy):
+        lines += [f"{len(noisy)} of {int((rows['status'] == 'ok').sum())} measured cells are flagged noisy:", ""]
+        lines += [f"- `{r['cell']}`: {r['noise']}" for _, r in noisy.iterrows()]
+        lines.append("")
+    else:
+        lines += ["No measured cell is flagged noisy.", ""]
+    for status in ("error", "skipped"):
+        group = rows[rows["status"] == status]
+        if len(group):
+            lines += [f"{len(group)} cells {status}:", ""]
+            for reason, cells in group.groupby("error"):
+                lines.append(f"- {reason} ({len(cells)} cells, e.g. `{cells.iloc[0]['cell']}`)")
+            lines.append("")
+    return lines
+
+
+def _file(variant: str) -> str:
+    return variant.replace(":", "_").replace(" ", "_").replace("=", "-").replace(",", "_")

@@ -1,0 +1,302 @@
+"""The results store: one CSV per sweep and device, ``results/<device-id>/<sweep>.csv``, plus ``device.json``.
+
+One row per cell (DESIGN.md, contracts), made of dataclasses (which cell, its settings, its cost, its statistics
+from shufflebench.stats, how it ran) whose fields are the columns. Columns carry their unit (``median_ms``); structured
+values (workload arguments, raw samples per process, backend info) are JSON strings. Every write replaces the whole
+file through a temporary file and ``os.replace``, so a sweep killed at any moment leaves either the old file or the
+new one, never a torn row. Readers ignore columns they do not know, fill the ones an older file lacks with empty
+values, and refuse rows from a newer ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+from shufflebench import backends
+from shufflebench.roofline import Roofline
+from shufflebench.stats import Summary
+
+# 2: the headline median is over process medians, the interval is the order-statistic one with its level
+# (ci_low_ms, ci_high_ms, ci_level in place of ci95_*), percentiles say what they are of, modes, GPU settings,
+# the machine key, the probe's roofs, energy and health.
+SCHEMA_VERSION = 2
+# A results row is one CSV line, and a fast cell's samples make long fields (rows written before warm-up calls were
+# capped held 176 KB of them); the csv module's default limit of 128 KiB would read such a line as corrupt.
+csv.field_size_limit(2**31 - 1)
+
+
+@dataclass(frozen=True)
+class CellColumns:
+    """Which cell a row is, where it ran and how it ended. The cell's settings follow ``backend``, one column per
+    setting any backend declares (shufflebench.backends.SETTINGS), empty where the backend does not take it."""
+
+    schema_version: int
+    sweep: str
+    cell: str
+    status: str  # ok, error or skipped
+    error: str | None
+    workload: str
+    workload_args: dict[str, Any]
+    source: str | None  # content hash of an .onnx workload or of an import path's source file
+    backend: str
+    device_id: str
+    machine_key: str | None
+    arch: str
+    emulated: bool
+
+
+@dataclass(frozen=True)
+class CostColumns:
+    """The cost model's counts (shufflebench.cost, shufflebench.onnx_cost): multiply-adds, elements moved, and bytes at
+    the cell's dtype; for ORT cells also the MAC of the graph the runtime really ran."""
+
+    params: int | None = None
+    flops: int | None = None
+    mac: int | None = None
+    mac_bytes: int | None = None
+    elementwise_ops: int | None = None
+    mac_runtime: int | None = None  # MAC of the graph ONNX Runtime optimised the model into (ORT cells)
+    mac_runtime_bytes: int | None = None
+    runtime_ops: dict[str, int] | None = None  # that graph's node count by op type
+    op_classes: dict[str, list[int]] | None = (
+        None  # the graph this backend runs, per predictor class (shufflebench.predict)
+    )
+
+
+@dataclass(frozen=True)
+class RunColumns:
+    """How the cell was measured, and the raw data."""
+
+    measure_settings: dict[str, Any]
+    finished_at: str
+    started_at: str | None = None
+    processes_planned: int | None = None  # processes the cell was to get (more where they fell into modes)
+    launcher: str | None = None  # fork (a fresh parent per round) or exec (shufflebench.launcher)
+    timer_overhead_us: float | None = None
+    load_avg: float | None = None
+    exporter: str | None = None
+    opset: int | None = None
+    backend_info: dict[str, Any] | None = None
+    samples_ms: list[list[float]] | None = None  # per process
+    warmup_ms: list[list[float]] | None = None  # per process, its first calls (shufflebench.rows.WARMUP_KEPT)
+    peak_gflops: float | None = None  # the device's matmul roof for this backend and thread count (shufflebench.probe)
+    peak_gbs: float | None = None  # its memory-bandwidth roof
+    probe: dict[str, Any] | None = None  # key, start and end roofs, drift between them
+    energy_mj_per_image: float | None = None  # median over processes; None with the reason in energy_method
+    energy_method: str | None = None
+    health: list[dict[str, Any]] | None = None  # per process, sensors at its start and end (shufflebench.sensors)
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def _json_names(*classes: type) -> set[str]:
+    out = set()
+    for cls in classes:
+        for name, hint in typing.get_type_hints(cls).items():
+            options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+            if any(typing.get_origin(o) in (dict, list) for o in options):
+                out.add(name)
+    return out
+
+
+_CELL = _names(CellColumns)
+# Column order in the CSV; a row may carry more columns, which are appended after these.
+COLUMNS = [
+    *_CELL[: _CELL.index("backend") + 1],
+    *backends.SETTINGS,
+    *_CELL[_CELL.index("backend") + 1 :],
+    *_names(CostColumns),
+    *_names(Summary),
+    *_names(Roofline),
+    *_names(RunColumns),
+]
+JSON_COLUMNS = _json_names(CellColumns, CostColumns, Summary, Roofline, RunColumns)
+EMPTY_ROW = dict.fromkeys(COLUMNS)
+
+
+def make_row(
+    cell: CellColumns,
+    settings: dict[str, Any],
+    run: RunColumns,
+    cost: CostColumns = CostColumns(),
+    summary: Summary | None = None,
+    roofline: Roofline | None = None,
+) -> dict[str, Any]:
+    """One results row from its parts; ``settings`` are the cell's, batch included."""
+    measured = {**asdict(summary), **asdict(roofline or Roofline())} if summary else {}
+    return {**asdict(cell), **settings, **asdict(cost), **measured, **asdict(run)}
+
+
+class ResultsStore:
+    """The rows of one sweep on one device, ``results/<device-id>/<sweep>.csv``.
+
+    Every write takes a lock on the file (a ``.<name>.lock`` beside it), reads what is on disk, replaces or adds the
+    one row and writes the whole file atomically, so two processes writing one file (two sweeps started with different
+    temporary folders, say) cannot drop each other's rows. Lines that cannot be read (a power cut mid-write, a disk
+    that filled up, an edit by hand) are moved to ``<name>.csv.corrupt`` beside it and reported, never lost.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.set_aside = 0  # corrupt lines moved to the .corrupt file when the store was opened
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(path.parent)
+        with self._locked():
+            if path.exists():
+                rows, bad = read_table(path)
+                if bad:
+                    with open(path.with_name(path.name + ".corrupt"), "a") as f:
+                        f.writelines(line + "\n" for line in bad)
+                    write_rows(path, rows)
+                    self.set_aside = len(bad)
+
+    def by_cell(self) -> dict[str, dict[str, Any]]:
+        return {row["cell"]: row for row in self._rows()}
+
+    def put(self, row: dict[str, Any]) -> None:
+        """Add ``row``, replacing an earlier row of the same cell, and write the file atomically."""
+        with self._locked():
+            rows = [r for r in self._rows() if r["cell"] != row["cell"]]
+            write_rows(self.path, [*rows, row])
+
+    def clear(self) -> None:
+        with self._locked():
+            write_rows(self.path, [])
+
+    def _rows(self) -> list[dict[str, Any]]:
+        return read_table(self.path)[0] if self.path.exists() else []
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail now, with the folder's name, rather than after the workloads were prepared."""
+    probe = folder / f".shufflebench-write-check-{os.getpid()}"
+    probe.write_text("")
+    probe.unlink()
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> None:
+    """Replace ``path`` with ``rows`` atomically; ``columns`` first, any others after them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = sorted({k for row in rows for k in row} - set(columns))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns + extra, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _encode(k, v) for k, v in row.items()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(buffer.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The readable rows of a results CSV (see read_table); lines that cannot be read are left out."""
+    return read_table(path)[0]
+
+
+def read_table(path: Path, required: str = "cell") -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of a results CSV with numbers, booleans and JSON columns decoded, and the lines that could not be read.
+
+    Every record is one line (the writer keeps newlines out of values). A line with the wrong number of fields, or
+    whose JSON or numbers do not decode, is returned as text in the second list. Unknown columns are kept as text;
+    columns an older schema lacks are filled with None.
+
+    Raises:
+        UserError: not a results file (no ``required`` column), not text, or rows of a newer schema.
+    """
+    from shufflebench.errors import UserError
+
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a shufflebench results file (not text)") from None
+    header = next(csv.reader(lines[:1]), [])
+    if required not in header:
+        raise UserError(f"{path}: not a shufflebench results file (no {required!r} column)")
+    empty = EMPTY_ROW if required == "cell" else {}
+    rows, bad = [], []
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        try:
+            fields = next(csv.reader([line]))
+            if len(fields) != len(header):
+                raise ValueError(f"{len(fields)} fields, {len(header)} expected")
+            row = {**empty, **{k: _decode(k, v) for k, v in zip(header, fields)}}
+            rows.append(_with_later_settings(row) if required == "cell" else row)
+        except (ValueError, csv.Error):  # json.JSONDecodeError is a ValueError
+            bad.append(line)
+    newer = [r for r in rows if isinstance(r.get("schema_version"), int) and r["schema_version"] > SCHEMA_VERSION]
+    if newer:
+        raise UserError(
+            f"{path}: written with results schema {newer[0]['schema_version']}, this shufflebench reads "
+            f"up to {SCHEMA_VERSION}: upgrade shufflebench"
+        )
+    return rows, bad
+
+
+def _with_later_settings(row: dict[str, Any]) -> dict[str, Any]:
+    """A row written before its backend declared some of its settings, with those settings at the value it was
+    measured with (Backend.setting_before) and its cell key as the cell has it now: a setting added later whose value
+    is the old behaviour does not split a cell from its earlier measurements."""
+    from shufflebench.config import kv
+
+    try:
+        backend = backends.get(row["backend"])
+    except Exception:  # noqa: BLE001 - a backend this version does not know: the row stays as written
+        return row
+    names = [s.name for s in backend.settings]
+    missing = [n for n in names if row.get(n) is None]
+    if not missing or not isinstance(row.get("cell"), str) or row.get("batch") is None:
+        return row
+    row.update({n: backend.setting_before(n) for n in missing})
+    head, _, _ = row["cell"].rpartition("/")
+    return {**row, "cell": f"{head}/{kv({n: row[n] for n in names})}"}
+
+
+def _encode(key: str, value: Any) -> Any:
+    if key in JSON_COLUMNS and value is not None:
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return " ".join(value.splitlines())  # one record, one line: a torn write is then one bad line
+    return "" if value is None else value
+
+
+def _decode(key: str, text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    if key in JSON_COLUMNS:
+        return json.loads(text)
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text

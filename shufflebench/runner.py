@@ -1,0 +1,438 @@
+"""Runs the cells of a sweep and writes one results row per cell: scheduling only (shufflebench.rows builds the rows).
+
+- Isolation: every process of a cell is a worker of its own (shufflebench.launcher forks it from a freshly executed
+  parent per round, or executes it fresh), so a crash, hang or OOM becomes an ``error`` row and the sweep goes on.
+  Workloads are prepared once per cell, and cached (shufflebench.preparation).
+- Order: rounds. Each round runs every cell that still needs a process once, in an order shuffled with the sweep's
+  seed, so slow drifts of the machine spread over all cells instead of biasing the last ones, and a sweep cut short
+  has run every cell about as often as the next. A cell whose processes fall into separate modes (shufflebench.stats)
+  gets as many processes again, up to ``max_processes``, in the rounds that follow, so the share of each mode is known.
+- Resume: a cell is measured again unless this device already has an ``ok`` row for it that was measured the same
+  way (measurement settings, all the processes it was to get, and for ONNX cells the opset and, from a bundle, the
+  exporter); ``fresh`` starts over. A row is written, atomically, as soon as its cell's last process finishes; when
+  the run stops early (Ctrl-C, SIGTERM, a time cap, an internal error) every cell with finished processes gets a row
+  flagged ``interrupted``, which the next run measures in full.
+- Lock: one sweep at a time per device, because two sweeps would time each other.
+
+``run_sweep`` is the one entry point: ``shufflebench run`` (sweep files and bundles) and ``shufflebench time`` both go
+through it, under one lock and one fingerprint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO
+
+from tqdm import tqdm
+
+from shufflebench import backends, device, preparation, probe, stats, workloads
+from shufflebench.config import Cell, RunSettings, Sweep
+from shufflebench.errors import Interrupted, UserError
+from shufflebench.launcher import Launcher, remove_stale_work_folders
+from shufflebench.results import ResultsStore
+from shufflebench.rows import Context, error_row, measured_row, now
+from shufflebench.worker import Failure, Prepared, ProcessResult, TimeJob
+
+# Measurement settings that do not change what a row measured: a different seed or timeout does not re-measure it.
+NOT_COMPARED = ("seed", "probe")
+
+
+# One lock per device, in a fixed place: not $TMPDIR, which two shells on one machine may set differently.
+# SHUFFLEBENCH_LOCK_DIR moves it (the tests use their own, so a sweep running on the machine cannot fail them).
+LOCK_DIR = "/tmp/shufflebench-locks"
+
+
+@contextlib.contextmanager
+def device_lock(device_id: str, holder: str) -> Iterator[None]:
+    """Hold the one-sweep-at-a-time lock of this device; raises UserError naming the holder when it is taken."""
+    folder = Path(os.environ.get("SHUFFLEBENCH_LOCK_DIR", LOCK_DIR))
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # every user of the machine shares the folder
+        folder.chmod(0o1777)
+    path = folder / f"{device_id}.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            other = f.read().strip() or "another process"
+            raise UserError(
+                f"another sweep is running on this device ({other}); wait for it to finish, two sweeps "
+                "would time each other"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(holder)
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+
+
+def run_sweep(
+    sweep: Sweep,
+    results_root: Path,
+    *,
+    fresh: bool = False,
+    prepared: dict[str, Prepared] | None = None,
+    write: bool = True,
+    log: TextIO = sys.stderr,
+) -> list[dict]:
+    """Measure the cells of ``sweep`` not yet measured this way on this device; returns the rows of this run.
+
+    ``prepared`` holds each cell's cost, input shape and ONNX file when they come from a bundle (shufflebench.bundle).
+    With ``write`` false (``shufflebench time``) nothing is stored and every cell is measured.
+    """
+    meta = device.collect()
+    holder = f"pid {os.getpid()}, sweep {sweep.name}, since {now()}"
+    with device_lock(meta["machine_key"], holder), Launcher(log) as launcher:
+        context = Context(meta, results_root / meta["device_id"], sweep.name, sweep.run, log)
+        remove_stale_work_folders()
+        rows: list[dict] = []
+        store = None
+        if write:
+            context.folder.mkdir(parents=True, exist_ok=True)
+            store = ResultsStore(context.folder / f"{sweep.name}.csv")
+            if store.set_aside:
+                print(
+                    f"{store.path}: {store.set_aside} line(s) could not be read (a cut or corrupt write); moved to "
+                    f"{store.path.name}.corrupt, those cells are measured again",
+                    file=log,
+                )
+            if fresh:
+                store.clear()
+        todo = cells_to_measure(sweep, store.by_cell() if store else {}, meta, prepared, log) if store else sweep.cells
+        probing = write and sweep.run.probe and bool(todo)
+
+        def on_row(row: dict) -> None:
+            if store:
+                store.put(row)
+            rows.append(row)
+
+        try:
+            if probing:
+                context.probe = run_probes(probe_pairs(todo), sweep.run.timeout, log, launcher)
+                meta["probe"] = context.probe
+            if store:
+                device.write_if_changed(context.folder / "device.json", meta)
+            measure_cells(todo, context, on_row, launcher, prepared)
+            if probing:
+                end = run_probes(probe_pairs(todo), sweep.run.timeout, log, launcher, "end")
+                for row in finish_probes(rows, end):
+                    store.put(row)
+        except KeyboardInterrupt as e:
+            where = f"written to {store.path}" if store else "measured"
+            signal_number = getattr(e, "signal_number", signal.SIGINT)
+            raise Interrupted(
+                f"interrupted: {len(rows)} of {len(todo)} cells {where}; run the same command again to measure "
+                "the rest",
+                signal_number,
+            ) from None
+    return rows
+
+
+def cells_to_measure(
+    sweep: Sweep, rows: dict[str, dict], meta: dict[str, Any], prepared: dict[str, Prepared] | None, log: TextIO
+) -> list[Cell]:
+    """The cells without an ``ok`` row measured the way this sweep measures; says what is resumed and why not."""
+    todo, reasons = [], Counter()
+    for cell in sweep.cells:
+        reason = remeasure_reason(cell, rows.get(cell.key), sweep.run, meta, prepared)
+        if reason is not None:
+            todo.append(cell)
+            if reason:
+                reasons[reason] += 1
+    done = len(sweep.cells) - len(todo)
+    if done:
+        print(
+            f"resuming {sweep.name}: {done} of {len(sweep.cells)} cells already measured (--fresh to measure them "
+            "again)",
+            file=log,
+        )
+    for reason, n in reasons.items():
+        print(f"measuring {n} cell(s) again: {reason}", file=log)
+    return todo
+
+
+def remeasure_reason(
+    cell: Cell, row: dict | None, run: RunSettings, meta: dict[str, Any], prepared: dict[str, Prepared] | None
+) -> str | None:
+    """None when ``row`` already measures ``cell`` as ``run`` would on this machine; otherwise why not ('' for a cell
+    never run)."""
+    if row is None:
+        return ""
+    if row.get("status") != "ok":
+        return f"the last run ended as {row.get('status')}"
+    if row.get("machine_key") != meta["machine_key"]:
+        return f"measured on another machine ({row.get('machine_key') or 'no machine key recorded'})"
+    wanted = {k: v for k, v in run.recorded().items() if k not in NOT_COMPARED}
+    had = {k: v for k, v in (row.get("measure_settings") or {}).items() if k not in NOT_COMPARED}
+    changed = sorted(k for k in wanted.keys() | had.keys() if wanted.get(k) != had.get(k))
+    if changed:
+        return (
+            "measurement settings changed (" + ", ".join(f"{k} {had.get(k)} -> {wanted.get(k)}" for k in changed) + ")"
+        )
+    planned = max(run.processes, row.get("processes_planned") or 0)  # more where its processes fell into modes
+    if row.get("processes") is not None and row["processes"] < planned:
+        return f"the last run was interrupted after {row.get('processes')} of {planned} processes"
+    if backends.get(cell.backend).needs_onnx and not workloads.is_onnx(cell.workload):  # a file we exported
+        export = prepared[cell.key].export if prepared and cell.key in prepared else None
+        expected = {"opset": (export or {}).get("opset", backends.ONNX_OPSET)}
+        if export:
+            expected["exporter"] = export.get("exporter")
+        for key, value in expected.items():
+            if row.get(key) != value:
+                return f"the ONNX {key} changed ({row.get(key)} -> {value})"
+    return None
+
+
+@dataclass
+class Planned:
+    """A cell being measured: its backend (resolved once), what preparation gave it, and its processes so far."""
+
+    cell: Cell
+    backend: backends.Backend
+    prepared: Prepared
+    runtime_cost: dict[str, Any] | None
+    wanted: int  # processes it is to get: the sweep's, more where they fell into modes
+    results: list[tuple[str, ProcessResult]] = field(default_factory=list)  # (start time, result) per process
+
+
+def measure_cells(
+    cells: list[Cell],
+    context: Context,
+    on_row: Callable[[dict], None],
+    launcher: Launcher,
+    prepared: dict[str, Prepared] | None = None,
+) -> None:
+    """Measure ``cells``, calling ``on_row`` once per cell as soon as its row is ready (skipped, error or ok).
+
+    ``prepared`` is given when the cells come prepared (a bundle, a fleet); otherwise they are prepared here.
+    """
+    if not cells:
+        return
+    progress = Progress(len(cells), context.log)
+    runnable: list[tuple[Cell, backends.Backend]] = []
+    for cell in cells:
+        backend = backends.get(cell.backend)
+        reason = backend.unavailable_reason()
+        if reason:
+            on_row(error_row(cell, context, None, "skipped", reason))
+            progress.done(cell, "skipped")
+        else:
+            runnable.append((cell, backend))
+    if prepared is None:
+        timeout = context.run.timeout
+        prepared, errors = preparation.prepare_cells([c for c, _ in runnable], timeout, launcher, progress)
+        for cell, _ in runnable:
+            if cell.key in errors:
+                on_row(error_row(cell, context, None, "error", errors[cell.key]))
+                progress.done(cell, "error")
+    ready = [c for c, _ in runnable if c.key in prepared]
+    costs = preparation.runtime_costs(ready, prepared, context.meta["machine_key"], context.run.timeout, launcher)
+    processes = context.run.processes
+    planned = [Planned(c, b, prepared[c.key], costs.get(c.key), processes) for c, b in runnable if c.key in prepared]
+    if planned:
+        measure = context.run.measure
+        print(
+            f"measuring {len(planned)} cells x {processes} processes, at least "
+            f"{measure.warmup_time + measure.min_time:g} s each: {len(planned) * processes} worker runs",
+            file=context.log,
+        )
+    progress.expect_runs(len(planned) * processes)
+    rng = random.Random(context.run.seed)
+    began, runs = time.perf_counter(), launcher.runs
+    try:
+        while todo := next_round(planned, rng):
+            launcher.next_round()  # no two processes of a cell come from one parent
+            for item in todo:
+                progress.start(item.cell)
+                started = now()
+                job = TimeJob(item.cell, item.prepared, context.run.measure)
+                env = item.backend.worker_env(item.cell.settings)
+                answer = launcher.run("time", job, context.run.timeout, item.backend.preload, env)
+                progress.run_done()
+                if isinstance(answer, Failure):
+                    planned.remove(item)  # its finished processes go with it: an error is never written as a result
+                    on_row(error_row(item.cell, context, item.prepared, "error", answer.error))
+                    progress.done(item.cell, "error")
+                    continue
+                item.results.append((started, answer))
+                if len(item.results) < item.wanted:
+                    continue
+                extra = _extra_processes(item, context.run)
+                if extra:
+                    item.wanted += extra
+                    progress.expect_more(extra, f"{item.cell.key}: processes fall into modes, {extra} more")
+                    continue
+                planned.remove(item)
+                row = _row(item, context, launcher)
+                on_row(row)
+                progress.done(item.cell, f"{row['median_ms']:.3f} ms" + (" (noisy)" if row["is_noisy"] else ""))
+    except BaseException as e:
+        # Keep what was measured, whatever stopped the run: a cell with finished processes gets its row, flagged,
+        # and the next run of the sweep measures it again in full (remeasure_reason).
+        why = "" if isinstance(e, KeyboardInterrupt) else f" by an internal error ({type(e).__name__})"
+        for item in planned:
+            if item.results:
+                note = f"interrupted{why} after {len(item.results)} of {item.wanted} processes: run the sweep again"
+                on_row(_row(item, context, launcher, note))
+        raise
+    finally:
+        done = launcher.runs - runs
+        if done:
+            seconds = time.perf_counter() - began
+            print(f"{done} worker runs took {seconds:.0f} s, {seconds / done:.1f} s each", file=context.log)
+
+
+def next_round(planned: list[Planned], rng: random.Random) -> list[Planned]:
+    """The cells that still need a process, each once, in an order shuffled with the sweep's seeded ``rng``."""
+    todo = [item for item in planned if len(item.results) < item.wanted]
+    rng.shuffle(todo)
+    return todo
+
+
+def _row(item: Planned, context: Context, launcher: Launcher, interrupted: str | None = None) -> dict[str, Any]:
+    how = launcher.how(item.backend.preload, item.backend.worker_env(item.cell.settings))
+    return measured_row(
+        item.cell, context, item.prepared, item.results, item.runtime_cost, item.wanted, how, interrupted
+    )
+
+
+def _extra_processes(item: Planned, run: RunSettings) -> int:
+    """More processes for a cell whose processes fall into modes, once, up to ``run.max_processes``."""
+    done = len(item.results)
+    if item.wanted != run.processes or done >= run.max_processes:
+        return 0
+    if stats.find_modes([r.samples for _, r in item.results]) is None:
+        return 0
+    return min(run.processes, run.max_processes - done)
+
+
+def probe_pairs(cells: list[Cell]) -> list[tuple[str, int | None]]:
+    """The (backend, threads) the cells run with, on backends this device has: what the probe measures."""
+    pairs = {(c.backend, c.settings.get("threads")) for c in cells}
+    return sorted((p for p in pairs if backends.get(p[0]).unavailable_reason() is None), key=str)
+
+
+def run_probes(
+    pairs: list[tuple[str, int | None]], timeout: float, log: TextIO, launcher: Launcher, when: str = "start"
+) -> dict[str, dict]:
+    """The roofs of each pair, measured in a worker process each, and said in the log."""
+    out = {}
+    for backend, threads in pairs:
+        key = probe.key(backend, threads)
+        job = probe.ProbeJob(backend, threads)
+        answer = launcher.run("probe", job, timeout, backends.get(backend).preload)
+        if isinstance(answer, Failure):
+            print(f"probe ({when}) {key}: failed ({answer.error}); its rows have no roofs", file=log)
+            continue
+        out[key] = probe.as_dict(answer)
+        print(f"probe ({when}) {key}: {device.roofs_text(out[key])}", file=log)
+    return out
+
+
+def finish_probes(rows: list[dict], end: dict[str, dict]) -> list[dict]:
+    """The run's measured rows with the end probe added, flagged where the roofs moved more than PROBE_DRIFT."""
+    finished = []
+    for row in rows:
+        record = row.get("probe")
+        if row["status"] != "ok" or not record or record["key"] not in end:
+            continue
+        record["end"] = end[record["key"]]
+        record["drift"] = round(probe.drift({"k": record["start"]}, {"k": record["end"]}), 4)
+        if record["drift"] > probe.PROBE_DRIFT:
+            flag = (
+                f"the {record['key']} roofs moved {record['drift']:.0%} between the start and the end of the run "
+                "(throttling, or another program): run again on a quiet, cooled device"
+            )
+            row.update(is_noisy=True, noise="; ".join(n for n in (flag, row["noise"]) if n))
+        finished.append(row)
+    return finished
+
+
+@dataclass
+class Progress:
+    """A line per finished cell; on a terminal also a tqdm bar over the worker runs (runs, not cells, because a
+    cell's repeats are spread over the whole shuffled sweep) with the current cell and an ETA."""
+
+    total: int
+    out: TextIO
+    finished: int = 0
+    runs: int = 0
+    bar: tqdm = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bar = tqdm(
+            total=0,
+            file=self.out,
+            unit="run",
+            disable=not self.out.isatty(),
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}<{remaining}] {postfix}",
+        )
+
+    def expect_runs(self, n: int) -> None:
+        self.bar.reset(total=n)
+
+    def expect_more(self, n: int, why: str) -> None:
+        self.bar.total += n
+        self.bar.refresh()
+        tqdm.write(why, file=self.out)
+
+    def run_done(self) -> None:
+        self.runs += 1
+        self.bar.update(1)
+
+    def note(self, text: str) -> None:
+        self.bar.set_postfix_str(text[:80])
+
+    def start(self, cell: Cell) -> None:
+        self.bar.set_postfix_str(f"{self.finished}/{self.total} cells, now {cell.key}"[:120])
+
+    def done(self, cell: Cell, outcome: str) -> None:
+        self.finished += 1
+        tqdm.write(f"[{self.finished:>{len(str(self.total))}}/{self.total}] {cell.key}: {outcome}", file=self.out)
+        if self.finished == self.total:
+            self.bar.close()
+
+
+def summary_table(rows: list[dict]) -> str:
+    """The table printed at the end of a run: measured and failed cells, then a count of the skipped ones."""
+    header = ["cell", "status", "median_ms", "ci", "iqr_%", "images/s", "MFLOPs", "MAC_M", "note"]
+    lines = []
+    skipped = defaultdict(int)
+    for r in rows:
+        if r["status"] == "skipped":
+            skipped[r["error"]] += 1
+    for r in sorted((r for r in rows if r["status"] != "skipped"), key=lambda r: r["cell"]):
+        ok = r.get("status") == "ok"
+        lines.append(
+            [
+                r["cell"],
+                r["status"],
+                f"{r['median_ms']:.3f}" if ok else "",
+                f"[{r['ci_low_ms']:.3f}, {r['ci_high_ms']:.3f}] {r['ci_level']:.0%}" if ok and r["ci_level"] else "",
+                f"{100 * r['iqr_ms'] / r['median_ms']:.1f}" if ok and r["iqr_ms"] is not None else "",
+                f"{r['images_per_s']:.1f}" if ok else "",
+                f"{r['flops'] / 1e6:.1f}" if r.get("flops") is not None else "",
+                f"{r['mac'] / 1e6:.2f}" if r.get("mac") is not None else "",
+                (r.get("noise") or "") if ok else (r.get("error") or ""),
+            ]
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
+    out += [f"{n} cells skipped: {reason}" for reason, n in skipped.items()]
+    return "\n".join(out)
