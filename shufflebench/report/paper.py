@@ -4,12 +4,12 @@ ones, and a verdict per table: does the guideline's ordering hold on this device
 The paper's numbers live in shufflebench.papers. GPU cells are compared with its GTX 1080Ti column (batches/s), CPU
 cells with its ARM column (images/s, Snapdragon 810, one thread).
 
-Verdict, per table and backend, from the columns (x1/x2/x4 or c values) that have any measured row, and only when
-every row of those columns was measured: a table with a missing or failed cell (an interrupted, time-capped or small
-run) says "incomplete (k of n cells)" and gives none. Kendall's tau between measured and paper speeds across rows, averaged over columns, and whether the paper's fastest
-row is also the measured fastest in every column. "holds": mean tau >= 0.5 and the fastest row agrees everywhere;
-"partly": mean tau > 0; "does not hold" otherwise. The speed ratio of the fastest to the slowest measured row shows
-how much the design choice matters on this device.
+Verdict, per table and backend, from the columns (x1/x2/x4 or c values) that have any measured row, and only when every
+row of those columns was measured: a table with a missing or failed cell (an interrupted, time-capped or small run) says
+"incomplete (k of n cells)" and gives none. Kendall's tau between measured and paper speeds across rows, averaged over
+columns, and whether the paper's fastest row is also the measured fastest in every column. "holds": mean tau >= 0.5 and
+the fastest row agrees everywhere; "partly": mean tau > 0; "does not hold" otherwise. The speed ratio of the fastest to
+the slowest measured row shows how much the design choice matters on this device.
 """
 
 from __future__ import annotations
