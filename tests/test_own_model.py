@@ -160,7 +160,7 @@ def shufflenet_onnx(tmp_path_factory) -> Path:
 
 def test_modules_named_like_the_package_beside_the_model_break_nothing(project):
     # names common in ML projects: each one fails loudly if any process of the run imports it instead of the package
-    shadow = "raise RuntimeError('the user's own module was imported in place of the package')\n"
+    shadow = "raise RuntimeError('a module of the user was imported in place of the package')\n"
     (project / "shufflebench.py").write_text(shadow)
     (project / "bench.py").write_text(shadow)
     (project / "blocks").mkdir()
