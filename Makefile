@@ -50,7 +50,8 @@ calibrate: $(STAMP)
 report: $(STAMP)
 	$(SB) report $(RESULTS)
 
-# Devices side by side: RESULTS="results/<device-a> results/<device-b>" (default: every device under results/).
+# Devices side by side: RESULTS="results/<device-a> results/<device-b>", the first the baseline (default: every
+# device under results/, against this device's folder where it has one).
 compare: $(STAMP)
 	$(SB) compare $(or $(RESULTS),results)
 

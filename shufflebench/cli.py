@@ -350,14 +350,35 @@ def cmd_fleet_worker(args: argparse.Namespace) -> None:
     fleet.serve(args.scheduler, args.label)
 
 
-def cmd_compare(args: argparse.Namespace) -> None:
-    from shufflebench.report.compare import write_compare
-    from shufflebench.report.load import load
+def cmd_compare(args: argparse.Namespace) -> int:
+    from shufflebench.report.compare import compare
 
-    loaded = load([Path(p) for p in args.results])
-    for warning in loaded.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(write_compare(loaded, Path(args.out), args.baseline))
+    paths, baseline = [Path(p) for p in args.results], args.baseline
+    if baseline is None and paths[0].is_dir() and not any(paths[0].glob("*.csv")):
+        from shufflebench import device  # a results root first: this device's folder in it is the baseline
+
+        here = device.collect()["device_id"]
+        baseline = here if (paths[0] / here).is_dir() else None
+    result = compare(paths, Path(args.out), baseline, args.fail_above)
+    if args.json:
+        print(json.dumps(result.summary(), indent=1))
+    else:
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(result.index)
+    if result.fail_above is None:
+        return 0
+    for r in result.regressions:
+        print(
+            f"slower: {r['cell']} on {r['folder']}: {r['baseline_ms']:.3f} -> {r['median_ms']:.3f} ms "
+            f"(+{r['slower']:.1%}, beyond both intervals)",
+            file=sys.stderr,
+        )
+    verdict = f"{len(result.regressions)} cell(s) slower than the baseline by more than {result.fail_above:.0%}"
+    print(
+        f"regression gate: {verdict}" if result.regressions else f"regression gate: passed ({verdict})", file=sys.stderr
+    )
+    return 1 if result.regressions else 0
 
 
 def cmd_breakdown(args: argparse.Namespace) -> None:
@@ -423,6 +444,12 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
+
+
+def percentage(text: str) -> float:
+    """An argparse type: a percentage, ``5%`` or ``5``, as a fraction (0.05)."""
+    value = positive_number(text.strip().removesuffix("%"))
+    return value / 100
 
 
 def positive_number(text: str) -> float:
@@ -592,10 +619,18 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--label", help="a name that tells identical machines apart, added to the device id")
     q.set_defaults(func=cmd_fleet_worker)
 
-    p = verbs.add_parser("compare", help="the same cells across devices, side by side")
-    p.add_argument("results", nargs="+", help="device folders or results roots")
+    p = verbs.add_parser("compare", help="the same cells across devices or versions, side by side; a regression gate")
+    p.add_argument("results", nargs="+", help="device folders or results roots; the first is the baseline")
     p.add_argument("--out", default="reports/compare", help="output folder (default: reports/compare)")
-    p.add_argument("--baseline", help="device id to compare against (default: the first)")
+    p.add_argument("--baseline", help="the device id or folder to compare against (default: the first folder given)")
+    p.add_argument(
+        "--fail-above",
+        type=percentage,
+        metavar="PERCENT",
+        help="exit 1 when a common cell is slower than the baseline by more than PERCENT (e.g. 5%%) and beyond both "
+        "medians' intervals",
+    )
+    _json_flag(p, "print the comparison as JSON")
     p.set_defaults(func=cmd_compare)
     return parser
 

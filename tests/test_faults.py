@@ -178,7 +178,10 @@ def test_report_and_compare_work_without_a_single_measured_cell(tmp_path):
     other = _copy_as_other_device(root)
     out = shufflebench("compare", str(folder), str(other), "--out", str(tmp_path / "compare"))
     assert out.returncode == 0, out.stderr
-    assert "no cell was measured on two devices" in (tmp_path / "compare" / "index.md").read_text()
+    assert (
+        "No figure: no folder but the baseline has a measured cell in common"
+        in (tmp_path / "compare" / "index.md").read_text()
+    )
 
 
 # --- one line, never a traceback ---

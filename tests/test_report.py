@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from shufflebench.errors import UserError
-from shufflebench.report.compare import write_compare
+from shufflebench.report.compare import compare
 from shufflebench.report import pairs
 from shufflebench.report.index import write_report
 from shufflebench.report.load import load, ok_rows
-from shufflebench.results import SCHEMA_VERSION, write_rows
+from shufflebench.results import SCHEMA_VERSION, read_rows, write_rows
 
 G1_CPU = [(32, 32, 1990.0), (22, 44, 1190.0), (13, 78, 730.0), (9, 108, 770.0)]
 G1_GPU = [(128, 128, 1480.0), (90, 180, 1296.0), (52, 312, 876.0), (36, 432, 748.0)]
@@ -29,6 +29,7 @@ def make_device(
     status: str = "ok",
     sweep: str = "default",
     finished_at: str = "2026-01-01T00:00:00+00:00",
+    backends: tuple[str, ...] = ("ort-cpu", "torch-cpu"),
 ) -> Path:
     folder = root / device_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,7 @@ def make_device(
         )
     )
     rows = []
-    for backend in ("ort-cpu", "torch-cpu"):
+    for backend in backends:
         for c1, c2, images in G1_CPU:
             median = 1e3 / (images * speed)
             settings = "batch=1,threads=1" + (",opt_level=all" if backend == "ort-cpu" else "")
@@ -71,6 +72,8 @@ def make_device(
                     "mac_bytes": 16_000_000 + c2 * 4000,
                     "median_ms": median,
                     "iqr_ms": median * 0.02,
+                    "ci_low_ms": median * 0.99,
+                    "ci_high_ms": median * 1.01,
                     "images_per_s": 1e3 / median,
                     "batches_per_s": 1e3 / median,
                     "is_noisy": c1 == 9,
@@ -134,21 +137,77 @@ def test_compare_two_devices_with_an_emulated_one(tmp_path):
     root = tmp_path / "results"
     make_device(root, "dev-a")
     make_device(root, "dev-b", speed=0.5, emulated=True)
-    index = write_compare(load([root]), tmp_path / "compare", baseline="dev-a")
-    text = index.read_text()
+    text = compare([root], tmp_path / "compare", baseline="dev-a").index.read_text()
     assert (
-        "| `dev-b` | aarch64 | unknown: recorded before machine keys, treat as another machine | - | yes | 8 | 0 / 0 | "
-        "8 | 0.50x |" in text
+        "| `dev-b` | `dev-b` | aarch64 | unknown: recorded before machine keys, treat as another machine | - | yes | 8 "
+        "| 0 / 0 | 8 | - |" in text  # common cells, but no speed: an emulated device's timings are not compared
     )
     assert "dev-b (emulated)" in text
     assert "| Table 1 (g1) | ort-cpu | holds | holds |" in text
-    assert (tmp_path / "compare" / "speed_vs_baseline.png").exists()
+    assert "No figure: no folder but the baseline has a measured cell in common" in text
+    assert not (tmp_path / "compare" / "speed_vs_baseline.png").exists()
 
 
 def test_compare_needs_two_devices(tmp_path):
     folder = make_device(tmp_path / "results", "dev-a")
-    with pytest.raises(UserError, match="at least two devices"):
-        write_compare(load([folder]), tmp_path / "compare")
+    with pytest.raises(UserError, match="at least two results folders"):
+        compare([folder], tmp_path / "compare")
+
+
+def test_the_first_folder_given_is_the_baseline(tmp_path):
+    make_device(tmp_path / "results", "dev-a", speed=2.0)  # first by name, not first given
+    make_device(tmp_path / "results", "dev-b")
+    result = compare([tmp_path / "results" / "dev-b", tmp_path / "results" / "dev-a"], tmp_path / "compare")
+    assert result.baseline == "dev-b"
+    assert {s["label"]: s["geomean_speed"] for s in result.sides}["dev-a"] == pytest.approx(2.0)  # twice as fast
+
+
+def test_folders_that_share_no_cell_are_told_apart_and_why(tmp_path):
+    make_device(tmp_path / "cpu", "dev-cpu")
+    make_device(tmp_path / "gpu", "dev-gpu", backends=("torch-cuda",))
+    make_device(tmp_path / "threads", "dev-t", backends=("ort-cpu",))
+    rows = read_rows(tmp_path / "threads" / "dev-t" / "default.csv")
+    write_rows(
+        tmp_path / "threads" / "dev-t" / "default.csv",
+        [{**r, "cell": r["cell"].replace("threads=1", "threads=2"), "threads": 2} for r in rows],
+    )
+    result = compare([tmp_path / "cpu", tmp_path / "gpu", tmp_path / "threads"], tmp_path / "compare")
+    why = {s["label"]: s["why_no_common_cells"] for s in result.sides}
+    assert why["dev-gpu"] == "they measured other backends (baseline: ort-cpu, torch-cpu; this: torch-cuda)"
+    assert why["dev-t"].startswith("the same workloads with other settings (on ort-cpu, baseline: ")
+    assert "threads=1" in why["dev-t"] and "threads=2" in why["dev-t"]
+    assert "`dev-gpu` shares no cell with the baseline: they measured other backends" in result.index.read_text()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "shufflebench.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_regression_gate_fails_on_a_resolved_slowdown_and_names_the_cell(tmp_path):
+    before = make_device(tmp_path / "before", "dev-a")
+    after = make_device(tmp_path / "after", "dev-a")  # one device, two versions: told apart by folder
+    rows = read_rows(after / "default.csv")
+    slow = rows[0]["cell"]
+    rows[0] = {**rows[0], **{k: rows[0][k] * 1.10 for k in ("median_ms", "ci_low_ms", "ci_high_ms")}}
+    noisy = rows[1]["cell"]  # 10% slower too, but inside the intervals: not resolved
+    rows[1] = {**rows[1], "median_ms": rows[1]["median_ms"] * 1.10, "ci_low_ms": rows[1]["ci_low_ms"] * 0.9}
+    write_rows(after / "default.csv", rows)
+    out = tmp_path / "compare"
+    failed = _cli("compare", str(before), str(after), "--out", str(out), "--fail-above", "5%")
+    assert failed.returncode == 1, failed.stderr
+    assert f"slower: {slow} on {after}" in failed.stderr and noisy not in failed.stderr
+    assert "regression gate: 1 cell(s) slower than the baseline by more than 5%" in failed.stderr
+    passed = _cli("compare", str(before), str(after), "--out", str(out), "--fail-above", "15", "--json")
+    assert passed.returncode == 0, passed.stderr
+    summary = json.loads(passed.stdout)
+    assert summary["baseline"] == str(before) and summary["regressions"] == [] and summary["fail_above"] == 0.15
+    (cell,) = [c for c in summary["cells"] if c["cell"] == slow]
+    assert cell["speed"][str(after)] == pytest.approx(1 / 1.10)
+    other = make_device(tmp_path / "gpu", "dev-gpu", backends=("torch-cuda",))
+    nothing = _cli("compare", str(before), str(other), "--out", str(out), "--fail-above", "5%")
+    assert nothing.returncode == 2 and "the regression gate has nothing to compare" in nothing.stderr
 
 
 def test_cli_report_on_a_missing_folder_exits_2(tmp_path):

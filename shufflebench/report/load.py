@@ -33,15 +33,15 @@ class Loaded:
 
 
 def device_folders(paths: list[Path]) -> list[Path]:
-    """Each path is a device folder (holds CSVs) or a results root (holds device folders)."""
+    """Each path is a device folder (holds CSVs) or a results root (holds device folders), in the order given; a
+    folder given twice (by itself and in its root) counts once, where it first appears."""
     folders: list[Path] = []
     for path in paths:
         if not path.is_dir():
             raise UserError(f"{path}: no such results folder")
-        if any(path.glob("*.csv")):
-            folders.append(path)
-        else:
-            folders.extend(sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("*.csv"))))
+        found = [path] if any(path.glob("*.csv")) else sorted(p for p in path.iterdir() if any(p.glob("*.csv")))
+        seen = {f.resolve() for f in folders}
+        folders += [f for f in found if f.resolve() not in seen]
     if not folders:
         shown = ", ".join(str(p) for p in paths)
         raise UserError(f"no results in {shown}: run `make bench` (or `shufflebench run CONFIG`) first")
