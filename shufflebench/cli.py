@@ -533,7 +533,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="sweep file (configs/default.yaml) or bundle folder (from `shufflebench export`)")
     p.add_argument("--backend", action="append", help="only cells of this backend (repeatable)")
     _results_option(p, "results folder (default: results)")
-    p.add_argument("--fresh", action="store_true", help="discard this sweep's earlier rows on this device")
+    p.add_argument(
+        "--fresh", action="store_true", help="measure the selected cells again, discarding their earlier rows"
+    )
     p.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     p.set_defaults(func=cmd_run)
 

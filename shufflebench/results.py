@@ -171,9 +171,10 @@ class ResultsStore:
             rows = [r for r in self._rows() if r["cell"] != row["cell"]]
             write_rows(self.path, [*rows, row])
 
-    def clear(self) -> None:
+    def remove(self, cells: set[str]) -> None:
+        """Drop the rows of ``cells``, keeping every other row."""
         with self._locked():
-            write_rows(self.path, [])
+            write_rows(self.path, [r for r in self._rows() if r["cell"] not in cells])
 
     def _rows(self) -> list[dict[str, Any]]:
         return read_table(self.path)[0] if self.path.exists() else []

@@ -7,11 +7,12 @@
   seed, so slow drifts of the machine spread over all cells instead of biasing the last ones, and a sweep cut short
   has run every cell about as often as the next. A cell whose processes fall into separate modes (shufflebench.stats)
   gets as many processes again, up to ``max_processes``, in the rounds that follow, so the share of each mode is known.
-- Resume: a cell is measured again unless this device already has an ``ok`` row for it that was measured the same
-  way (measurement settings, all the processes it was to get, and for ONNX cells the opset and, from a bundle, the
-  exporter); ``fresh`` starts over. A row is written, atomically, as soon as its cell's last process finishes; when
-  the run stops early (Ctrl-C, SIGTERM, a time cap, an internal error) every cell with finished processes gets a row
-  flagged ``interrupted``, which the next run measures in full.
+- Resume: a cell is measured again unless this device already has an ``ok`` row for it that was measured the same way
+  (measurement settings, all the processes it was to get, and for ONNX cells the opset and, from a bundle, the
+  exporter); ``fresh`` measures the sweep's cells again, leaving other rows of the file alone. A row is written,
+  atomically, as soon as its cell's last process finishes; when the run stops early (Ctrl-C, SIGTERM, a time cap, an
+  internal error) every cell with finished processes gets a row flagged ``interrupted``, which the next run measures in
+  full.
 - Lock: one sweep at a time per device, because two sweeps would time each other.
 
 ``run_sweep`` is the one entry point: ``shufflebench run`` (sweep files and bundles) and ``shufflebench time`` both go
@@ -110,8 +111,8 @@ def run_sweep(
                     f"{store.path.name}.corrupt, those cells are measured again",
                     file=log,
                 )
-            if fresh:
-                store.clear()
+            if fresh:  # only the cells this run selects (a --backend filter leaves the others' rows alone)
+                store.remove({cell.key for cell in sweep.cells})
         todo = cells_to_measure(sweep, store.by_cell() if store else {}, meta, prepared, log) if store else sweep.cells
         probing = write and sweep.run.probe and bool(todo)
 

@@ -162,6 +162,21 @@ def _copy_as_other_device(root: Path) -> Path:
 # --- writing outside results/, deleting files: tests/test_bundle.py (crafted manifests, export keeps files) ---
 
 
+def test_fresh_with_a_backend_filter_discards_only_that_backends_rows(tmp_path):
+    sweep = tmp_path / "both.yaml"
+    sweep.write_text(
+        FAST + "settings: {backend: [torch-cpu, ort-cpu], threads: 1}\nworkloads: [{name: g4, grid: {c: 8, hw: 8}}]\n"
+    )
+    root = tmp_path / "results"
+    assert shufflebench("run", str(sweep), "--results", str(root)).returncode == 0
+    before = {r["backend"]: r for r in read_rows(results_csv(root, "both"))}
+    out = shufflebench("run", str(sweep), "--results", str(root), "--fresh", "--backend", "torch-cpu")
+    assert out.returncode == 0, out.stderr
+    after = {r["backend"]: r for r in read_rows(results_csv(root, "both"))}
+    assert after["ort-cpu"] == before["ort-cpu"]  # kept as it was
+    assert after["torch-cpu"]["started_at"] > before["torch-cpu"]["finished_at"]  # measured again
+
+
 # --- report and compare on rows that are not ok ---
 
 
