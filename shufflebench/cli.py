@@ -178,10 +178,10 @@ def _keep_backends(sweep: Any, names: list[str] | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    sweep, prepared = _load_sweep(Path(args.config))  # bad input is told before the measuring stack is imported
+    _keep_backends(sweep, args.backend)
     from shufflebench import runner
 
-    sweep, prepared = _load_sweep(Path(args.config))
-    _keep_backends(sweep, args.backend)
     if args.dry_run:
         for cell in sweep.cells:
             print(cell.key)

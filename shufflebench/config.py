@@ -124,11 +124,14 @@ def from_data(data: dict[str, Any], path: Path) -> Sweep:
     entries = data.get("workloads")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: workloads: must be a non-empty list of {{name: ..., grid: ..., zip: ...}}")
-    cells: dict[str, Cell] = {}
-    for i, entry in enumerate(entries):
-        for group in groups:
-            for cell in _expand(entry, group, f"{where}: workloads[{i}]"):
-                cells.setdefault(cell.key, cell)
+    # Every entry's keys, lists and settings first, torch-free (a mistake in the last entry is told in a moment), then
+    # the workloads themselves, which needs the registry and so torch.
+    for resolve in (False, True):
+        cells: dict[str, Cell] = {}
+        for i, entry in enumerate(entries):
+            for group in groups:
+                for cell in _expand(entry, group, f"{where}: workloads[{i}]", resolve):
+                    cells.setdefault(cell.key, cell)
     return Sweep(name, path, list(cells.values()), run, str(data.get("description", "")))
 
 
@@ -218,7 +221,9 @@ def _run_value(key: str, value: Any, default: Any, where: str) -> Any:
     return kind(value)
 
 
-def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
+def _expand(entry: Any, top_settings: dict[str, Any], where: str, resolve: bool = True) -> list[Cell]:
+    """The cells of one sweep entry; with ``resolve`` false, its workload arguments are taken as written (a check of
+    everything else that needs no torch)."""
     entry = _mapping(entry, where)
     _check_keys(entry, ENTRY_KEYS, where)
     name = entry.get("name")
@@ -227,10 +232,10 @@ def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
             f"{where}.name: required: a workload name (see `shufflebench list`), an import path pkg.module:callable "
             "or an .onnx file"
         )
-    import_error = None if workloads.is_onnx(name) else _blocks_or_none()
+    import_error = None if workloads.is_onnx(name) or not resolve else _blocks_or_none()
     if import_error:
         raise ConfigError(f"{where}: {import_error}")
-    grid = {k: _as_list(v) for k, v in _mapping(entry.get("grid") or {}, f"{where}.grid").items()}
+    grid = {k: _as_list(v, f"{where}.grid.{k}") for k, v in _mapping(entry.get("grid") or {}, f"{where}.grid").items()}
     zipped = _mapping(entry.get("zip") or {}, f"{where}.zip")
     for key, value in zipped.items():
         if not isinstance(value, list) or not value:
@@ -253,7 +258,7 @@ def _expand(entry: Any, top_settings: dict[str, Any], where: str) -> list[Cell]:
     for zip_row in zip_rows:
         for grid_values in itertools.product(*grid.values()):
             raw_args = {**zip_row, **dict(zip(grid, grid_values))}
-            args, source = _resolve(name, raw_args, where)
+            args, source = _resolve(name, raw_args, where) if resolve else (raw_args, None)
             cells.extend(_cells_for(name, args, source, settings, where))
     return cells
 
@@ -275,7 +280,7 @@ def _resolve(name: str, raw_args: dict[str, Any], where: str) -> tuple[dict[str,
 
 def _cells_for(name: str, args: dict[str, Any], source: str | None, settings: dict[str, Any], where: str) -> list[Cell]:
     cells = []
-    for backend_name in _as_list(settings["backend"]):
+    for backend_name in _as_list(settings["backend"], f"{where}.settings.backend"):
         if not isinstance(backend_name, str):
             raise ConfigError(f"{where}.settings.backend: must be backend names, got {backend_name!r}")
         try:
@@ -288,7 +293,7 @@ def _cells_for(name: str, args: dict[str, Any], source: str | None, settings: di
                 f"ort:<Provider>), not {backend_name}"
             )
         declared = backend.settings
-        axes = [_as_list(settings.get(s.name, s.default)) for s in declared]
+        axes = [_as_list(settings.get(s.name, s.default), f"{where}.settings.{s.name}") for s in declared]
         for values in itertools.product(*axes):
             chosen = {
                 s.name: _setting(s, v, f"{where}.settings.{s.name}", backend_name) for s, v in zip(declared, values)
@@ -328,7 +333,10 @@ def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> N
             raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(allowed)}")
 
 
-def _as_list(value: Any) -> list[Any]:
+def _as_list(value: Any, where: str) -> list[Any]:
+    """A value or a list of values; an empty list would expand to no cells at all."""
+    if value == []:
+        raise ConfigError(f"{where}: an empty list expands to no cells; give at least one value")
     return value if isinstance(value, list) else [value]
 
 

@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -324,7 +325,7 @@ def _gpus() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The GPUs' hardware identity, and the software stack that drives them (part of the device id, not the key)."""
     gpus: list[dict[str, Any]] = []
     runtime: dict[str, Any] = {}
-    torch = _import_or_none("torch")
+    torch = _import_or_none("torch") if _may_have_gpu() else None  # importing torch takes seconds; ask it only then
     if torch is not None and torch.cuda.is_available():
         runtime.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
         for i in range(torch.cuda.device_count()):
@@ -356,6 +357,13 @@ def _gpus() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         finally:
             nvml.nvmlShutdown()
     return [{k: g[k] for k in GPU_HARDWARE if k in g} for g in gpus], runtime
+
+
+def _may_have_gpu() -> bool:
+    """False only where a GPU torch could use is surely absent: Linux without an NVIDIA or AMD (ROCm) driver."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/gpus", "/dev/nvidia0", "/dev/kfd"))
 
 
 def _import_or_none(name: str) -> Any:

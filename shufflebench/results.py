@@ -157,7 +157,7 @@ class ResultsStore:
             if path.exists():
                 rows, bad = read_table(path)
                 if bad:
-                    with open(path.with_name(path.name + ".corrupt"), "a") as f:
+                    with open(path.with_name(path.name + ".corrupt"), "a", errors="surrogateescape") as f:
                         f.writelines(line + "\n" for line in bad)
                     write_rows(path, rows)
                     self.set_aside = len(bad)
@@ -230,10 +230,11 @@ def read_table(path: Path, required: str = "cell") -> tuple[list[dict[str, Any]]
     """
     from shufflebench.errors import UserError
 
-    try:
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a shufflebench results file (not text)") from None
+    # Line by line: bytes that are not text (a disk error, a stray write) spoil their own lines, not the file. They are
+    # kept as they were (surrogate escapes) for the .corrupt file.
+    lines = path.read_bytes().decode("utf-8", "surrogateescape").split("\n")  # records end in \n, nothing else
+    if lines and not _is_text(lines[0]):
+        raise UserError(f"{path}: not a shufflebench results file (not text)")
     header = next(csv.reader(lines[:1]), [])
     if required not in header:
         raise UserError(f"{path}: not a shufflebench results file (no {required!r} column)")
@@ -243,6 +244,8 @@ def read_table(path: Path, required: str = "cell") -> tuple[list[dict[str, Any]]
         if not line.strip():
             continue
         try:
+            if not _is_text(line) or "\0" in line:
+                raise ValueError("not text")
             fields = next(csv.reader([line]))
             if len(fields) != len(header):
                 raise ValueError(f"{len(fields)} fields, {len(header)} expected")
@@ -276,6 +279,14 @@ def _with_later_settings(row: dict[str, Any]) -> dict[str, Any]:
     row.update({n: backend.setting_before(n) for n in missing})
     head, _, _ = row["cell"].rpartition("/")
     return {**row, "cell": f"{head}/{kv({n: row[n] for n in names})}"}
+
+
+def _is_text(line: str) -> bool:
+    try:
+        line.encode()
+    except UnicodeEncodeError:  # a surrogate escape: bytes that were not UTF-8
+        return False
+    return True
 
 
 def _encode(key: str, value: Any) -> Any:

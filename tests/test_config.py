@@ -195,6 +195,18 @@ def test_shipped_configs_load(path):
         ("workloads: [{name: g4, grid: {c: 32}}]\n", "settings.backend: required"),
         ("settings: {backend: torch-cpu}\nworkloads: []\n", "workloads: must be a non-empty list"),
         ("base: missing.yaml\n", "missing.yaml: cannot read the sweep file"),
+        (
+            "settings: {backend: torch-cpu}\nworkloads: [{name: g4, grid: {c: [], hw: 8}}]\n",
+            "workloads[0].grid.c: an empty list expands to no cells; give at least one value",
+        ),
+        (
+            "settings: {backend: []}\nworkloads: [{name: g4, grid: {c: 8}}]\n",
+            "workloads[0].settings.backend: an empty list expands to no cells",
+        ),
+        (
+            "settings: {backend: ort-cpu, threads: []}\nworkloads: [{name: g4, grid: {c: 8}}]\n",
+            "workloads[0].settings.threads: an empty list expands to no cells",
+        ),
     ],
 )
 def test_bad_files_give_one_line_naming_the_file_and_key(tmp_path, text, message):

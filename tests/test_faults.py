@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -133,6 +134,20 @@ def test_a_torn_last_line_is_set_aside_and_the_run_resumes(measured, tmp_path):
     rows, bad = read_table(csv_path)
     assert len(rows) == 3 and not bad
     assert csv_path.with_name("tiny.csv.corrupt").read_text().strip()  # the torn line, kept for a human
+
+
+def test_random_bytes_appended_to_a_results_file_are_set_aside_and_every_row_kept(measured, tmp_path):
+    root = _copy(measured, tmp_path)
+    csv_path = results_csv(root, "tiny")
+    garbage = random.Random(7).randbytes(300)  # not UTF-8, with a newline or two among them
+    csv_path.write_bytes(csv_path.read_bytes() + garbage)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    out = shufflebench("run", str(tmp_path / "tiny.yaml"), "--results", str(root))
+    assert out.returncode == 0, out.stderr
+    assert "could not be read" in out.stderr and "3 of 3 cells already measured" in out.stderr
+    rows, bad = read_table(csv_path)
+    assert len(rows) == 3 and not bad
+    assert csv_path.with_name("tiny.csv.corrupt").read_bytes().replace(b"\n", b"") == garbage.replace(b"\n", b"")
 
 
 @pytest.mark.parametrize("verb", ["report", "compare"])
@@ -291,6 +306,18 @@ def test_bad_command_lines_are_one_line(args, message):
 
 
 # --- silent ---
+
+
+def test_a_sweep_that_expands_to_no_cells_says_so_before_importing_torch(tmp_path):
+    sweep = tmp_path / "zero.yaml"
+    sweep.write_text(FAST + "settings: {backend: torch-cpu}\nworkloads: [{name: g4, grid: {c: [], hw: 8}}]\n")
+    code = (
+        "import sys; from shufflebench.cli import main; main(sys.argv[1:]); "
+        "print(sorted(m for m in sys.modules if m in ('torch', 'scipy.stats')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, "run", str(sweep)], capture_output=True, text=True, timeout=120)
+    assert "zero.yaml: workloads[0].grid.c: an empty list expands to no cells" in out.stderr
+    assert out.stdout.strip() == "[]"  # told before the heavy imports
 
 
 def test_a_backend_filter_that_leaves_nothing_says_so(tiny):
