@@ -104,7 +104,7 @@ def load_bundle(folder: Path) -> tuple[Sweep, dict[str, Prepared]]:
         cells, prepared = [], {}
         for i, entry in enumerate(manifest["cells"]):
             cell = decode(Cell, entry["cell"])
-            backends.get(cell.backend)
+            _check_settings(cell, f"{path}: cells[{i}].cell")
             item = decode(Prepared, entry["prepared"])
             model = _inside(folder, item.onnx, f"{path}: cells[{i}].prepared.onnx")
             cells.append(cell)
@@ -114,6 +114,25 @@ def load_bundle(folder: Path) -> tuple[Sweep, dict[str, Prepared]]:
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UserError(f"{path}: malformed manifest ({type(e).__name__}: {e}); export it again") from None
     return Sweep(name, path, cells, run, str(manifest.get("description", ""))), prepared
+
+
+def _check_settings(cell: Cell, where: str) -> None:
+    """The cell's backend, batch and settings as a sweep file's are checked: a hand-edited manifest is told here, not
+    by a crash mid-run."""
+    backend = backends.get(cell.backend)
+    values = {"batch": cell.batch, **cell.settings}
+    declared = {s.name: s for s in backend.settings}
+    for name, value in values.items():
+        if name not in declared:
+            raise UserError(
+                f"{where}.settings: {backend.name} takes no setting {name!r}; it takes: {backend.describe()}"
+            )
+        try:
+            checked = declared[name].check(value)
+        except UserError as e:
+            raise UserError(f"{where}.{name}: {e}") from None
+        if checked != value:  # the exporter wrote checked values; anything else was edited
+            raise UserError(f"{where}.{name}: {value!r} is not a value the exporter writes; export the bundle again")
 
 
 def _inside(folder: Path, relative: Any, where: str) -> Path:

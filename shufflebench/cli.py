@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import sys
 import warnings
@@ -446,6 +447,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def scheduler_address(text: str) -> str:
+    """An argparse type: a Dask scheduler's address, ``HOST:PORT`` with an optional ``PROTOCOL://``."""
+    if not re.fullmatch(r"(?:[a-z]+://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a scheduler address; give HOST:PORT, e.g. tcp://10.0.0.5:8786"
+        )
+    return text
+
+
 def percentage(text: str) -> float:
     """An argparse type: a percentage, ``5%`` or ``5``, as a fraction (0.05)."""
     value = positive_number(text.strip().removesuffix("%"))
@@ -607,17 +617,19 @@ def make_parser() -> argparse.ArgumentParser:
     fleet_verbs = p.add_subparsers(dest="fleet_verb", required=True, parser_class=_Parser)
     q = fleet_verbs.add_parser("run", help="measure a sweep on every shufflebench worker of the cluster")
     q.add_argument("config", help="sweep file")
-    q.add_argument("--scheduler", required=True, help="the Dask scheduler's address, e.g. tcp://host:8786")
+    q.add_argument(
+        "--scheduler", required=True, type=scheduler_address, help="the Dask scheduler's address, e.g. tcp://host:8786"
+    )
     q.add_argument("--devices", action="append", help="only these device ids or labels (comma-separated, repeatable)")
     q.add_argument("--backend", action="append", help="only cells of this backend (repeatable)")
     q.add_argument("--grace", type=positive_number, default=60.0, help="seconds to wait for a device that left (60)")
     _results_option(q, "results folder on this host (default: results)")
     q.set_defaults(func=cmd_fleet_run)
     q = fleet_verbs.add_parser("status", help="the devices the cluster knows: id, machine key, backends, busy or idle")
-    q.add_argument("--scheduler", required=True, help="the Dask scheduler's address")
+    q.add_argument("--scheduler", required=True, type=scheduler_address, help="the Dask scheduler's address")
     q.set_defaults(func=cmd_fleet_status)
     q = fleet_verbs.add_parser("worker", help="serve this device to a fleet (a Dask worker for this machine)")
-    q.add_argument("scheduler", help="the Dask scheduler's address, e.g. tcp://host:8786")
+    q.add_argument("scheduler", type=scheduler_address, help="the Dask scheduler's address, e.g. tcp://host:8786")
     q.add_argument("--label", help="a name that tells identical machines apart, added to the device id")
     q.set_defaults(func=cmd_fleet_worker)
 

@@ -123,6 +123,10 @@ def _crafted(exported: Path, tmp_path: Path, change) -> Path:
         (lambda m: m["run"].update(processes=0), "run.processes: must be a positive integer"),
         (lambda m: m["run"]["measure"].update(min_time=float("nan")), "run.min_time: must be a finite number"),
         (lambda m: m.update(format_version=1), "export it again"),
+        (lambda m: m["cells"][0]["cell"].update(batch="abc"), "cells[0].cell.batch: must be a positive integer"),
+        (lambda m: m["cells"][0]["cell"]["settings"].update(threads=-2), "cells[0].cell.threads: must be a positive"),
+        (lambda m: m["cells"][0]["cell"]["settings"].update(dtype="float16"), "ort-cpu takes no setting 'dtype'"),
+        (lambda m: m["cells"][0]["cell"].update(backend="tensorrt"), "unknown backend 'tensorrt'"),
     ],
 )
 def test_a_crafted_manifest_cannot_reach_outside_the_bundle(exported, tmp_path, change, message):

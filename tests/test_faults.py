@@ -320,6 +320,34 @@ def test_a_sweep_that_expands_to_no_cells_says_so_before_importing_torch(tmp_pat
     assert out.stdout.strip() == "[]"  # told before the heavy imports
 
 
+def test_a_model_that_writes_raw_bytes_to_stdout_is_measured_and_so_are_the_cells_after_it(tmp_path):
+    (tmp_path / "rawmodel.py").write_text(
+        "import sys\nfrom torch import nn\n\n\n"
+        "class Raw(nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        sys.stdout.buffer.write(bytes(range(256)))  # not text, no newline\n"
+        "        return x * 2\n\n\n"
+        "def make():\n"
+        "    sys.stdout.buffer.write(b'\\xff\\xfe\\x80')\n"
+        "    return Raw(), (3, 8, 8)\n"
+    )
+    sweep = tmp_path / "raw.yaml"
+    sweep.write_text(
+        FAST + "settings: {backend: torch-cpu, threads: 1}\n"
+        "workloads: [{name: 'rawmodel:make'}, {name: g4, grid: {c: 8, hw: 8}}]\n"
+    )
+    out = shufflebench("run", str(sweep), "--results", str(tmp_path / "results"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = read_rows(tmp_path / "results" / device.collect()["device_id"] / "raw.csv")
+    assert sorted(r["workload"] for r in rows if r["status"] == "ok") == ["g4", "rawmodel:make"]
+
+
+def test_a_scheduler_address_that_is_not_one_is_one_line_at_once(tiny):
+    for verb in (["fleet", "run", str(tiny), "--scheduler"], ["fleet", "status", "--scheduler"], ["fleet", "worker"]):
+        line = one_line(shufflebench(*verb, "nonsense-address"))
+        assert "'nonsense-address' is not a scheduler address; give HOST:PORT" in line
+
+
 def test_a_backend_filter_that_leaves_nothing_says_so(tiny):
     line = one_line(shufflebench("run", str(tiny), "--backend", "torch-cuda"))
     assert "no cells of backend torch-cuda" in line and "its backends are torch-cpu" in line
