@@ -94,6 +94,8 @@ class RunColumns:
     probe: dict[str, Any] | None = None  # key, start and end roofs, drift between them
     energy_mj_per_image: float | None = None  # median over processes; None with the reason in energy_method
     energy_method: str | None = None
+    peak_rss_mib: float | None = None  # median over processes of the peak resident memory the model added (sensors)
+    peak_device_mib: float | None = None  # torch on CUDA: median over processes of its allocator's peak
     health: list[dict[str, Any]] | None = None  # per process, sensors at its start and end (shufflebench.sensors)
 
 

@@ -136,6 +136,8 @@ def measured_row(
         health=health or None,
         energy_mj_per_image=statistics.median(energies) if len(energies) == len(processes) else None,
         energy_method=processes[0].energy_method or None,
+        peak_rss_mib=_median_mib([p.peak_rss_bytes for p in processes]),
+        peak_device_mib=_median_mib([p.peak_device_bytes for p in processes]),
         peak_gflops=roofs["matmul_gflops"] if roofs else None,
         peak_gbs=roofs["bandwidth_gbs"] if roofs else None,
         probe={"key": key, "start": roofs} if roofs else None,
@@ -147,6 +149,11 @@ def measured_row(
     return make_row(
         _cell_columns(cell, context, "ok", None), {"batch": cell.batch, **cell.settings}, run, cost, summary, bounds
     )
+
+
+def _median_mib(values: list[int | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known) / 2**20, 1) if known else None
 
 
 def now() -> str:

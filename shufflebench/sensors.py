@@ -9,11 +9,13 @@ left out, and the energy reader says why it has nothing.
 - Energy: RAPL package counters through powercap (``/sys/class/powercap/intel-rapl:N/energy_uj``; Intel and, since
   Linux 5.8, AMD), which count the whole package, so other programs' work is included; NVML's total energy counter on
   NVIDIA GPUs from Volta on, which counts the whole board.
+- Memory: the worker's peak resident memory over its own before the model was built, and torch's CUDA allocator peak.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,3 +149,57 @@ def health_flags(start: dict[str, Any], end: dict[str, Any]) -> list[str]:
     if throttled:
         flags.append(f"the GPU throttled ({', '.join(throttled)}): cool it or lower its power limit and run again")
     return flags
+
+
+class Memory:
+    """Peak memory of this process from now on: the high-water resident set over the resident set at the start (the
+    model's weights, activations and the runtime's buffers, not the interpreter and its imports), and on CUDA the most
+    torch's allocator held at once. Linux resets the high-water mark through ``/proc/self/clear_refs``; where that
+    cannot be done, ``peak_rss`` is the process's lifetime peak over the start."""
+
+    def __init__(self) -> None:
+        self.start = psutil.Process().memory_info().rss
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak resident set size to the current one
+        except OSError:
+            pass
+        if _torch_cuda_ready():
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_rss(self) -> int | None:
+        status = _read_status()
+        if "VmHWM" in status:
+            return max(0, status["VmHWM"] - self.start)
+        import resource  # no /proc: the lifetime peak (bytes on macOS, KiB elsewhere)
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return max(0, peak * (1 if sys.platform == "darwin" else 1024) - self.start)
+
+    def peak_device(self) -> int | None:
+        if not _torch_cuda_ready():
+            return None  # ONNX Runtime's CUDA arena is not visible from here
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+
+
+def _torch_cuda_ready() -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
+def _read_status() -> dict[str, int]:
+    """/proc/self/status's memory lines in bytes ({} off Linux)."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        parts = value.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            out[key] = int(parts[0]) * 1024
+    return out

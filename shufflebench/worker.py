@@ -90,6 +90,8 @@ class ProcessResult:
     health: dict[str, Any] | None = None  # shufflebench.sensors.health() just before and just after measuring
     energy_j: float | None = None  # energy used while measuring, by energy_method
     energy_method: str = ""
+    peak_rss_bytes: int | None = None  # high-water resident memory over the worker's own before the model was built
+    peak_device_bytes: int | None = None  # torch on CUDA: the most memory its allocator held at once
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,19 @@ def time_cell(job: TimeJob) -> ProcessResult:
     cell = job.cell
     backend = backends.get(cell.backend)
     onnx = Path(job.prepared.onnx) if job.prepared.onnx else None
+    memory = sensors.Memory()
     timed = backend.prepare(cell.workload, cell.args, onnx, tuple(job.prepared.input_shape), cell.settings)
+    return time_prepared(timed, backend, job.measure, memory)
+
+
+def time_prepared(
+    timed: Any, backend: backends.Backend, settings: MeasureSettings, memory: sensors.Memory
+) -> ProcessResult:
+    """Measure a prepared timer with the sensors around it; ``memory`` was started before the model was built."""
     meter = sensors.energy(backend.on_gpu)
     nvml = sensors.nvml_or_none() if backend.on_gpu else None
     before, energy_before = sensors.health(nvml), meter.read()
-    m = measure(timed, job.measure)
+    m = measure(timed, settings)
     energy_after, after = meter.read(), sensors.health(nvml)
     return ProcessResult(
         m.samples,
@@ -175,6 +185,8 @@ def time_cell(job: TimeJob) -> ProcessResult:
         health={"start": before, "end": after},
         energy_j=meter.used(energy_before, energy_after),
         energy_method=meter.method,
+        peak_rss_bytes=memory.peak_rss(),
+        peak_device_bytes=memory.peak_device() if backend.on_gpu else None,
     )
 
 

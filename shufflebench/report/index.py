@@ -135,10 +135,11 @@ def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
         "## Networks (Table 8 / Figure 1)",
         "",
         "Speed in the paper's units for the platform: images/s for CPU cells (paper: ARM, batch 1), batches/s for "
-        "GPU cells (paper: GTX 1080Ti, batch 8).",
+        "GPU cells (paper: GTX 1080Ti, batch 8). Peak memory: the most resident memory the model added to its worker "
+        "(weights, activations, the runtime's buffers), and on CUDA the most torch's allocator held.",
         "",
-        "| network | backend | settings | MFLOPs | MAC (M) | median ms | speed | paper |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| network | backend | settings | MFLOPs | MAC (M) | median ms | speed | paper | peak MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for _, r in nets.sort_values(["backend", "flops"]).iterrows():
         args = ", ".join(f"{k}={v}" for k, v in r["workload_args"].items())
@@ -148,7 +149,7 @@ def _network_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
         lines.append(
             f"| {r['workload']}({args}) | {r['backend']} | {r['cell'].rsplit('/', 1)[-1]} | "
             f"{r['flops'] / 1e6:,.1f} | {r['mac'] / 1e6:,.1f} | {r['median_ms']:.3f} | {r[column]:,.1f} {unit} | "
-            f"{'-' if published is None else f'{published:g}'} |"
+            f"{'-' if published is None else f'{published:g}'} | {_peak_memory(r)} |"
         )
     lines.append("")
     for variant, group in nets.groupby("variant"):
@@ -388,6 +389,13 @@ def _noise_section(rows: pd.DataFrame) -> list[str]:
                 lines.append(f"- {reason} ({len(cells)} cells, e.g. `{cells.iloc[0]['cell']}`)")
             lines.append("")
     return lines
+
+
+def _peak_memory(row: pd.Series) -> str:
+    """Resident peak, and the device's where there is one; "-" for rows measured before memory was recorded."""
+    values = [row.get(c) for c in ("peak_rss_mib", "peak_device_mib")]
+    known = [f"{v:,.0f}" for v in values if v is not None and pd.notna(v)]
+    return " / ".join(known) or "-"
 
 
 def _file(variant: str) -> str:
