@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from shufflebench import sensors
@@ -82,3 +83,13 @@ def test_health_reads_the_gpu_and_flags_what_moved():
     assert any("GPU temperature rose from 40 to 55 C" in f for f in flags)
     assert any("the GPU throttled (hardware thermal slowdown)" in f for f in flags)
     assert sensors.health_flags(start, sensors.health(FakeNvml(sm=1970, temp=42))) == []
+
+
+def test_peak_memory_counts_what_was_allocated_after_the_start_and_freed_since():
+    memory = sensors.Memory()
+    buffer = np.ones(64 * 2**20, dtype=np.uint8)  # touched: resident
+    del buffer
+    assert memory.peak_rss() >= 60 * 2**20  # within a few pages of the 64 MiB
+    assert memory.peak_device() is None  # no CUDA here, or torch never touched it
+    later = sensors.Memory()
+    assert later.peak_rss() < 64 * 2**20  # the mark starts again from the current resident set
