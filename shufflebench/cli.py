@@ -210,33 +210,29 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_time(args: argparse.Namespace) -> None:
-    from shufflebench import config, runner
+    from shufflebench import api
 
-    from shufflebench import backends
-
-    from shufflebench import workloads
-
-    backend = args.backend or ("ort-cpu" if workloads.is_onnx(args.name) else "torch-cpu")
     settings: dict[str, Any] = parse_settings(args.set or [])
     if args.threads is not None:
         settings["threads"] = args.threads
-    backends.get(backend).defaults(**settings)  # a setting this backend does not take is an error here
-    settings["batch"] = args.batch
     params = parse_assignments(args.params)
-    if args.input_shape:
-        params[workloads.INPUT_SHAPE] = args.input_shape
-    cell = config.single_cell(args.name, params, backend, settings)
-    measure = {"processes": args.processes, "min_time": args.min_time, "timeout": args.timeout}
-    run = config.run_settings(measure, "command line")
-    sweep = config.Sweep("time", Path("command line"), [cell], run)
-    rows = runner.run_sweep(sweep, Path(args.results), write=False)
-    row = rows[0]
+    row = api.time_cell(
+        args.name,
+        params,
+        args.backend,
+        settings,
+        args.batch,
+        args.processes,
+        args.min_time,
+        args.timeout,
+        args.input_shape,
+    )
     if args.json:
         print(json.dumps(row, indent=2))
         if row["status"] != "ok":
             sys.exit(1)
     elif row["status"] != "ok":
-        raise UserError(f"{cell.key}: {row['status']}: {row['error']}")
+        raise UserError(f"{row['cell']}: {row['status']}: {row['error']}")
     else:
         print(describe_row(row))
 
@@ -576,7 +572,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=positive_number, default=600.0, help="seconds before a worker counts as hung (default 600)"
     )
-    _results_option(p, "where exported ONNX files are cached")
     _json_flag(p, "print the results row as JSON")
     p.set_defaults(func=cmd_time)
 

@@ -124,8 +124,14 @@ def _layer_row(path: str, cost: Cost) -> dict[str, Any]:
     }
 
 
-def count(module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Cost:
-    """Count params, FLOPs and MAC of ``module`` on one forward pass of a random input of ``input_shape``."""
+def count(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    dtype: torch.dtype = torch.float32,
+    inputs: tuple[torch.Tensor, ...] | None = None,
+) -> Cost:
+    """Count params, FLOPs and MAC of ``module`` on one forward pass of a random input of ``input_shape``, or of the
+    example ``inputs`` given (a module that takes several)."""
     cost = Cost(params=sum(p.numel() for p in module.parameters()))
     stack: list[str] = []  # module paths, innermost last
 
@@ -138,12 +144,13 @@ def count(module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype = 
         cost.layer_types[path] = type(sub).__name__
         handles.append(sub.register_forward_pre_hook(lambda *_, path=path: stack.append(path)))
         handles.append(sub.register_forward_hook(leave))
-    x = torch.randn(input_shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    if inputs is None:
+        inputs = (torch.randn(input_shape, generator=torch.Generator().manual_seed(0)).to(dtype),)
     try:
         # no_grad, not inference_mode: under inference_mode the dispatch mode sees composite ops (conv2d, linear,
         # contiguous) before they decompose into the kernels that actually run.
         with torch.no_grad(), _OpCounter(cost.ops, stack):
-            module(x)
+            module(*inputs)
     finally:
         for h in handles:
             h.remove()

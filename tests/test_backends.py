@@ -159,7 +159,7 @@ class CountingSync:
 
 def test_gpu_latency_waits_after_every_call_and_throughput_once_per_block():
     sync, calls = CountingSync(), []
-    timed = torch_backend.TorchTimed(None, None, {}, call=lambda: calls.append(sync.calls), sync=sync)
+    timed = torch_backend.TorchTimed(None, (), {}, call=lambda: calls.append(sync.calls), sync=sync)
     assert timed.asynchronous
     timed.time(5)
     assert sync.calls == 6 and calls == [1, 2, 3, 4, 5]  # each call starts after the previous one was waited for

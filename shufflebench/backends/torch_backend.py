@@ -31,31 +31,32 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 class TorchTimed:
-    """Times ``module(x)``. On a GPU, ``sync`` waits for the device and ``call`` is what one call runs (the module, or
-    the replay of its CUDA graph); on the CPU there is nothing to wait for and the module is called directly, so the
-    timed loop is the bare loop a user would write."""
+    """Times ``module(*inputs)`` (``x`` is the first input). On a GPU, ``sync`` waits for the device and ``call`` is
+    what one call runs (the module, or the replay of its CUDA graph); on the CPU there is nothing to wait for and the
+    module is called directly, so the timed loop is the bare loop a user would write."""
 
     def __init__(
         self,
         module: nn.Module,
-        x: torch.Tensor,
+        inputs: tuple[torch.Tensor, ...],
         info: dict[str, Any],
         call: Callable[[], Any] | None = None,
         sync: Callable[[], None] | None = None,
     ) -> None:
-        self.module, self.x, self.info = module, x, info
-        self.call = call or (lambda: module(x))
+        self.module, self.inputs, self.info = module, inputs, info
+        self.x = inputs[0] if inputs else None
+        self.call = call or (lambda: module(*inputs))
         self.sync = sync
         self.asynchronous = sync is not None
 
     def time(self, n: int) -> float:
         """Seconds for ``n`` calls, each one waited for: per-call latency."""
         if self.sync is None:
-            module, x = self.module, self.x
+            module, inputs = self.module, self.inputs
             with torch.inference_mode():
                 start = time.perf_counter()
                 for _ in range(n):
-                    module(x)
+                    module(*inputs)
                 return time.perf_counter() - start
         return self._calls(n, wait_each=True)
 
@@ -77,8 +78,16 @@ class TorchTimed:
             return time.perf_counter() - start
 
 
-def prepare(module: nn.Module, input_shape: tuple[int, ...], *, device: str, settings: dict[str, Any]) -> TorchTimed:
-    """Configure torch for the cell and return a timer for ``module`` on a random input of ``input_shape``.
+def prepare(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    device: str,
+    settings: dict[str, Any],
+    inputs: tuple[torch.Tensor, ...] | None = None,
+) -> TorchTimed:
+    """Configure torch for the cell and return a timer for ``module`` on a random input of ``input_shape``, or on the
+    example ``inputs`` given (shufflebench.api; on a GPU, moved there, floating ones in the cell's dtype).
 
     ``settings`` holds every setting the backend declares (shufflebench.backends; ``Backend.defaults()`` fills them in).
     """
@@ -91,7 +100,7 @@ def prepare(module: nn.Module, input_shape: tuple[int, ...], *, device: str, set
         info.update(
             threads=torch.get_num_threads(), malloc=settings["malloc"], glibc_tunables=os.environ.get("GLIBC_TUNABLES")
         )
-        return TorchTimed(module, torch.randn(input_shape), info)
+        return TorchTimed(module, inputs or (torch.randn(input_shape),), info)
 
     torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
     precision = "tf32" if settings["tf32"] else "ieee"
@@ -102,10 +111,15 @@ def prepare(module: nn.Module, input_shape: tuple[int, ...], *, device: str, set
         raise RuntimeError(f"{torch.cuda.get_device_name()} has no bfloat16 support; use dtype float16 or float32")
     memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
     module = module.to(device=device, dtype=DTYPES[dtype], memory_format=memory_format)
-    x = torch.randn(input_shape, device=device, dtype=DTYPES[dtype]).contiguous(memory_format=memory_format)
+    on_device = tuple(
+        t.to(device=device, dtype=DTYPES[dtype] if t.is_floating_point() else t.dtype).contiguous(
+            memory_format=memory_format if t.dim() == 4 else torch.contiguous_format
+        )
+        for t in inputs or (torch.randn(input_shape),)
+    )
     info.update(settings, gpu=torch.cuda.get_device_name(), cudnn=torch.backends.cudnn.version())
-    call = GraphReplay(lambda: module(x), torch.cuda) if settings["cuda_graph"] else None
-    return TorchTimed(module, x, info, call=call, sync=torch.cuda.synchronize)
+    call = GraphReplay(lambda: module(*on_device), torch.cuda) if settings["cuda_graph"] else None
+    return TorchTimed(module, on_device, info, call=call, sync=torch.cuda.synchronize)
 
 
 class GraphReplay:
