@@ -419,8 +419,11 @@ def describe_row(row: dict[str, Any]) -> str:
             f"back to back  {row['pipelined_ms']:.4f} ms per call, {row['pipelined_images_per_s']:.1f} images/s"
         )
     lines.append(f"{row['samples']} samples; FLOPs {row['flops']:,}  MAC {row['mac']:,}")
-    if row["noise"]:
-        lines.append(f"{'noisy' if row['is_noisy'] else 'note'}: {row['noise']}")
+    if row["noise"]:  # one line per reason, noise first: each says what to do
+        from shufflebench.stats import NOTES, cause_of, reasons_of
+
+        for reason in reasons_of(row["noise"]):
+            lines.append(f"{'note' if cause_of(reason) in NOTES else 'noisy'}: {reason}")
     return "\n".join(lines)
 
 

@@ -108,6 +108,7 @@ def measured_row(
         pipelined=[p.pipelined for p in processes],
         load_avg=load_avg,
         cores=context.meta["cores_logical"],
+        threads=cell.settings.get("threads"),
         warnings=[*(info.get("warnings") or []), *flags, *([interrupted] if interrupted else [])],
     )
     key = probe.key(cell.backend, cell.settings.get("threads"))

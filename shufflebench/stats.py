@@ -19,6 +19,7 @@ the allocator put the tensors, which kernel a library picked, the clock), so the
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,64 @@ CI_LEVEL = 0.95  # the level an interval aims for
 GAP_SPREADS = 4.0
 GAP_MIN = 0.25
 PERCENTILES = {"p10_ms": 10, "p25_ms": 25, "p75_ms": 75, "p90_ms": 90, "p99_ms": 99}
+MAX_ADVISED_PROCESSES = 60  # beyond this, more processes are not the answer: the machine is
+
+# What makes a cell noisy, told apart by how a reason reads, and the one thing to do about each. The report groups its
+# cells by cause under this advice; a reason's own text carries the cell's numbers. Rows written by older versions
+# read the same way.
+CAUSES = {
+    "modes": (
+        r"^processes fall into",
+        "processes settled at different speeds: read the modes beside the median (on torch-cpu, keep malloc: steady)",
+    ),
+    "spread": (
+        r"^(IQR|std) is",
+        "samples inside a process vary: close other programs, raise measure.min_time, or on a shared machine measure "
+        "with fewer threads (--threads 1)",
+    ),
+    "interruptions": (
+        r"^p99 is",
+        "some calls were interrupted: close other programs (on a shared VM, its neighbours cause this)",
+    ),
+    "interval": (
+        r"^the median is only known",
+        "the processes disagree: raise measure.processes as the cell says, or quiet the machine first",
+    ),
+    "load": (
+        r"^load average",
+        "other programs were running: stop them, or measure with --threads 1 so the cell does not need every core",
+    ),
+    "drift": (
+        r"roofs moved|^(CPU|GPU) (clock|temperature)|^the GPU throttled",
+        "the device's speed changed during the run (clock, heat, a neighbour): fix the clock or cool it, and run again",
+    ),
+    "cut short": (r"interrupted after", "the run stopped before every process: run the same command again"),
+}
+# Notes say something about how a cell was measured, not about the machine: they do not make it noisy.
+NOTES = {
+    "few processes": (r"^no interval for the median", "raise measure.processes to 6 for an interval of the median"),
+    "few samples": (r"left empty: \d+ samples", "raise measure.min_time for the percentiles that are left empty"),
+}
+
+
+def reasons_of(noise: str | None) -> list[str]:
+    """The reasons in a row's ``noise``. Older rows held "; " inside a reason too ("frequent interruptions; close other
+    programs"): a part no cause or note knows belongs to the reason before it."""
+    reasons: list[str] = []
+    for part in (noise or "").split("; "):
+        if reasons and cause_of(part) == "other":
+            reasons[-1] += f"; {part}"
+        elif part:
+            reasons.append(part)
+    return reasons
+
+
+def cause_of(reason: str) -> str:
+    """The cause (CAUSES) or note (NOTES) of one reason in a row's ``noise``; "other" for one neither knows."""
+    for name, (pattern, _) in {**CAUSES, **NOTES}.items():
+        if re.search(pattern, reason):
+            return name
+    return "other"
 
 
 @dataclass(frozen=True)
@@ -80,6 +139,7 @@ def summarize(
     pipelined: list[list[float]] | None = None,
     load_avg: float | None = None,
     cores: int | None = None,
+    threads: int | None = None,
     warnings: list[str] | tuple[str, ...] = (),
 ) -> Summary:
     """Statistics of one cell.
@@ -109,7 +169,9 @@ def summarize(
             percentiles[column] = float(np.percentile(pooled, q, weights=weights, method="inverted_cdf"))
         else:
             percentiles[column] = None
-            notes.append(f"{column.removesuffix('_ms')} left empty: {pooled.size} samples, {needed} needed")
+            notes.append(
+                f"{column.removesuffix('_ms')} left empty: {pooled.size} samples, {needed} needed (raise min_time)"
+            )
     mean = float(np.average(pooled, weights=weights))
     std = float(np.sqrt(np.average((pooled - mean) ** 2, weights=weights)))
     iqr = None if percentiles["p25_ms"] is None else percentiles["p75_ms"] - percentiles["p25_ms"]
@@ -142,7 +204,9 @@ def summarize(
         modes=modes,
         required_processes=required_processes(list(medians)),
     )
-    flags = noise_reasons(summary, load_avg=load_avg, cores=cores) + list(warnings)
+    reasons = noise_reasons(summary, load_avg=load_avg, cores=cores, threads=threads) + list(warnings)
+    flags = [r for r in reasons if cause_of(r) not in NOTES]
+    notes = [r for r in reasons if cause_of(r) in NOTES] + notes
     return Summary(**summary, is_noisy=bool(flags), noise="; ".join(flags + notes))
 
 
@@ -211,15 +275,18 @@ def required_processes(process_medians: list[float], width: float = 0.01, z: flo
     return max(1, math.ceil(4 * z**2 * rel_std**2 / width**2))
 
 
-def noise_reasons(stats: dict[str, Any], load_avg: float | None = None, cores: int | None = None) -> list[str]:
-    """Why a cell's numbers are not to be trusted, each with what to do about it (empty when they are)."""
+def noise_reasons(
+    stats: dict[str, Any], load_avg: float | None = None, cores: int | None = None, threads: int | None = None
+) -> list[str]:
+    """Why a cell's numbers are not to be trusted, each with what to do about it (empty when they are), and the notes
+    on how it was measured (NOTES). No reason holds "; ", which joins them in a row."""
     reasons = []
     median, mean = stats["median_ms"], stats["mean_ms"]
     if stats["modes"]:
         modes = ", ".join(f"{m['median_ms']:.3g} ms in {m['processes']}" for m in stats["modes"])
         reasons.append(
             f"processes fall into {len(stats['modes'])} modes ({modes} of {stats['processes']} processes): the "
-            "median depends on how many land in each; read the modes, not the median alone (docs/design-notes.md)"
+            "median depends on how many land in each, so read the modes, not the median alone"
         )
     iqr_ratio = None if stats["iqr_ms"] is None else stats["iqr_ms"] / median
     if iqr_ratio is not None and iqr_ratio > IQR_GROSS:
@@ -234,18 +301,23 @@ def noise_reasons(stats: dict[str, Any], load_avg: float | None = None, cores: i
         )
     if stats["p99_ms"] is not None and stats["p99_ms"] > median * (1 + TAIL_WARN):
         reasons.append(
-            f"p99 is {stats['p99_ms'] / median - 1:.0%} above the median: frequent interruptions; "
-            "close other programs and run again"
+            f"p99 is {stats['p99_ms'] / median - 1:.0%} above the median: frequent interruptions, close other "
+            "programs and run again"
         )
     if stats["ci_level"] is None:
         reasons.append(f"no interval for the median from {stats['processes']} process(es): raise processes to 6")
     else:
         ci_half = (stats["ci_high_ms"] - stats["ci_low_ms"]) / 2 / median
         if ci_half > CI_WARN:
-            reasons.append(
-                f"the median is only known to ±{ci_half:.0%} ({stats['ci_level']:.0%} interval): raise processes "
-                f"({stats['required_processes']} needed for a 1%-wide interval, {stats['processes']} ran)"
+            needed = required_processes(stats["process_medians_ms"], width=2 * CI_WARN)
+            what = (
+                f"raise processes to {needed} for ±{CI_WARN:.0%}"
+                if needed <= MAX_ADVISED_PROCESSES
+                else f"the processes differ too much for more of them to help ({needed} for ±{CI_WARN:.0%}): quiet "
+                "the machine"
             )
+            reasons.append(f"the median is only known to ±{ci_half:.0%} ({stats['ci_level']:.0%} interval): {what}")
     if load_avg is not None and cores and load_avg > cores:
-        reasons.append(f"load average {load_avg:.1f} on {cores} cores: other programs were running")
+        hint = f", and this cell ran {threads} threads: measure with --threads 1" if threads and threads > 1 else ""
+        reasons.append(f"load average {load_avg:.1f} on {cores} cores: other programs were running{hint}")
     return reasons

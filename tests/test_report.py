@@ -107,7 +107,9 @@ def test_report_has_every_section_and_its_figures(tmp_path):
     ):
         assert heading in text
     assert "| 1 (g1) | ort-cpu | batch=1,threads=1,opt_level=all,spinning=true | holds |" in text
-    assert "1 of 8 measured cells are flagged noisy" not in text and "2 of 8 measured cells" in text
+    assert "2 of 8 measured cells are noisy, by cause" in text  # the IQR cell of each backend
+    assert "| spread | 2 | samples inside a process vary: close other programs" in text
+    assert "<details><summary>The noisy cells, by cause</summary>" in text
     for image in ("latency_vs_cost_ort-cpu.png", "latency_vs_cost_torch-cpu.png"):
         assert f"]({image})" in text and (tmp_path / "report" / image).stat().st_size > 10_000
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -74,6 +76,7 @@ def test_one_or_two_processes_give_no_interval_and_say_so():
     s = summarize([quiet(0.01), quiet(0.01, seed=1)])
     assert s.ci_low_ms is None and s.ci_level is None
     assert "no interval for the median from 2 process(es): raise processes to 6" in s.noise
+    assert not s.is_noisy  # a note on how it was measured, not noise of the machine
 
 
 def test_percentiles_the_samples_cannot_resolve_are_left_empty_with_the_reason():
@@ -92,7 +95,11 @@ def test_wide_iqr_is_flagged_with_a_remedy():
 def test_processes_that_disagree_are_flagged():
     processes = [quiet(0.010 * f, seed=i) for i, f in enumerate([1.0, 1.12, 0.9, 1.1, 0.92, 1.06])]
     s = summarize(processes)
-    assert "the median is only known to" in s.noise and "raise processes" in s.noise
+    assert "the median is only known to" in s.noise
+    needed = int(re.search(r"raise processes to (\d+) for ±5%", s.noise).group(1))
+    assert 6 < needed <= stats.MAX_ADVISED_PROCESSES  # a number one can run, not thousands
+    wild = summarize([quiet(0.010 * f, seed=i) for i, f in enumerate([1.0, 2.0, 0.5, 1.6, 0.7, 1.3])])
+    assert "the processes differ too much for more of them to help" in wild.noise and "quiet the machine" in wild.noise
     assert s.required_processes > 6 and s.modes is None  # spread out, not in separate groups
 
 
@@ -110,8 +117,29 @@ def test_bimodal_processes_are_reported_as_modes_with_their_shares():
 def test_heavy_tail_and_busy_machine_are_flagged():
     samples = quiet(0.010, n=100)
     samples[-5:] = [0.030] * 5
-    s = summarize([samples] * 3, load_avg=5.0, cores=2)
+    s = summarize([samples] * 3, load_avg=5.0, cores=2, threads=2)
     assert "p99 is" in s.noise and "load average 5.0 on 2 cores" in s.noise
+    assert "this cell ran 2 threads: measure with --threads 1" in s.noise
+    assert "--threads 1" not in summarize([samples] * 3, load_avg=5.0, cores=2, threads=1).noise
+
+
+@pytest.mark.parametrize(
+    "reason,cause",
+    [
+        ("the torch-cpu/threads=1 roofs moved 23% between the start and the end of the run (throttling)", "drift"),
+        ("std is 12% of the mean (spikes): close other programs or raise processes", "spread"),
+        ("IQR is 53% of the median, a strong outside influence: stop other programs and run again", "spread"),
+        ("p99 is 92% above the median: frequent interruptions", "interruptions"),
+        ("the median is only known to ±34% (88% interval): raise processes (13960 needed, 4 ran)", "interval"),
+        ("processes fall into 2 modes (2.27 ms in 2, 4.33 ms in 3 of 5 processes): the median depends", "modes"),
+        ("no interval for the median from 2 process(es): raise processes to 6", "few processes"),
+        ("p99 left empty: 60 samples, 100 needed", "few samples"),
+        ("GPU clock moved from 1980 to 1500 MHz during a process: fix the clock", "drift"),
+        ("something new", "other"),
+    ],
+)
+def test_every_reason_old_or_new_has_a_cause_with_advice(reason, cause):
+    assert stats.cause_of(reason) == cause
 
 
 def test_required_processes_follows_pyperf():

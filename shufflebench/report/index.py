@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shufflebench import calibrate, device, papers, predict
+from shufflebench import calibrate, device, papers, predict, stats
 from shufflebench.breakdown import CATEGORIES
 from shufflebench.report import figures, pairs, paper
 from shufflebench.report.load import Loaded, ok_rows
@@ -373,14 +373,35 @@ def _breakdown_section(breakdown: pd.DataFrame, device_id: str, out: Path) -> li
 
 
 def _noise_section(rows: pd.DataFrame) -> list[str]:
+    """Noise grouped by cause, each with the one thing to do and a count, the cells under a fold; then the notes on
+    how cells were measured (not noise), then errors and skipped cells."""
     lines = ["## Noise, errors and skipped cells", ""]
-    noisy = rows[rows["is_noisy"].fillna(False).astype(bool)]
-    if len(noisy):
-        lines += [f"{len(noisy)} of {int((rows['status'] == 'ok').sum())} measured cells are flagged noisy:", ""]
-        lines += [f"- `{r['cell']}`: {r['noise']}" for _, r in noisy.iterrows()]
-        lines.append("")
+    measured = rows[rows["status"] == "ok"]
+    by_cause: dict[str, list[tuple[str, str]]] = {}
+    for _, r in measured.iterrows():
+        for reason in stats.reasons_of(r["noise"] if isinstance(r["noise"], str) else None):
+            by_cause.setdefault(stats.cause_of(reason), []).append((r["cell"], reason))
+    causes = [c for c in [*stats.CAUSES, "other"] if c in by_cause]
+    noisy = {cell for c in causes for cell, _ in by_cause[c]}
+    if noisy:
+        lines += [
+            f"{len(noisy)} of {len(measured)} measured cells are noisy, by cause (a cell may have several):",
+            "",
+            "| cause | cells | what to do |",
+            "|---|---:|---|",
+        ]
+        for c in causes:
+            advice = stats.CAUSES[c][1] if c in stats.CAUSES else "read the reason beside each cell"
+            lines.append(f"| {c} | {len({cell for cell, _ in by_cause[c]})} | {advice} |")
+        lines += ["", "<details><summary>The noisy cells, by cause</summary>", ""]
+        for c in causes:
+            lines += [f"**{c}**", ""] + [f"- `{cell}`: {reason}" for cell, reason in by_cause[c]] + [""]
+        lines += ["</details>", ""]
     else:
-        lines += ["No measured cell is flagged noisy.", ""]
+        lines += ["No measured cell is noisy.", ""]
+    for c, (_, advice) in stats.NOTES.items():
+        if c in by_cause:
+            lines += [f"Note: {len({cell for cell, _ in by_cause[c]})} cells: {c}; {advice}.", ""]
     for status in ("error", "skipped"):
         group = rows[rows["status"] == status]
         if len(group):
