@@ -15,7 +15,7 @@ from torch import nn
 from shufflebench import api
 from shufflebench.errors import UserError
 
-NOTEBOOK = '''
+NOTEBOOK = """
 import json
 import torch
 from torch import nn
@@ -34,7 +34,7 @@ class Fuse(nn.Module):  # defined here, in __main__: no worker can import it
 
 row = api.measure(Fuse(), torch.randn(2, 3, 16, 16), torch.randn(2, 8), threads=1, processes=3, min_time=0.05)
 print(json.dumps(row))
-'''
+"""
 
 
 def test_a_module_defined_in_the_calling_script_with_two_inputs_is_measured_in_process(tmp_path):
