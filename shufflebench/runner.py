@@ -246,10 +246,9 @@ def measure_cells(
     planned = [Planned(c, b, prepared[c.key], costs.get(c.key), processes) for c, b in runnable if c.key in prepared]
     if planned:
         measure = context.run.measure
-        print(
+        progress.say(
             f"measuring {len(planned)} cells x {processes} processes, at least "
-            f"{measure.warmup_time + measure.min_time:g} s each: {len(planned) * processes} worker runs",
-            file=context.log,
+            f"{measure.warmup_time + measure.min_time:g} s each: {len(planned) * processes} worker runs"
         )
     progress.expect_runs(len(planned) * processes)
     rng = random.Random(context.run.seed)
@@ -365,48 +364,92 @@ def finish_probes(rows: list[dict], end: dict[str, dict]) -> list[dict]:
 
 @dataclass
 class Progress:
-    """A line per finished cell; on a terminal also a tqdm bar over the worker runs (runs, not cells, because a
-    cell's repeats are spread over the whole shuffled sweep) with the current cell and an ETA."""
+    """What a run is doing, for a person watching. A line per finished cell. On a terminal: while preparing, one status
+    line that overwrites itself; while measuring, a tqdm bar over the worker runs (runs, not cells, because a cell's
+    repeats are spread over the whole shuffled sweep) with an ETA. Off a terminal (a log, CI): a plain line with the
+    runs done, of how many, and an ETA every ``every`` seconds."""
 
     total: int
     out: TextIO
+    every: float = 30.0  # s between progress lines off a terminal
     finished: int = 0
     runs: int = 0
-    bar: tqdm = field(init=False)
+    expected: int = 0
+    bar: tqdm | None = None
+    began: float = 0.0
+    said: float = 0.0
+    status: bool = False  # a preparation status line is on the terminal
 
     def __post_init__(self) -> None:
+        self.terminal = self.out.isatty()
+
+    def note(self, text: str) -> None:
+        """What preparation is doing now: overwrites itself on a terminal, nothing elsewhere."""
+        if self.terminal and self.bar is None:
+            self.out.write("\r\x1b[K" + text[:100])
+            self.out.flush()
+            self.status = True
+
+    def say(self, text: str) -> None:
+        """A line of its own, above the bar or the status line."""
+        self._clear_status()
+        tqdm.write(text, file=self.out)
+
+    def expect_runs(self, n: int) -> None:
+        self._clear_status()
+        self.expected, self.began = n, time.monotonic()
+        self.said = self.began
         self.bar = tqdm(
-            total=0,
+            total=n,
             file=self.out,
             unit="run",
-            disable=not self.out.isatty(),
+            disable=not self.terminal,
             dynamic_ncols=True,
             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}<{remaining}] {postfix}",
         )
 
-    def expect_runs(self, n: int) -> None:
-        self.bar.reset(total=n)
-
     def expect_more(self, n: int, why: str) -> None:
-        self.bar.total += n
-        self.bar.refresh()
-        tqdm.write(why, file=self.out)
+        self.expected += n
+        if self.bar is not None:
+            self.bar.total += n
+            self.bar.refresh()
+        self.say(why)
 
     def run_done(self) -> None:
         self.runs += 1
-        self.bar.update(1)
-
-    def note(self, text: str) -> None:
-        self.bar.set_postfix_str(text[:80])
+        if self.bar is not None:
+            self.bar.update(1)
+        now_ = time.monotonic()
+        if not self.terminal and now_ - self.said >= self.every:
+            self.said = now_
+            elapsed = now_ - self.began
+            left = elapsed / self.runs * (self.expected - self.runs)
+            print(
+                f"progress: {self.runs} of {self.expected} worker runs, {self.finished} of {self.total} cells, "
+                f"{_duration(elapsed)} so far, about {_duration(left)} left",
+                file=self.out,
+                flush=True,
+            )
 
     def start(self, cell: Cell) -> None:
-        self.bar.set_postfix_str(f"{self.finished}/{self.total} cells, now {cell.key}"[:120])
+        if self.bar is not None:  # the cell in short: the bar keeps its width
+            self.bar.set_postfix_str(f"{self.finished}/{self.total} cells, now {cell.workload} on {cell.backend}"[:60])
 
     def done(self, cell: Cell, outcome: str) -> None:
         self.finished += 1
-        tqdm.write(f"[{self.finished:>{len(str(self.total))}}/{self.total}] {cell.key}: {outcome}", file=self.out)
-        if self.finished == self.total:
+        self.say(f"[{self.finished:>{len(str(self.total))}}/{self.total}] {cell.key}: {outcome}")
+        if self.finished == self.total and self.bar is not None:
             self.bar.close()
+
+    def _clear_status(self) -> None:
+        if self.status:
+            self.out.write("\r\x1b[K")
+            self.status = False
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 def summary_table(rows: list[dict]) -> str:

@@ -178,9 +178,20 @@ def test_progress_bar_counts_worker_runs_and_gives_an_eta():
     progress.run_done()
     progress.start(cell)
     line = out.getvalue().rsplit("\r", 1)[-1]
-    assert "1/4 runs" in line and "<" in line and f"0/2 cells, now {cell.key}"[:60] in line  # elapsed<remaining
+    assert "1/4 runs" in line and "<" in line and "0/2 cells, now g1 on torch-cpu" in line  # elapsed<remaining
     progress.done(cell, "1.000 ms")
     assert f"[1/2] {cell.key}: 1.000 ms\n" in out.getvalue()
+
+
+def test_on_a_terminal_preparation_is_one_status_line_and_the_next_line_starts_clean():
+    out = _Terminal()
+    progress = runner.Progress(1, out)
+    progress.note("preparing g1 c1=8,c2=8 batch=1")
+    progress.note("preparing g4 c=8 batch=1")
+    progress.say("measuring 1 cells x 2 processes")
+    text = out.getvalue()
+    assert "0/0" not in text and "runs" not in text  # no bar before there is something to count
+    assert text.endswith("\r\x1b[Kmeasuring 1 cells x 2 processes\n")  # the status line cleared, not run into
 
 
 def test_off_a_terminal_there_are_only_plain_lines():
@@ -192,6 +203,18 @@ def test_off_a_terminal_there_are_only_plain_lines():
     progress.start(cell)
     progress.done(cell, "skipped")
     assert out.getvalue() == f"[1/1] {cell.key}: skipped\n"
+
+
+def test_off_a_terminal_a_progress_line_with_an_eta_comes_every_so_often(monkeypatch):
+    clock = iter([100.0, 110.0, 140.0, 150.0])
+    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    progress = runner.Progress(3, out, every=30.0)
+    progress.expect_runs(6)  # starts at 100 s
+    progress.run_done()  # 110 s: 10 s after the last line, nothing
+    progress.run_done()  # 140 s: 40 s in, 2 of 6 runs: 80 s left
+    progress.run_done()  # 150 s: only 10 s after that line
+    assert out.getvalue() == "progress: 2 of 6 worker runs, 0 of 3 cells, 40 s so far, about 1 min 20 s left\n"
 
 
 def test_resume_measures_again_what_was_measured_differently(tmp_path):
