@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shufflebench.categories import FIGURE2, aten_kind, figure2, onnx_kind
+from shufflebench.errors import UserError
 
 CATEGORIES = FIGURE2
 
@@ -235,13 +236,16 @@ def profile(folder: Path, label: str, name: str, args: dict[str, Any], runs: int
 
     sources: dict[str, dict[str, float]] = {}
     if workloads.is_onnx(name):  # the user's graph, on ONNX Runtime only
-        canonical, _ = workloads.onnx_args(name, args, label)
+        canonical, _ = workloads.onnx_args(name, args, "command line")
         model, shape, module = Path(name), workloads.onnx_input_shape(Path(name), canonical, 1), None
     else:
         from shufflebench import blocks
         from shufflebench.export import export
 
-        workload = blocks.build(name, **args)
+        try:
+            workload = blocks.build(name, **args)
+        except blocks.WorkloadError as e:
+            raise UserError(f"command line: {e}") from None
         module, shape = workload.module, workload.input_shape
         model = folder / "onnx" / f"breakdown-{Path(name.replace(':', '-')).name}.onnx"
         export(module, shape, model)

@@ -43,7 +43,7 @@ def export_bundle(sweep: Sweep, out: Path, log: TextIO = sys.stderr) -> Path:
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
     with Launcher(log) as launcher:
-        prepared, errors = prepare_cells(cells, sweep.run.timeout, launcher)
+        prepared, errors = prepare_cells(cells, sweep.run.prepare_timeout, launcher)
     for key, error in errors.items():
         print(f"not exported: {key}: {error}", file=log)
     entries = []

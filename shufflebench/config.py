@@ -58,6 +58,9 @@ class RunSettings:
     max_processes: int = 20  # a cell whose processes fall into separate modes gets more, up to this many
     seed: int = 0  # for the shuffled cell order
     timeout: float = 600.0  # s per worker process before it counts as hung
+    # s per preparation (build, count, export; the runtime's graph cost) before it counts as hung: its own limit, since
+    # an export on a loaded machine can take longer than a measurement is allowed to
+    prepare_timeout: float = 1800.0
     probe: bool = True  # measure the device's roofs at the start and end of the run (shufflebench.probe)
     measure: MeasureSettings = MeasureSettings()
 

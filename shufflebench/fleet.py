@@ -149,7 +149,7 @@ def run(
                 f"no shufflebench worker at {address}: start one with `shufflebench fleet worker {address}`"
             )
         with Launcher(log) as launcher:
-            prepared, errors = preparation.prepare_cells(sweep.cells, sweep.run.timeout, launcher)
+            prepared, errors = preparation.prepare_cells(sweep.cells, sweep.run.prepare_timeout, launcher)
         bundle = dask.scatter(_pack(prepared), broadcast=True)
         portable = {key: _portable(p) for key, p in prepared.items()}
         return _measure(dask, found, sweep, portable, errors, bundle, results_root, grace, log)

@@ -133,11 +133,13 @@ def run_sweep(
                 for row in finish_probes(rows, end):
                     store.put(row)
         except KeyboardInterrupt as e:
-            where = f"written to {store.path}" if store else "measured"
+            cut = sum(1 for r in rows if "interrupted" in (r.get("noise") or ""))
+            where = f" ({store.path})" if store else ""
+            partly = f", {cut} cut short (kept, flagged interrupted)" if cut else ""
             signal_number = getattr(e, "signal_number", signal.SIGINT)
             raise Interrupted(
-                f"interrupted: {len(rows)} of {len(todo)} cells {where}; run the same command again to measure "
-                "the rest",
+                f"interrupted: {len(rows) - cut} of {len(todo)} cells measured in full{partly}{where}; run the same "
+                "command again to measure the rest",
                 signal_number,
             ) from None
     return rows
@@ -234,14 +236,15 @@ def measure_cells(
         else:
             runnable.append((cell, backend))
     if prepared is None:
-        timeout = context.run.timeout
+        timeout = context.run.prepare_timeout
         prepared, errors = preparation.prepare_cells([c for c, _ in runnable], timeout, launcher, progress)
         for cell, _ in runnable:
             if cell.key in errors:
                 on_row(error_row(cell, context, None, "error", errors[cell.key]))
                 progress.done(cell, "error")
     ready = [c for c, _ in runnable if c.key in prepared]
-    costs = preparation.runtime_costs(ready, prepared, context.meta["machine_key"], context.run.timeout, launcher)
+    machine = context.meta["machine_key"]
+    costs = preparation.runtime_costs(ready, prepared, machine, context.run.prepare_timeout, launcher)
     processes = context.run.processes
     planned = [Planned(c, b, prepared[c.key], costs.get(c.key), processes) for c, b in runnable if c.key in prepared]
     if planned:

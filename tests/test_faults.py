@@ -250,7 +250,7 @@ def test_an_interrupted_run_says_what_it_kept_and_leaves_no_work_folders(tmp_pat
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == status, err
     last = err.strip().splitlines()[-1]
-    assert "interrupted:" in last and "cells written to" in last and "run the same command again" in last
+    assert "interrupted:" in last and "cells measured in full" in last and "run the same command again" in last
     assert "Traceback" not in err
     assert not list(work.glob(f"{WORK_PREFIX}*"))
 
@@ -299,10 +299,13 @@ def test_a_report_folder_that_is_a_file_is_one_line(measured, tmp_path):
         (["time", "g4", "c=8", "--set", "dtype=float16"], "torch-cpu takes no setting 'dtype'; it takes: batch: int"),
         (["breakdown", "--runs", "0"], "argument --runs: must be a positive integer"),
         (["report", "no/such/folder"], "no/such/folder: no such results folder"),
+        (["breakdown", "missing.onnx"], "error: command line: missing.onnx: no such ONNX file"),  # named once
+        (["breakdown", "g1", "c1=abc"], "error: command line: g1: parameter 'c1' must be an integer, got 'abc'"),
     ],
 )
 def test_bad_command_lines_are_one_line(args, message):
-    assert message in one_line(shufflebench(*args))
+    line = one_line(shufflebench(*args))
+    assert message in line and "internal error" not in line
 
 
 # --- silent ---

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import signal
 import subprocess
@@ -300,7 +301,8 @@ def test_an_interrupted_sweep_keeps_its_finished_processes_and_the_next_run_comp
 
     timed = _patch_time_jobs(monkeypatch, ctrl_c_at_the_fourth_process)
     log = io.StringIO()
-    with pytest.raises(Interrupted, match="3 of 3 cells written"):
+    # the three rows written are cut short, not measured: the message must not count them as done
+    with pytest.raises(Interrupted, match=r"0 of 3 cells measured in full, 3 cut short \(kept, flagged interrupted\)"):
         runner.run_sweep(_sweep(tmp_path), root, log=log)
     assert len(set(timed[:3])) == 3  # the first round runs every cell once
     assert "3 worker runs took" in log.getvalue()
@@ -365,3 +367,19 @@ def test_an_internal_error_keeps_the_finished_processes(tmp_path, monkeypatch):
     rows = read_rows(results_file(tmp_path / "results", "cut"))
     assert len(rows) == 3
     assert all("interrupted by an internal error (RuntimeError) after 1 of 2" in r["noise"] for r in rows)
+
+
+def test_preparation_has_its_own_time_limit_not_the_measurements(tmp_path, monkeypatch):
+    limits = {}
+    real = launcher.Launcher.run
+
+    def run(self, kind, job, timeout, *args, **kwargs):
+        limits.setdefault(kind, timeout)
+        return real(self, kind, job, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(launcher.Launcher, "run", run)
+    sweep = _sweep(tmp_path, sizes="8")
+    sweep = dataclasses.replace(sweep, run=dataclasses.replace(sweep.run, timeout=30.0))
+    runner.run_sweep(sweep, tmp_path / "results", log=io.StringIO())
+    # a loaded machine may take minutes over an export; a measurement that long is hung
+    assert limits == {"prepare": sweep.run.prepare_timeout, "time": 30.0} and sweep.run.prepare_timeout > 30.0
