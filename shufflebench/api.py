@@ -95,10 +95,13 @@ def time_cell(
     input_shape: str | None = None,
 ) -> Row:
     """One cell measured in worker processes, nothing written: what ``shufflebench time`` does."""
-    from shufflebench import runner
+    from shufflebench import device, lock
 
     backend = backend or ("ort-cpu" if workloads.is_onnx(name) else "torch-cpu")
     backends.get(backend).defaults(**settings)  # a setting this backend does not take is an error here
+    lock.refuse_if_held(device.collect()["machine_key"])  # told now, not after building the workload
+    from shufflebench import runner
+
     if input_shape:
         params = {**params, workloads.INPUT_SHAPE: input_shape}
     cell = config.single_cell(name, params, backend, {**settings, "batch": batch})

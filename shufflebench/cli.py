@@ -139,7 +139,7 @@ def cmd_device(args: argparse.Namespace) -> None:
 
     meta = device.collect()
     if args.probe:
-        from shufflebench import backends, runner
+        from shufflebench import backends, lock, runner
         from shufflebench.launcher import Launcher
 
         pairs: list[tuple[str, int | None]] = []
@@ -148,7 +148,7 @@ def cmd_device(args: argparse.Namespace) -> None:
                 takes_threads = any(s.name == "threads" for s in backend.settings)
                 pairs += [(name, t) for t in sorted({1, meta["cores_physical"]})] if takes_threads else [(name, None)]
         with (
-            runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench device --probe"),
+            lock.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench device --probe"),
             Launcher() as launcher,
         ):
             meta["probe"] = runner.run_probes(pairs, 600.0, io.StringIO(), launcher)  # describe() shows them
@@ -179,7 +179,14 @@ def _keep_backends(sweep: Any, names: list[str] | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    sweep, prepared = _load_sweep(Path(args.config))  # bad input is told before the measuring stack is imported
+    from shufflebench import config, device, lock
+
+    path = Path(args.config)
+    if not path.is_dir():  # a sweep file: bad input is told in a moment, before the device scan and torch
+        config.check(path)
+    if not args.dry_run:  # a second sweep is told before it spends seconds importing torch
+        lock.refuse_if_held(device.collect()["machine_key"])
+    sweep, prepared = _load_sweep(path)
     _keep_backends(sweep, args.backend)
     from shufflebench import runner
 
@@ -260,7 +267,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from shufflebench import calibrate, runner
+    from shufflebench import calibrate, device, lock
 
     backends_ = args.backend or ["torch-cpu", "ort-cpu"]
     if args.write:
@@ -269,10 +276,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         Path(args.write).write_text(yaml.safe_dump(calibrate.sweep_data(backends_, args.threads), sort_keys=False))
         print(args.write)
         return 0
+    if not args.dry_run:
+        lock.refuse_if_held(device.collect()["machine_key"])
     sweep = calibrate.sweep(backends_, args.threads)
     if args.dry_run:
         print("\n".join(c.key for c in sweep.cells))
         return 0
+    from shufflebench import runner
+
     rows = runner.run_sweep(sweep, Path(args.results), fresh=args.fresh)
     if rows:
         print(runner.summary_table(rows))
@@ -280,8 +291,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from shufflebench import backends, device, predict, workloads
-    from shufflebench.results import read_rows
+    from shufflebench import device
 
     meta = device.collect()
     calibration = Path(args.results) / meta["device_id"] / "calibrate.csv"
@@ -290,6 +300,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
             f"{calibration}: no calibration of this device; run `shufflebench calibrate` (or `make calibrate`, about "
             "8 minutes) first"
         )
+    from shufflebench import backends, predict, workloads
+    from shufflebench.results import read_rows
+
     models = predict.models_for(read_rows(calibration))
     runs = (lambda b: backends.get(b).needs_onnx) if workloads.is_onnx(args.name) else (lambda b: True)
     wanted = [(b, t) for b, t in models if (not args.backend or b in args.backend) and runs(b)]
@@ -379,11 +392,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_breakdown(args: argparse.Namespace) -> None:
-    from shufflebench import breakdown, device, runner
+    from shufflebench import breakdown, device, lock
 
     meta = device.collect()
     folder = Path(args.results) / meta["device_id"]
-    with runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench breakdown"):
+    with lock.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench breakdown"):
         if args.name:
             params: dict[str, Any] = parse_assignments(args.params)
             if args.input_shape:

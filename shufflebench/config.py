@@ -112,8 +112,16 @@ def load(path: str | Path) -> Sweep:
     return from_data(_read_with_base(path, seen=()), path)
 
 
-def from_data(data: dict[str, Any], path: Path) -> Sweep:
-    """Validate and expand a sweep given as the mapping a sweep file holds (``path`` names it in errors)."""
+def check(path: str | Path) -> None:
+    """Everything ``load`` checks that needs no torch (keys, lists, settings, backends), in a moment: bad input is
+    told before the device scan and the heavy imports. The workloads' own parameters are ``load``'s."""
+    path = Path(path)
+    from_data(_read_with_base(path, seen=()), path, resolve=False)
+
+
+def from_data(data: dict[str, Any], path: Path, resolve: bool = True) -> Sweep:
+    """Validate and expand a sweep given as the mapping a sweep file holds (``path`` names it in errors); with
+    ``resolve`` false, workload arguments are taken as written (``check``)."""
     where = str(path)
     _check_keys(data, TOP_KEYS, where)
     name = check_name(data.get("sweep", path.stem), where)
@@ -129,11 +137,11 @@ def from_data(data: dict[str, Any], path: Path) -> Sweep:
         raise ConfigError(f"{where}: workloads: must be a non-empty list of {{name: ..., grid: ..., zip: ...}}")
     # Every entry's keys, lists and settings first, torch-free (a mistake in the last entry is told in a moment), then
     # the workloads themselves, which needs the registry and so torch.
-    for resolve in (False, True):
+    for resolving in (False, True) if resolve else (False,):
         cells: dict[str, Cell] = {}
         for i, entry in enumerate(entries):
             for group in groups:
-                for cell in _expand(entry, group, f"{where}: workloads[{i}]", resolve):
+                for cell in _expand(entry, group, f"{where}: workloads[{i}]", resolving):
                     cells.setdefault(cell.key, cell)
     return Sweep(name, path, list(cells.values()), run, str(data.get("description", "")))
 

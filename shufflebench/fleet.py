@@ -34,7 +34,7 @@ from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, TextIO
 
-from shufflebench import backends, config, device, preparation, runner
+from shufflebench import backends, config, device, lock, preparation, runner
 from shufflebench.errors import UserError
 from shufflebench.launcher import Launcher
 from shufflebench.results import ResultsStore
@@ -281,7 +281,7 @@ def _cell(
     the_cell = decode(config.Cell, cell)
     rows: list[dict] = []
     with (
-        runner.device_lock(meta["machine_key"], f"pid {os.getpid()}, fleet cell {the_cell.key}"),
+        lock.device_lock(meta["machine_key"], f"pid {os.getpid()}, fleet cell {the_cell.key}"),
         Launcher() as launcher,
     ):
         context = Context(meta, models.parent, sweep_name, settings, io.StringIO(), roofs)

@@ -21,8 +21,6 @@ through it, under one lock and one fingerprint.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import random
 import signal
@@ -31,54 +29,21 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, TextIO
 
 from tqdm import tqdm
 
 from shufflebench import backends, device, preparation, probe, stats, workloads
 from shufflebench.config import Cell, RunSettings, Sweep
-from shufflebench.errors import Interrupted, UserError
+from shufflebench.errors import Interrupted
 from shufflebench.launcher import Launcher, remove_stale_work_folders
+from shufflebench.lock import device_lock
 from shufflebench.results import ResultsStore
 from shufflebench.rows import Context, error_row, measured_row, now
 from shufflebench.worker import Failure, Prepared, ProcessResult, TimeJob
 
 # Measurement settings that do not change what a row measured: a different seed or timeout does not re-measure it.
 NOT_COMPARED = ("seed", "probe")
-
-
-# One lock per device, in a fixed place: not $TMPDIR, which two shells on one machine may set differently.
-# SHUFFLEBENCH_LOCK_DIR moves it (the tests use their own, so a sweep running on the machine cannot fail them).
-LOCK_DIR = "/tmp/shufflebench-locks"
-
-
-@contextlib.contextmanager
-def device_lock(device_id: str, holder: str) -> Iterator[None]:
-    """Hold the one-sweep-at-a-time lock of this device; raises UserError naming the holder when it is taken."""
-    folder = Path(os.environ.get("SHUFFLEBENCH_LOCK_DIR", LOCK_DIR))
-    folder.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(PermissionError):  # every user of the machine shares the folder
-        folder.chmod(0o1777)
-    path = folder / f"{device_id}.lock"
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            other = f.read().strip() or "another process"
-            raise UserError(
-                f"another sweep is running on this device ({other}); wait for it to finish, two sweeps "
-                "would time each other"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(holder)
-        f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
 
 
 def run_sweep(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shufflebench import config, device, launcher, runner
+from shufflebench import config, device, launcher, lock, runner
 from shufflebench.errors import Interrupted
 from shufflebench.results import read_rows
 from shufflebench.worker import Failure, ProcessResult
@@ -100,12 +100,17 @@ def test_sigkill_then_rerun_measures_only_the_missing_cells(sweep_file, tmp_path
         assert next(r for r in rows if r["cell"] == cell)["finished_at"] == row["finished_at"]
 
 
-def test_a_second_sweep_on_the_same_device_is_refused(sweep_file, tmp_path):
-    with runner.device_lock(device.collect()["machine_key"], "pid 1, sweep other"):
-        out = shufflebench("run", str(sweep_file), "--results", str(tmp_path / "results"))
-    assert out.returncode == 2
-    assert "another sweep is running on this device (pid 1, sweep other)" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+def test_a_second_sweep_on_the_same_device_is_refused_before_it_imports_torch(sweep_file, tmp_path):
+    code = (
+        "import sys; from shufflebench.cli import main; status = main(sys.argv[1:]); "
+        "print(status, sorted(m for m in sys.modules if m in ('torch', 'scipy.stats')))"
+    )
+    with lock.device_lock(device.collect()["machine_key"], "pid 1, sweep other"):
+        for verb in (["run", str(sweep_file)], ["time", "g4", "c=8"], ["calibrate"]):
+            out = subprocess.run([sys.executable, "-c", code, *verb], capture_output=True, text=True, timeout=120)
+            assert "another sweep is running on this device (pid 1, sweep other)" in out.stderr
+            assert len(out.stderr.strip().splitlines()) == 1
+            assert out.stdout.strip() == "2 []"  # exit status 2, told before the heavy imports
 
 
 def test_a_hung_worker_becomes_an_error_row(tmp_path):
