@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PAPER_SWEEPS := configs/paper/g1.yaml configs/paper/g2.yaml configs/paper/g3.yaml configs/paper/g4.yaml \
 	configs/paper/networks.yaml
 
-.PHONY: setup test lint bench paper calibrate report compare arm-emulated gpu-check validate-timing validate-launcher selfbench
+.PHONY: setup test lint docs bench paper calibrate report compare arm-emulated gpu-check validate-timing validate-launcher selfbench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -73,6 +73,10 @@ validate-timing: $(STAMP)
 # intervals, between-process spread and seconds per worker run (about 8 minutes on 2 cores).
 validate-launcher: $(STAMP)
 	$(PY) scripts/validate_launcher.py
+
+# docs/columns.md, the reference of the results columns, from the row dataclasses (a test keeps it up to date).
+docs: $(STAMP)
+	$(PY) -c "from shufflebench.results import column_reference; print(column_reference(), end='')" > docs/columns.md
 
 # Style: ruff's checks and formatting (line length 120, pyproject.toml).
 lint: $(STAMP)

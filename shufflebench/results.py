@@ -40,19 +40,19 @@ class CellColumns:
     """Which cell a row is, where it ran and how it ended. The cell's settings follow ``backend``, one column per
     setting any backend declares (shufflebench.backends.SETTINGS), empty where the backend does not take it."""
 
-    schema_version: int
-    sweep: str
-    cell: str
+    schema_version: int  # the results format this row was written in (SCHEMA_VERSION)
+    sweep: str  # the sweep's name (its file name)
+    cell: str  # the cell's id: workload/arguments/backend/settings, the same on every device
     status: str  # ok, error or skipped
-    error: str | None
-    workload: str
-    workload_args: dict[str, Any]
+    error: str | None  # why the cell failed or was skipped; empty when ok
+    workload: str  # a registered name, an import path or an .onnx file
+    workload_args: dict[str, Any]  # the workload's parameters, defaults filled in
     source: str | None  # content hash of an .onnx workload or of an import path's source file
-    backend: str
-    device_id: str
-    machine_key: str | None
-    arch: str
-    emulated: bool
+    backend: str  # torch-cpu, torch-cuda, ort-cpu, ort-cuda or ort:<Provider>
+    device_id: str  # machine key plus the runtimes' versions: the folder under results/
+    machine_key: str | None  # the hardware identity alone: microarchitecture, ISA, caches, GPU
+    arch: str  # the machine's architecture (x86_64, aarch64)
+    emulated: bool  # measured under an emulator (qemu-user): its timings say nothing about the hardware
 
 
 @dataclass(frozen=True)
@@ -60,40 +60,41 @@ class CostColumns:
     """The cost model's counts (shufflebench.cost, shufflebench.onnx_cost): multiply-adds, elements moved, and bytes at
     the cell's dtype; for ORT cells also the MAC of the graph the runtime really ran."""
 
-    params: int | None = None
-    flops: int | None = None
-    mac: int | None = None
-    mac_bytes: int | None = None
-    elementwise_ops: int | None = None
+    params: int | None = None  # parameters of the model
+    flops: int | None = None  # multiply-adds of one forward pass at the cell's batch (the papers' FLOPs)
+    mac: int | None = None  # memory access cost: elements read and written, per op, summed (ShuffleNet V2's MAC)
+    mac_bytes: int | None = None  # mac in bytes at the cell's dtype
+    elementwise_ops: int | None = None  # element-wise operations (ReLU, add, shuffle copies): ShuffleNet V2's G4
     mac_runtime: int | None = None  # MAC of the graph ONNX Runtime optimised the model into (ORT cells)
-    mac_runtime_bytes: int | None = None
+    mac_runtime_bytes: int | None = None  # mac_runtime in bytes
     runtime_ops: dict[str, int] | None = None  # that graph's node count by op type
-    op_classes: dict[str, list[int]] | None = (
-        None  # the graph this backend runs, per predictor class (shufflebench.predict)
-    )
+    # the graph this backend runs, per predictor class: [ops, FLOPs, bytes] (shufflebench.predict)
+    op_classes: dict[str, list[int]] | None = None
 
 
 @dataclass(frozen=True)
 class RunColumns:
     """How the cell was measured, and the raw data."""
 
+    # the measurement settings the cell ran with (warm-up, min_time, processes, seed, probe)
     measure_settings: dict[str, Any]
-    finished_at: str
-    started_at: str | None = None
+    finished_at: str  # when the row was written (UTC)
+    started_at: str | None = None  # when its first process started (UTC)
     processes_planned: int | None = None  # processes the cell was to get (more where they fell into modes)
-    launcher: str | None = None  # fork (a fresh parent per round) or exec (shufflebench.launcher)
-    timer_overhead_us: float | None = None
-    load_avg: float | None = None
-    exporter: str | None = None
-    opset: int | None = None
-    backend_info: dict[str, Any] | None = None
-    samples_ms: list[list[float]] | None = None  # per process
+    # how its processes started: fork (a fresh parent per round), exec (fresh interpreters) or in-process (the API)
+    launcher: str | None = None
+    timer_overhead_us: float | None = None  # the smallest cost of one timer read around an empty loop, per process
+    load_avg: float | None = None  # the machine's 1-minute load average when the row was written
+    exporter: str | None = None  # the ONNX exporter that wrote the file (ORT cells)
+    opset: int | None = None  # the ONNX opset of the file (ORT cells)
+    backend_info: dict[str, Any] | None = None  # the settings as the backend applied them, and its versions
+    samples_ms: list[list[float]] | None = None  # per process, every sample's time: the raw data
     warmup_ms: list[list[float]] | None = None  # per process, its first calls (shufflebench.rows.WARMUP_KEPT)
     peak_gflops: float | None = None  # the device's matmul roof for this backend and thread count (shufflebench.probe)
     peak_gbs: float | None = None  # its memory-bandwidth roof
     probe: dict[str, Any] | None = None  # key, start and end roofs, drift between them
-    energy_mj_per_image: float | None = None  # median over processes; None with the reason in energy_method
-    energy_method: str | None = None
+    energy_mj_per_image: float | None = None  # median over processes; empty, with the reason in energy_method
+    energy_method: str | None = None  # how energy was read (RAPL, NVML), or why it was not
     peak_rss_mib: float | None = None  # median over processes of the peak resident memory the model added (sensors)
     peak_device_mib: float | None = None  # torch on CUDA: median over processes of its allocator's peak
     health: list[dict[str, Any]] | None = None  # per process, sensors at its start and end (shufflebench.sensors)
@@ -124,12 +125,83 @@ COLUMNS = [
     *_names(Roofline),
     *_names(RunColumns),
 ]
-JSON_COLUMNS = _json_names(CellColumns, CostColumns, Summary, Roofline, RunColumns)
+ROW_CLASSES = (CellColumns, CostColumns, Summary, Roofline, RunColumns)
+JSON_COLUMNS = _json_names(*ROW_CLASSES)
 EMPTY_ROW = dict.fromkeys(COLUMNS)
+# A column's unit, from how its name ends (the names carry their units); the first match wins.
+UNITS = (
+    ("_ms", "ms"),
+    ("_us", "µs"),
+    ("_mib", "MiB"),
+    ("_bytes", "bytes"),
+    ("images_per_s", "images/s"),
+    ("batches_per_s", "batches/s"),
+    ("_gflops", "GFLOP/s"),
+    ("_gbs", "GB/s"),
+    ("_mj_per_image", "mJ/image"),
+    ("_at", "UTC time"),
+    ("arithmetic_intensity", "FLOP/byte"),
+    ("arithmetic_intensity_runtime", "FLOP/byte"),
+    ("flops", "multiply-adds"),
+    ("mac", "elements"),
+    ("mac_runtime", "elements"),
+    ("_fraction", "fraction"),
+    ("_efficiency", "fraction"),
+    ("ci_level", "fraction"),
+)
+
+
+def column_reference() -> str:
+    """docs/columns.md: every results column in file order with its type, unit and meaning, from the row dataclasses'
+    field comments and the settings' help (`make docs` writes it; a test keeps it equal to this)."""
+    meanings = {name: text for cls in ROW_CLASSES for name, text in _field_comments(cls).items()}
+    meanings.update({name: f"setting: {s.help}" for name, s in backends.SETTINGS.items()})
+    hints = {name: hint for cls in ROW_CLASSES for name, hint in typing.get_type_hints(cls).items()}
+    lines = [
+        "# Results columns",
+        "",
+        "One row per cell in `results/<device-id>/<sweep>.csv`; generated from the row dataclasses in",
+        "`shufflebench/results.py`, `stats.py` and `roofline.py` by `make docs`. JSON columns hold JSON text; an empty",
+        "field is a value the row does not have (a setting its backend does not take, a number that could not be",
+        "measured). Rows written before a column existed read it as empty.",
+        "",
+        "| column | type | unit | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name in COLUMNS:
+        kind = "JSON" if name in JSON_COLUMNS else _type_name(hints.get(name), backends.SETTINGS.get(name))
+        unit = next((u for end, u in UNITS if name.endswith(end)), "")
+        lines.append(f"| `{name}` | {kind} | {unit} | {meanings[name]} |")
+    return "\n".join(lines) + "\n"
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Each field's comment: the one after it on its line, or the comment lines just above it."""
+    import inspect
+    import re
+
+    out, above = {}, []
+    for line in inspect.getsource(cls).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(stripped.lstrip("# "))
+            continue
+        field_line = re.match(r"(\w+): [^#]+?(?:#\s*(.*))?$", stripped)
+        if field_line and field_line.group(1) in {f.name for f in fields(cls)}:
+            out[field_line.group(1)] = field_line.group(2) or " ".join(above)
+        above = []
+    return out
+
+
+def _type_name(hint: Any, setting: backends.Setting | None) -> str:
+    if setting is not None:
+        return setting.kind.__name__
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return next(o.__name__ for o in options if o is not type(None))
 
 
 def make_row(
-    cell: CellColumns,
+    cell: CellColumns,  # None
     settings: dict[str, Any],
     run: RunColumns,
     cost: CostColumns = CostColumns(),

@@ -21,12 +21,12 @@ EXPLAINED = 0.5  # roof_efficiency at or above which a roof explains the time
 @dataclass(frozen=True)
 class Roofline:
     arithmetic_intensity: float | None = None  # FLOP per byte, on the model's MAC
-    arithmetic_intensity_runtime: float | None = None  # on the MAC of the graph the runtime ran
-    attained_gflops: float | None = None
-    attained_gbs: float | None = None
-    compute_fraction: float | None = None  # of the probe's matmul roof
-    bandwidth_fraction: float | None = None  # of the probe's memory roof
-    roof_efficiency: float | None = None
+    arithmetic_intensity_runtime: float | None = None  # FLOP per byte, on the MAC of the graph the runtime ran
+    attained_gflops: float | None = None  # FLOP (2 x multiply-adds) per second the cell reached
+    attained_gbs: float | None = None  # bytes of MAC per second the cell reached
+    compute_fraction: float | None = None  # attained GFLOP/s over the probe's matmul roof
+    bandwidth_fraction: float | None = None  # attained GB/s over the probe's memory roof
+    roof_efficiency: float | None = None  # the larger of the two fractions: how close the cell came to a roof
     bound: str | None = None  # compute, memory or overhead
 
 

@@ -101,39 +101,40 @@ def cause_of(reason: str) -> str:
 class Summary:
     """The statistics columns of a results row (times in ms)."""
 
-    median_ms: float
-    ci_low_ms: float | None
-    ci_high_ms: float | None
-    ci_level: float | None
-    iqr_ms: float | None
-    p10_ms: float | None
-    p25_ms: float | None
-    p75_ms: float | None
-    p90_ms: float | None
-    p99_ms: float | None
-    percentiles_of: str
-    mean_ms: float
-    std_ms: float
-    min_ms: float
-    max_ms: float
-    images_per_s: float
-    batches_per_s: float
-    pipelined_ms: float | None
-    pipelined_images_per_s: float | None
-    pipelined_batches_per_s: float | None
-    samples: int
-    processes: int
-    process_medians_ms: list[float]
-    numbers: list[int]
+    median_ms: float  # the headline: median of the processes' median latencies, per call
+    ci_low_ms: float | None  # low end of the median's distribution-free interval
+    ci_high_ms: float | None  # high end of that interval
+    ci_level: float | None  # the level that interval reaches (0.95 where the processes allow it)
+    iqr_ms: float | None  # interquartile range of the samples (each process weighs the same)
+    p10_ms: float | None  # 10th percentile of the samples; empty where they are too few
+    p25_ms: float | None  # 25th percentile
+    p75_ms: float | None  # 75th percentile
+    p90_ms: float | None  # 90th percentile
+    p99_ms: float | None  # 99th percentile; empty under 100 samples
+    percentiles_of: str  # what a sample is: single calls, or block means of that many calls
+    mean_ms: float  # mean of the samples
+    std_ms: float  # standard deviation of the samples
+    min_ms: float  # fastest sample
+    max_ms: float  # slowest sample
+    images_per_s: float  # batch / median latency
+    batches_per_s: float  # 1 / median latency
+    pipelined_ms: float | None  # GPU: per call with calls queued back to back, one wait at the end (throughput)
+    pipelined_images_per_s: float | None  # GPU: images/s of back-to-back calls
+    pipelined_batches_per_s: float | None  # GPU: batches/s of back-to-back calls
+    samples: int  # samples over all processes
+    processes: int  # worker processes that measured the cell
+    process_medians_ms: list[float]  # each process's median latency
+    numbers: list[int]  # per process, calls per sample (1, or the block size of a fast cell)
+    # groups of processes at separate speeds, each with its median and count; empty when one
     modes: list[dict[str, Any]] | None
-    required_processes: int
-    is_noisy: bool
-    noise: str  # the flags (what makes the cell noisy), then notes that do not (an empty percentile)
+    required_processes: int  # processes a 1%-wide 95% interval would need (pyperf's rule)
+    is_noisy: bool  # whether any noise cause was found (see noise)
+    noise: str  # why the cell is noisy, each with what to do, then notes on how it was measured; "; " between
 
 
 def summarize(
-    samples: list[list[float]],
-    numbers: list[int],
+    samples: list[list[float]],  # None
+    numbers: list[int],  # None
     batch: int,
     *,
     pipelined: list[list[float]] | None = None,

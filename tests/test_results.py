@@ -88,3 +88,15 @@ def test_rows_from_before_a_setting_existed_keep_their_cell_with_the_value_they_
     assert by_cell["g1/c1=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true"]["spinning"] is True
     # torch workers ran on glibc's own heap then: today's `malloc=glibc` cell, not the steady-heap default
     assert by_cell["g1/c1=8/torch-cpu/batch=1,threads=1,malloc=glibc"]["malloc"] == "glibc"
+
+
+def test_the_columns_reference_is_the_one_the_code_generates_and_explains_every_column():
+    from pathlib import Path
+
+    from shufflebench.results import COLUMNS, column_reference
+
+    text = column_reference()
+    written = Path(__file__).resolve().parents[1] / "docs" / "columns.md"
+    assert written.read_text() == text, "docs/columns.md is stale: run `make docs`"
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[4].strip() for line in text.splitlines() if "| `" in line}
+    assert list(rows) == COLUMNS and all(len(meaning) > 10 for meaning in rows.values())
