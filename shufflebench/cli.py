@@ -253,7 +253,7 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from shufflebench import device
-    from shufflebench.report.index import write_report
+    from shufflebench.report.index import summary, write_report
     from shufflebench.report.load import load
 
     paths = [Path(p) for p in args.results] or [Path("results") / device.collect()["device_id"]]
@@ -261,9 +261,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     Path(args.out or "reports").mkdir(parents=True, exist_ok=True)  # an unwritable place fails before any work
+    summaries = []
     for device_id in loaded.device_folders():
         out = Path(args.out) if args.out and len(loaded.devices) == 1 else Path(args.out or "reports") / device_id
-        print(write_report(loaded, device_id, out))
+        index = write_report(loaded, device_id, out)
+        summaries.append(summary(loaded, device_id, index))
+        if not args.json:
+            print(index)
+    if args.json:
+        print(json.dumps(summaries if len(summaries) > 1 else summaries[0], indent=1))
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -604,6 +610,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("report", help="plots and paper tables from results, as reports/<device>/index.md")
     p.add_argument("results", nargs="*", help="device folders or results roots (default: this device's)")
     p.add_argument("--out", help="output folder (default: reports/<device-id>)")
+    _json_flag(p, "also print each device's cells, paper-table verdicts and noise by cause as JSON")
     p.set_defaults(func=cmd_report)
 
     p = verbs.add_parser(

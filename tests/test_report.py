@@ -321,3 +321,17 @@ def test_a_setting_pair_runs_from_the_default_or_the_smaller_value_and_knows_sep
     assert (malloc["before"], malloc["after"], malloc["separated"]) == ("steady", "glibc", False)
     batch = found.loc["batch"]  # per image: 4 images in 20 ms against 1 in 10 ms
     assert (batch["before"], batch["after"], batch["speedup"], batch["separated"]) == ("1", "4", 2.0, False)
+
+
+def test_report_json_gives_the_cells_verdicts_and_noise_by_cause(tmp_path):
+    folder = make_device(tmp_path / "results", "dev-a")
+    out = _cli("report", str(folder), "--out", str(tmp_path / "report"), "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["device_id"] == "dev-a" and summary["report"] == str(tmp_path / "report" / "index.md")
+    assert len(summary["cells"]) == 8 and all(c["median_ms"] > 0 for c in summary["cells"])
+    assert {(t["table"], t["backend"], t["verdict"]) for t in summary["paper_tables"]} == {
+        (1, "ort-cpu", "holds"),
+        (1, "torch-cpu", "holds"),
+    }
+    assert summary["noise_by_cause"] == {"spread": 2}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,56 @@ def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
     index = out / "index.md"
     index.write_text("\n".join(lines).rstrip() + "\n")
     return index
+
+
+# The columns of each cell in ``report --json``: what it is, how fast, how sure, what it costs.
+SUMMARY_COLUMNS = (
+    "cell", "sweep", "status", "error", "workload", "workload_args", "backend", "batch", "median_ms", "ci_low_ms",
+    "ci_high_ms", "ci_level", "images_per_s", "batches_per_s", "flops", "mac", "params", "peak_rss_mib",
+    "peak_device_mib", "bound", "is_noisy", "noise", "finished_at",
+)  # fmt: skip
+
+
+def summary(loaded: Loaded, device_id: str, index: Path | None = None) -> dict[str, Any]:
+    """What ``report --json`` prints for one device: its cells, the paper tables' verdicts, and the noise by cause."""
+    rows = loaded.rows[loaded.rows["device_id"] == device_id]
+    ok = ok_rows(rows)
+    cells = [
+        {c: _plain(r.get(c)) for c in SUMMARY_COLUMNS}
+        for _, r in rows.sort_values("finished_at").drop_duplicates("cell", keep="last").iterrows()
+    ]
+    causes: dict[str, int] = {}
+    for noise in ok["noise"]:
+        for cause in {stats.cause_of(r) for r in stats.reasons_of(noise if isinstance(noise, str) else None)}:
+            causes[cause] = causes.get(cause, 0) + 1
+    tables = [
+        {
+            "table": t.table.number,
+            "workload": t.table.workload,
+            "backend": t.backend,
+            "settings": t.settings,
+            "verdict": t.verdict,
+            "kendall_tau": t.mean_tau,
+            "fastest_to_slowest": t.best_to_worst,
+        }
+        for t in paper.build_tables(ok[ok["sweep"] != calibrate.NAME])
+    ]
+    return {
+        "device_id": device_id,
+        "device": loaded.devices.get(device_id, {}),
+        "report": str(index) if index else None,
+        "warnings": loaded.warnings,
+        "paper_tables": tables,
+        "noise_by_cause": causes,
+        "cells": cells,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON can hold: numpy numbers as Python ones, NaN as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 def _rows_summary(rows: pd.DataFrame) -> list[str]:
@@ -376,7 +428,7 @@ def _noise_section(rows: pd.DataFrame) -> list[str]:
     """Noise grouped by cause, each with the one thing to do and a count, the cells under a fold; then the notes on
     how cells were measured (not noise), then errors and skipped cells."""
     lines = ["## Noise, errors and skipped cells", ""]
-    measured = rows[rows["status"] == "ok"]
+    measured = ok_rows(rows)  # a cell measured by two sweeps counts once, as its latest row
     by_cause: dict[str, list[tuple[str, str]]] = {}
     for _, r in measured.iterrows():
         for reason in stats.reasons_of(r["noise"] if isinstance(r["noise"], str) else None):
