@@ -10,7 +10,7 @@ not latencies):
 - torch.profiler [torch]: ATen ops' self CPU time, and on a CUDA device also their self device (kernel) time at the
   paper's GPU batch of 8, with the ops that run inside a ``ChannelShuffle`` module counted as Shuffle.
 
-Ops are grouped by the one vocabulary of shufflebench.categories (methodology section 9.3).
+Ops are grouped by the one vocabulary of shufflebench.categories.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def torch_breakdown(
     """Profile ``runs`` calls with torch.profiler; microseconds per category. [torch]
 
     On the CPU an op's time is its self CPU time; on CUDA it is the self device time of the op, i.e. the kernels the
-    op itself launched (methodology section 9), so the host-side launch cost is not counted as the op's.
+    op itself launched, so the host-side launch cost is not counted as the op's.
     """
     import torch
     from torch.autograd import DeviceType

@@ -54,7 +54,7 @@ class ConfigError(UserError):
 class RunSettings:
     """How the runner repeats and isolates cells, on top of the per-process MeasureSettings."""
 
-    processes: int = 5  # worker processes per cell (methodology R3.2)
+    processes: int = 5  # worker processes per cell
     max_processes: int = 20  # a cell whose processes fall into separate modes gets more, up to this many
     seed: int = 0  # for the shuffled cell order
     timeout: float = 600.0  # s per worker process before it counts as hung

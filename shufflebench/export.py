@@ -1,6 +1,6 @@
 """torch -> ONNX, checked against torch. [torch]
 
-Rules (methodology section 12): eval mode, the dynamo exporter (``dynamo=True``) with a pinned opset and static
+Rules: eval mode, the dynamo exporter (``dynamo=True``) with a pinned opset and static
 shapes (every cell has a fixed batch and resolution, so ONNX Runtime can fold shape arithmetic), constants folded but
 no fusions (batch norm stays a node: the runtime fuses at the cell's optimisation level); if it fails, the
 TorchScript exporter, and the exporter actually used is recorded. Every file is then checked: ``onnx.checker`` with

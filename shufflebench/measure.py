@@ -1,7 +1,7 @@
 """Warm-up, block calibration and sampling of one prepared backend, in one process.
 
 The backend gives ``time(n)``: the seconds ``n`` calls take, synchronised by the backend itself (CUDA events or
-synchronize, ONNX Runtime's own ``run``), so nothing here knows about devices. Procedure (methodology section 15):
+synchronize, ONNX Runtime's own ``run``), so nothing here knows about devices. Procedure:
 
 1. Warm up by time and count: calls until at least ``warmup_time`` seconds and ``warmup_calls`` calls have run
    (after any autotuning, which happens on the first calls). The warm-up times are kept.

@@ -1,6 +1,6 @@
 """The results store: one CSV per sweep and device, ``results/<device-id>/<sweep>.csv``, plus ``device.json``.
 
-One row per cell (DESIGN.md, contracts), made of dataclasses (which cell, its settings, its cost, its statistics
+One row per cell (the results contract), made of dataclasses (which cell, its settings, its cost, its statistics
 from shufflebench.stats, how it ran) whose fields are the columns. Columns carry their unit (``median_ms``); structured
 values (workload arguments, raw samples per process, backend info) are JSON strings. Every write replaces the whole
 file through a temporary file and ``os.replace``, so a sweep killed at any moment leaves either the old file or the

@@ -1,7 +1,7 @@
 """Latency statistics and noise flags (numpy and scipy.stats; no torch).
 
 A cell is measured in several worker processes; each process gives samples, each the mean seconds per call over a
-block of ``number`` calls (methodology section 0). Processes differ in ways samples inside one process do not (where
+block of ``number`` calls. Processes differ in ways samples inside one process do not (where
 the allocator put the tensors, which kernel a library picked, the clock), so the process is the unit:
 
 - The headline ``median_ms`` is the median of the process medians: every process weighs the same, however many

@@ -1,12 +1,12 @@
 """ONNX Runtime with any execution provider; needs onnxruntime and numpy only (no torch).
 
-Session settings are explicit (methodology section 8): the provider and its options, intra-op threads, one inter-op
+Session settings are explicit: the provider and its options, intra-op threads, one inter-op
 thread, sequential execution and the graph optimisation level. Input and output are bound once with IOBinding on the
 provider's device (outputs preallocated where their shape is static), so a timed ``run_with_iobinding`` does no
 host-device copies.
 
 GPU providers are timed as torch-cuda is (docs/design-notes.md, "What a GPU cell measures"): ``time(n)`` is per-call
-latency, because ``run`` synchronises the provider's stream before it returns (methodology R1.5); ``time_pipelined(n)``
+latency, because ``run`` synchronises the provider's stream before it returns; ``time_pipelined(n)``
 queues ``n - 1`` runs with that synchronisation switched off and lets the last run wait for all of them. The CUDA
 provider's options are set from the cell, never left to ORT's defaults: ``use_tf32`` follows ``tf32`` (ORT turns it on
 by default, torch-cuda off), ``cudnn_conv_algo_search`` follows ``cudnn_benchmark`` (EXHAUSTIVE, as cuDNN's benchmark
