@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shufflebench import backends, config, workloads
+from shufflebench import backends, catalog, config, workloads
 from shufflebench.errors import UserError
 
 IN_PROCESS = "in-process"
@@ -99,6 +99,10 @@ def time_cell(
 
     backend = backend or ("ort-cpu" if workloads.is_onnx(name) else "torch-cpu")
     backends.get(backend).defaults(**settings)  # a setting this backend does not take is an error here
+    try:  # a wrong name or value, told before torch is imported
+        catalog.precheck(name, params)
+    except catalog.WorkloadError as e:
+        raise UserError(f"command line: {e}") from None
     lock.refuse_if_held(device.collect()["machine_key"])  # told now, not after building the workload
     from shufflebench import runner
 
@@ -157,7 +161,7 @@ def _save(module: Any) -> Path:
 
     import torch
 
-    from shufflebench.preparation import cache_folder
+    from shufflebench.catalog import cache_folder
 
     buffer = io.BytesIO()
     torch.save(module, buffer)

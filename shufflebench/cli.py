@@ -7,6 +7,7 @@ only by the verbs that need it, so the ONNX Runtime verbs work on a device witho
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import io
 import json
 import math
@@ -37,6 +38,16 @@ def parse_assignments(items: list[str], what: str = "a workload parameter") -> d
     return out
 
 
+def _precheck(name: str, params: dict[str, Any], where: str = "") -> None:
+    """A wrong registered name or value, told before torch is imported (shufflebench.catalog)."""
+    from shufflebench import catalog
+
+    try:
+        catalog.precheck(name, params)
+    except catalog.WorkloadError as e:
+        raise UserError(f"{where}{e}") from None
+
+
 def _build(name: str, params: dict[str, Any]) -> Any:
     from shufflebench import blocks
 
@@ -61,14 +72,19 @@ def cmd_list(args: argparse.Namespace) -> None:
 
         print(backends.describe())
         return
-    from shufflebench import blocks
+    from shufflebench import catalog
 
-    names = blocks.list_workloads(args.pattern)
+    known = catalog.index()  # without torch where the registry left an index; else the registry itself
+    if known is None:
+        from shufflebench import blocks
+
+        known = {name: {p.name: p for p in blocks.params(name)} for name in blocks.list_workloads()}
+    names = sorted(n for n in known if fnmatch.fnmatchcase(n, args.pattern))
     if not names:
         raise UserError(f"no workload matches {args.pattern!r}; `shufflebench list` shows them all")
     width = max(map(len, names))
     for name in names:
-        print(f"{name:<{width}}  {', '.join(p.describe() for p in blocks.params(name))}")
+        print(f"{name:<{width}}  {catalog.signature(known[name])}")
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
@@ -80,6 +96,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
     if workloads.is_onnx(args.name):
         _cost_onnx(args, params)
         return
+    _precheck(args.name, params)
     from shufflebench import cost
 
     workload = _build(args.name, params)
@@ -299,6 +316,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> None:
     from shufflebench import device
 
+    _precheck(args.name, parse_assignments(args.params))
     meta = device.collect()
     calibration = Path(args.results) / meta["device_id"] / "calibrate.csv"
     if not calibration.exists():

@@ -269,9 +269,21 @@ def _expand(entry: Any, top_settings: dict[str, Any], where: str, resolve: bool 
     for zip_row in zip_rows:
         for grid_values in itertools.product(*grid.values()):
             raw_args = {**zip_row, **dict(zip(grid, grid_values))}
-            args, source = _resolve(name, raw_args, where) if resolve else (raw_args, None)
+            args, source = _resolve(name, raw_args, where) if resolve else (_precheck(name, raw_args, where), None)
             cells.extend(_cells_for(name, args, source, settings, where))
     return cells
+
+
+def _precheck(name: str, raw_args: dict[str, Any], where: str) -> dict[str, Any]:
+    """A registered workload's arguments checked against the registry's index, without torch (shufflebench.catalog);
+    as written where there is no index, or for a model of the user's."""
+    from shufflebench import catalog
+
+    try:
+        catalog.precheck(name, raw_args)
+    except catalog.WorkloadError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return raw_args
 
 
 def _resolve(name: str, raw_args: dict[str, Any], where: str) -> tuple[dict[str, Any], str | None]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shufflebench import backends, workloads
+from shufflebench.catalog import cache_folder
 from shufflebench.config import Cell, kv
 from shufflebench.launcher import Launcher
 from shufflebench.worker import Failure, Prepared, PrepareJob, RuntimeCost, RuntimeCostJob, decode, encode
@@ -47,12 +48,6 @@ PREPARE_WORKERS = max(1, min(8, os.cpu_count() or 1))
 # The code whose output is cached, relative to the package.
 CODE = ("blocks", "cost.py", "export.py", "onnx_cost.py", "categories.py", "workloads.py")
 VERSIONS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu")
-
-
-def cache_folder() -> Path:
-    if os.environ.get("SHUFFLEBENCH_CACHE"):
-        return Path(os.environ["SHUFFLEBENCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shufflebench"
 
 
 @functools.cache

@@ -350,13 +350,19 @@ class Progress:
 
     def __post_init__(self) -> None:
         self.terminal = self.out.isatty()
+        self.said = time.monotonic() - self.every  # the first preparation line comes at once
 
     def note(self, text: str) -> None:
-        """What preparation is doing now: overwrites itself on a terminal, nothing elsewhere."""
-        if self.terminal and self.bar is None:
+        """What preparation is doing now: overwrites itself on a terminal; elsewhere a line every ``every`` s."""
+        if self.bar is not None:
+            return
+        if self.terminal:
             self.out.write("\r\x1b[K" + text[:100])
             self.out.flush()
             self.status = True
+        elif time.monotonic() - self.said >= self.every:
+            self.said = time.monotonic()
+            print(text, file=self.out, flush=True)
 
     def say(self, text: str) -> None:
         """A line of its own, above the bar or the status line."""

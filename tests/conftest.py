@@ -1,10 +1,23 @@
-"""Shared test helpers: example parameters for every registered workload."""
+"""Shared test helpers: example parameters for every registered workload, and the tests' own cache and lock."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any
 
 import pytest
+
+# The tests (each pytest-xdist worker) prepare workloads into a cache of their own, never the user's
+# (shufflebench.preparation, and the registry's index, shufflebench.catalog, written when a test module imports the
+# registry), and take a sweep lock of their own: a sweep running on the machine cannot fail them, they cannot disturb
+# it, and two test workers do not refuse each other's sweeps. Set at import, before any test module is collected.
+OWN_FOLDERS = {
+    "SHUFFLEBENCH_CACHE": tempfile.mkdtemp(prefix="shufflebench-tests-cache-"),
+    "SHUFFLEBENCH_LOCK_DIR": tempfile.mkdtemp(prefix="shufflebench-tests-locks-"),
+}
+os.environ.update(OWN_FOLDERS)
 
 # Parameters for the workloads whose builders have required parameters; every other workload is built with its
 # defaults. A new workload with required parameters must be added here, or the registry-wide tests fail.
@@ -33,11 +46,7 @@ def tmp_results(tmp_path):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _own_cache_and_lock(tmp_path_factory):
-    """The tests (each pytest-xdist worker) prepare workloads into a cache of their own, never the user's
-    (shufflebench.preparation), and take a sweep lock of their own: a sweep running on the machine cannot fail them,
-    they cannot disturb it, and two test workers do not refuse each other's sweeps."""
-    import os
-
-    os.environ["SHUFFLEBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ["SHUFFLEBENCH_LOCK_DIR"] = str(tmp_path_factory.mktemp("locks"))
+def _remove_own_folders():
+    yield
+    for folder in OWN_FOLDERS.values():
+        shutil.rmtree(folder, ignore_errors=True)

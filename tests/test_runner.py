@@ -212,10 +212,14 @@ def test_off_a_terminal_there_are_only_plain_lines():
 
 
 def test_off_a_terminal_a_progress_line_with_an_eta_comes_every_so_often(monkeypatch):
-    clock = iter([100.0, 110.0, 140.0, 150.0])
+    clock = iter([0.0, 1.0, 1.0, 10.0, 100.0, 110.0, 140.0, 150.0])
     monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
     out = io.StringIO()
-    progress = runner.Progress(3, out, every=30.0)
+    progress = runner.Progress(3, out, every=30.0)  # made at 0 s
+    progress.note("preparing g4 c=8 batch=1")  # 1 s: the first preparation line comes at once
+    progress.note("preparing g4 c=16 batch=1")  # 10 s: too soon for another
+    assert out.getvalue() == "preparing g4 c=8 batch=1\n"
+    out.truncate(0), out.seek(0)
     progress.expect_runs(6)  # starts at 100 s
     progress.run_done()  # 110 s: 10 s after the last line, nothing
     progress.run_done()  # 140 s: 40 s in, 2 of 6 runs: 80 s left

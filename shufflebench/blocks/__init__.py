@@ -16,6 +16,7 @@ from shufflebench.blocks.registry import (
     register_workload,
     resolve,
     source_digest,
+    write_index,
 )
 
 __all__ = [
@@ -29,3 +30,5 @@ __all__ = [
     "resolve",
     "source_digest",
 ]
+
+write_index()  # once per change of the blocks: the commands then check names and values without torch

@@ -16,7 +16,6 @@ the callable gives none.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 import importlib
@@ -29,36 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import yaml
 from torch import nn
 
-from shufflebench.workloads import INPUT_SHAPE, is_import_path, parse_shape, shape_tuple
+from shufflebench.catalog import Param, WorkloadError, check, convert, signature, unknown_workload
+from shufflebench.catalog import write_index as write_index_file
+from shufflebench.workloads import INPUT_SHAPE, is_import_path, shape_tuple
 
 Builder = Callable[..., "tuple[nn.Module, tuple[int, ...]]"]
 
 _BUILDERS: dict[str, Builder] = {}
-
-
-class WorkloadError(ValueError):
-    """A workload name or parameter that cannot be built; the message is one line meant for the user."""
-
-
-@dataclass(frozen=True)
-class Param:
-    """One builder parameter as the user sees it."""
-
-    name: str
-    type: type | None  # None: any value (an import path's parameter without a usable annotation)
-    default: Any  # inspect.Parameter.empty when required
-    choices: tuple[Any, ...] | None = None
-
-    @property
-    def required(self) -> bool:
-        return self.default is inspect.Parameter.empty
-
-    def describe(self) -> str:
-        kind = "|".join(str(c) for c in self.choices) if self.choices else getattr(self.type, "__name__", "any")
-        return f"{self.name}: {kind}" if self.required else f"{self.name}: {kind} = {self.default}"
 
 
 @dataclass(frozen=True)
@@ -202,20 +180,15 @@ def resolve(name: str, **kwargs: Any) -> dict[str, Any]:
             missing parameter, a value of the wrong type, out of range or not among the allowed choices.
     """
     spec = {p.name: p for p in params(name)}
-    open_ended = is_import_path(name) and _takes_any_keyword(name)
+    if not is_import_path(name):
+        return check(name, spec, kwargs)
+    open_ended = _takes_any_keyword(name)
     unknown = sorted(set(kwargs) - set(spec))
     if unknown and not open_ended:
-        raise WorkloadError(f"{name}: unknown parameter {unknown[0]!r}; parameters are: {_signature(spec)}")
-    values = {}
-    for p in spec.values():
-        if p.name in kwargs:
-            values[p.name] = _convert(name, p, kwargs[p.name])
-        elif p.required and not is_import_path(name):
-            raise WorkloadError(f"{name}: missing parameter {p.name!r}; parameters are: {_signature(spec)}")
-        elif not is_import_path(name):
-            values[p.name] = p.default
+        raise WorkloadError(f"{name}: unknown parameter {unknown[0]!r}; parameters are: {signature(spec)}")
+    values = {p.name: convert(name, p, kwargs[p.name]) for p in spec.values() if p.name in kwargs}
     for key in unknown:  # passed on to the callable's **kwargs
-        values[key] = _convert(name, Param(key, None, None), kwargs[key])
+        values[key] = convert(name, Param(key, None, None), kwargs[key])
     return values
 
 
@@ -252,49 +225,10 @@ def _build_callable(name: str, values: dict[str, Any]) -> Workload:
 
 def _builder(name: str) -> Builder:
     if name not in _BUILDERS:
-        names = sorted(_BUILDERS)
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
-        rest = [n for n in names if n not in close]
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise WorkloadError(f"unknown workload {name!r}; {hint}registered workloads: {', '.join(close + rest)}")
+        raise unknown_workload(name, list(_BUILDERS))
     return _BUILDERS[name]
 
 
-def _signature(spec: dict[str, Param]) -> str:
-    return ", ".join(p.describe() for p in spec.values())
-
-
-def _convert(workload: str, p: Param, value: Any) -> Any:
-    """Convert one user value to the parameter's type and check its range and choices."""
-    where = f"{workload}: parameter {p.name!r}"
-    if p.name == INPUT_SHAPE and is_import_path(workload):
-        try:
-            return parse_shape(value, where)
-        except Exception as e:  # noqa: BLE001 - bench's UserError: the same message as a WorkloadError
-            raise WorkloadError(str(e)) from None
-    if p.type is None:  # untyped: a string from the command line is read as YAML reads it (8, true, 0.5, name)
-        return yaml.safe_load(value) if isinstance(value, str) else value
-    if p.type is bool:
-        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-        if isinstance(value, str) and value.lower() in words:
-            value = words[value.lower()]
-        if not isinstance(value, bool):
-            raise WorkloadError(f"{where} must be true or false, got {value!r}")
-        return value
-    if p.type in (int, float):
-        kind, allowed = ("an integer", (int,)) if p.type is int else ("a number", (int, float))
-        if isinstance(value, str):
-            try:
-                value = p.type(value)
-            except ValueError:
-                raise WorkloadError(f"{where} must be {kind}, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, allowed):
-            raise WorkloadError(f"{where} must be {kind}, got {value!r}")
-        if value <= 0:
-            raise WorkloadError(f"{where} must be positive, got {value!r}")
-    elif not isinstance(value, str):
-        raise WorkloadError(f"{where} must be a string, got {value!r}")
-    if p.choices is not None and value not in p.choices:
-        allowed = ", ".join(str(c) for c in p.choices)
-        raise WorkloadError(f"{where} must be one of {allowed}, got {value!r}")
-    return value
+def write_index() -> None:
+    """Every registered workload's parameters into the user's cache, for checks without torch (shufflebench.catalog)."""
+    write_index_file({name: params(name) for name in _BUILDERS})
