@@ -426,6 +426,16 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
+def _causes(noise: str | None) -> str:
+    """A row's noise in a few words: its causes, then its notes (the report and `time` give the whole reasons)."""
+    found = list(dict.fromkeys(stats.cause_of(r) for r in stats.reasons_of(noise)))
+    noisy = [c for c in found if c not in stats.NOTES]
+    notes = [c for c in found if c in stats.NOTES]
+    return "; ".join(
+        ([f"noisy: {', '.join(noisy)}"] if noisy else []) + ([f"note: {', '.join(notes)}"] if notes else [])
+    )
+
+
 def summary_table(rows: list[dict]) -> str:
     """The table printed at the end of a run: measured and failed cells, then a count of the skipped ones."""
     header = ["cell", "status", "median_ms", "ci", "iqr_%", "images/s", "MFLOPs", "MAC_M", "note"]
@@ -446,7 +456,7 @@ def summary_table(rows: list[dict]) -> str:
                 f"{r['images_per_s']:.1f}" if ok else "",
                 f"{r['flops'] / 1e6:.1f}" if r.get("flops") is not None else "",
                 f"{r['mac'] / 1e6:.2f}" if r.get("mac") is not None else "",
-                (r.get("noise") or "") if ok else (r.get("error") or ""),
+                _causes(r.get("noise")) if ok else (r.get("error") or ""),
             ]
         )
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]

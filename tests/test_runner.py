@@ -392,3 +392,23 @@ def test_preparation_has_its_own_time_limit_not_the_measurements(tmp_path, monke
     runner.run_sweep(sweep, tmp_path / "results", log=io.StringIO())
     # a loaded machine may take minutes over an export; a measurement that long is hung
     assert limits == {"prepare": sweep.run.prepare_timeout, "time": 30.0} and sweep.run.prepare_timeout > 30.0
+
+
+def test_the_end_of_run_table_names_noise_by_cause_in_a_few_words():
+    row = {
+        "cell": "g4/c=8,hw=8/torch-cpu/batch=1,threads=1,malloc=steady",
+        "status": "ok",
+        "median_ms": 1.0,
+        "ci_low_ms": 0.9,
+        "ci_high_ms": 1.1,
+        "ci_level": 0.95,
+        "iqr_ms": 0.3,
+        "images_per_s": 1000.0,
+        "flops": 1e6,
+        "mac": 1e5,
+        "noise": "IQR is 30% of the median, a strong outside influence: stop other programs and run again; "
+        "p99 is 80% above the median: frequent interruptions, close other programs and run again; "
+        "p99 left empty: 60 samples, 100 needed (raise min_time)",
+    }
+    line = runner.summary_table([row]).splitlines()[1]
+    assert line.endswith("noisy: spread, interruptions; note: few samples") and len(line) < 200
