@@ -40,7 +40,7 @@ paper: $(STAMP)
 	$(SB) breakdown
 	$(SB) report
 
-# The latency predictor's calibration sweep on this device (about 8 minutes at one thread on 2 cores), then the
+# The latency predictor's calibration sweep on this device (about 7 minutes at one thread on 2 cores), then the
 # report, whose "Predicted latency" section checks the predictor on every other measured cell.
 calibrate: $(STAMP)
 	$(SB) calibrate

@@ -322,7 +322,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not calibration.exists():
         raise UserError(
             f"{calibration}: no calibration of this device; run `shufflebench calibrate` (or `make calibrate`, about "
-            "8 minutes) first"
+            "7 minutes) first"
         )
     from shufflebench import backends, predict, workloads
     from shufflebench.results import read_rows
@@ -632,7 +632,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = verbs.add_parser(
-        "calibrate", help="measure the single-op cells the latency predictor is fitted on (about 8 minutes)"
+        "calibrate", help="measure the single-op cells the latency predictor is fitted on (about 7 minutes)"
     )
     p.add_argument("--backend", action="append", help="a backend to calibrate (repeatable; default torch-cpu, ort-cpu)")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1)")
