@@ -387,6 +387,7 @@ def test_preparation_has_its_own_time_limit_not_the_measurements(tmp_path, monke
         return real(self, kind, job, timeout, *args, **kwargs)
 
     monkeypatch.setattr(launcher.Launcher, "run", run)
+    monkeypatch.setenv("SHUFFLEBENCH_CACHE", str(tmp_path / "cache"))  # nothing prepared yet: a prepare job runs
     sweep = _sweep(tmp_path, sizes="8")
     sweep = dataclasses.replace(sweep, run=dataclasses.replace(sweep.run, timeout=30.0))
     runner.run_sweep(sweep, tmp_path / "results", log=io.StringIO())
