@@ -153,7 +153,9 @@ def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model
     groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
     for row in rows:
         if row.get("sweep") == "calibrate" and row.get("status") == "ok":
-            groups.setdefault((row["backend"], row.get("threads")), []).append(row)
+            threads = row.get("threads")  # none on a GPU backend: None from a CSV, NaN from a DataFrame
+            threads = None if threads is None or threads != threads else int(threads)
+            groups.setdefault((row["backend"], threads), []).append(row)
     models = {}
     for key, group in groups.items():
         try:
@@ -174,7 +176,7 @@ def graph_classes(name: str, args: dict[str, Any], backend_name: str, threads: i
     backend = backends.get(backend_name)
     settings = backend.defaults(**({"threads": threads} if threads else {}))
     cell = config.single_cell(name, args, backend_name, {"batch": batch, **settings})
-    timeout = config.RunSettings().timeout
+    timeout = config.RunSettings().prepare_timeout  # preparation only: its own limit
     with Launcher() as launcher:
         prepared, errors = preparation.prepare_cells([cell], timeout, launcher)
         if cell.key in errors:

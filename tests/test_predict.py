@@ -183,3 +183,14 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
         env=env,
     )
     assert missing.returncode == 2 and "run `shufflebench calibrate`" in missing.stderr
+
+
+def test_gpu_calibration_rows_without_threads_form_one_model_from_a_dataframe_too():
+    import pandas as pd
+
+    cpu = single_op_cells(np.random.default_rng(3))
+    gpu = [{**r, "backend": "torch-cuda", "threads": None} for r in single_op_cells(np.random.default_rng(4))]
+    # the report reads rows through pandas, where a GPU row's missing thread count is NaN beside the CPU rows' numbers,
+    # and NaN never equals NaN
+    for records in (cpu + gpu, pd.DataFrame(cpu + gpu).to_dict("records")):
+        assert sorted(predict.models_for(records), key=str) == [("ort-cpu", 1), ("torch-cuda", None)]
