@@ -335,3 +335,15 @@ def test_report_json_gives_the_cells_verdicts_and_noise_by_cause(tmp_path):
         (1, "torch-cpu", "holds"),
     }
     assert summary["noise_by_cause"] == {"spread": 2}
+
+
+def test_compare_leaves_out_a_folder_without_results_rows_and_says_so(tmp_path):
+    root = tmp_path / "results"
+    make_device(root, "dev-a")
+    make_device(root, "dev-b", speed=2.0)
+    only_breakdown = root / "dev-c"
+    only_breakdown.mkdir()
+    write_rows(only_breakdown / "breakdown.csv", [{"network": "x", "category": "Conv", "percent": 100.0}])
+    result = compare([root], tmp_path / "compare")
+    assert [s["label"] for s in result.sides] == ["dev-a", "dev-b"]
+    assert any("left out" in w and "dev-c" in w for w in result.warnings)

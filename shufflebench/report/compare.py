@@ -71,13 +71,14 @@ class Comparison:
 def compare(paths: list[Path], out: Path, baseline: str | None = None, fail_above: float | None = None) -> Comparison:
     """Compare the results folders in ``paths`` (in that order; the first is the baseline unless ``baseline`` names
     another by device id or folder) and write ``out/index.md``."""
-    sides = _sides(device_folders(paths))
+    skipped: list[str] = []
+    sides = _sides(device_folders(paths), skipped)
     if len(sides) < 2:
         raise UserError(
             f"compare needs at least two results folders, got {len(sides)}: {', '.join(s.label for s in sides)}"
         )
     base = _baseline(sides, baseline)
-    warnings = [w for s in sides for w in s.loaded.warnings]
+    warnings = skipped + [w for s in sides for w in s.loaded.warnings]
     out.mkdir(parents=True, exist_ok=True)
     compared = [s for s in sides if s is not base and not s.emulated]
     lines = [
@@ -165,11 +166,17 @@ def compare(paths: list[Path], out: Path, baseline: str | None = None, fail_abov
     return Comparison(index, base.label, summaries, cells, regressions, fail_above, warnings)
 
 
-def _sides(folders: list[Path]) -> list[Side]:
-    loaded = [load([f]) for f in folders]
-    ids = [next(iter(x.devices)) for x in loaded]
+def _sides(folders: list[Path], skipped: list[str]) -> list[Side]:
+    """A Side per folder that has results rows; a folder without (only a breakdown, say) is named in ``skipped``."""
+    loaded = {}
+    for folder in folders:
+        try:
+            loaded[folder] = load([folder])
+        except UserError as e:
+            skipped.append(f"left out {e}")
+    ids = [next(iter(x.devices)) for x in loaded.values()]
     sides = []
-    for folder, x, device_id in zip(folders, loaded, ids):
+    for (folder, x), device_id in zip(loaded.items(), ids):
         label = device_id if ids.count(device_id) == 1 else str(folder)
         ok = ok_rows(x.rows).set_index("cell", drop=False)
         sides.append(Side(label, folder, x.devices[device_id] or {"device_id": device_id}, x, ok))
