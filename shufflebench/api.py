@@ -74,7 +74,7 @@ def measure(
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise UserError("give the module's example inputs as tensors: measure(module, x) or measure(module, x, y)")
     if params or input_shape:
-        raise UserError(f"a module takes example inputs, not params ({', '.join([*params, 'input_shape'][:1])})")
+        raise UserError(f"a module takes example inputs, not params ({next(iter(params), 'input_shape')})")
     shape = "x".join(str(d) for d in inputs[0].shape[1:])
     if len(inputs) == 1 and rebuildable(model):
         args = {"path": str(_save(model))}
@@ -99,10 +99,7 @@ def time_cell(
 
     backend = backend or ("ort-cpu" if workloads.is_onnx(name) else "torch-cpu")
     backends.get(backend).defaults(**settings)  # a setting this backend does not take is an error here
-    try:  # a wrong name or value, told before torch is imported
-        catalog.precheck(name, params)
-    except catalog.WorkloadError as e:
-        raise UserError(f"command line: {e}") from None
+    catalog.precheck(name, params, "command line")  # a wrong name or value, told before torch is imported
     lock.refuse_if_held(device.collect()["machine_key"])  # told now, not after building the workload
     from shufflebench import runner
 
@@ -116,26 +113,22 @@ def time_cell(
 
 def rebuildable(module: Any) -> bool:
     """Whether a fresh interpreter can import every class of ``module`` (so ``torch.load`` rebuilds it there)."""
-    for sub in module.modules():
-        home = type(sub).__module__
-        if home == "__main__" or home.startswith("<"):
-            return False
-        spec = importlib.util.find_spec(home.partition(".")[0])
+    homes = {type(sub).__module__ for sub in module.modules()}
+    if any(home == "__main__" or home.startswith("<") for home in homes):
+        return False
+    # a worker finds what a fresh interpreter finds (PYTHONPATH, the standard library, site-packages, import hooks
+    # such as an editable install's) and what is beside you; not a folder this process added to sys.path
+    entries = [Path(p or ".").resolve() for p in sys.path]
+    reachable = {Path(p).resolve() for p in _startup_path()} | {Path.cwd().resolve()}
+    for package in {home.partition(".")[0] for home in homes}:
+        spec = importlib.util.find_spec(package)
         if spec is None or spec.origin is None:
             return False
-        if not _importable_from_worker(Path(spec.origin)):
+        origin = Path(spec.origin).resolve()
+        found_in = next((e for e in entries if origin.is_relative_to(e)), None)
+        if found_in is not None and found_in not in reachable:  # None: an import hook, which a worker has too
             return False
     return True
-
-
-def _importable_from_worker(origin: Path) -> bool:
-    """A worker finds what a fresh interpreter finds (PYTHONPATH, the standard library, site-packages, import hooks
-    such as an editable install's) and what is beside you; not a folder this process added to ``sys.path``."""
-    entries = [Path(p or ".").resolve() for p in sys.path]
-    home = next((e for e in entries if origin.resolve().is_relative_to(e)), None)
-    if home is None:
-        return True  # found by an import hook, which a worker has too
-    return home == Path.cwd().resolve() or home in {Path(p).resolve() for p in _startup_path()}
 
 
 def _startup_path() -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shufflebench.errors import UserError
 from shufflebench.workloads import INPUT_SHAPE, is_import_path, is_onnx, parse_shape
 
 BLOCKS = Path(__file__).resolve().parent / "blocks"
@@ -172,14 +173,17 @@ def names(pattern: str = "*") -> list[str] | None:
     return None if known is None else sorted(n for n in known if fnmatch.fnmatchcase(n, pattern))
 
 
-def precheck(name: str, params: dict[str, Any]) -> None:
-    """Tell a wrong registered name or value now (WorkloadError), from the index; nothing to say for an import path,
-    an ONNX file, or without an index."""
+def precheck(name: str, params: dict[str, Any], where: str = "", error: type[UserError] = UserError) -> None:
+    """Tell a wrong registered name or value now, from the index, as ``error`` (prefixed with ``where``); nothing to
+    say for an import path, an ONNX file, or without an index."""
     if is_import_path(name) or is_onnx(name):
         return
     known = index()
     if known is None:
         return
-    if name not in known:
-        raise unknown_workload(name, list(known))
-    check(name, known[name], params)
+    try:
+        if name not in known:
+            raise unknown_workload(name, list(known))
+        check(name, known[name], params)
+    except WorkloadError as e:
+        raise error(f"{where}: {e}" if where else str(e)) from None

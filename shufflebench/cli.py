@@ -38,16 +38,6 @@ def parse_assignments(items: list[str], what: str = "a workload parameter") -> d
     return out
 
 
-def _precheck(name: str, params: dict[str, Any], where: str = "") -> None:
-    """A wrong registered name or value, told before torch is imported (shufflebench.catalog)."""
-    from shufflebench import catalog
-
-    try:
-        catalog.precheck(name, params)
-    except catalog.WorkloadError as e:
-        raise UserError(f"{where}{e}") from None
-
-
 def _build(name: str, params: dict[str, Any]) -> Any:
     from shufflebench import blocks
 
@@ -96,7 +86,9 @@ def cmd_cost(args: argparse.Namespace) -> None:
     if workloads.is_onnx(args.name):
         _cost_onnx(args, params)
         return
-    _precheck(args.name, params)
+    from shufflebench import catalog
+
+    catalog.precheck(args.name, params)  # a wrong name or value, told before torch is imported
     from shufflebench import cost
 
     workload = _build(args.name, params)
@@ -314,9 +306,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from shufflebench import device
+    from shufflebench import catalog, device
 
-    _precheck(args.name, parse_assignments(args.params))
+    catalog.precheck(args.name, parse_assignments(args.params))
     meta = device.collect()
     calibration = Path(args.results) / meta["device_id"] / "calibrate.csv"
     if not calibration.exists():

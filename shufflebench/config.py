@@ -279,10 +279,7 @@ def _precheck(name: str, raw_args: dict[str, Any], where: str) -> dict[str, Any]
     as written where there is no index, or for a model of the user's."""
     from shufflebench import catalog
 
-    try:
-        catalog.precheck(name, raw_args)
-    except catalog.WorkloadError as e:
-        raise ConfigError(f"{where}: {e}") from None
+    catalog.precheck(name, raw_args, where, ConfigError)
     return raw_args
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from shufflebench import blocks, catalog
+from shufflebench.errors import UserError
 
 BAD = [
     ("g9", {}),
@@ -24,7 +25,7 @@ BAD = [
 def test_the_index_answers_a_bad_name_or_value_as_the_registry_does(name, params):
     with pytest.raises(blocks.WorkloadError) as registry:
         blocks.resolve(name, **params)
-    with pytest.raises(catalog.WorkloadError) as index:
+    with pytest.raises(UserError) as index:
         catalog.precheck(name, params)
     assert str(index.value) == str(registry.value)
 
