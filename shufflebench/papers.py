@@ -164,6 +164,10 @@ TABLE8 = {
     ("mobilenet_v2", (("width", 0.6),)): (249, 14.9),
     ("mobilenet_v2", (("width", 1.0),)): (180, 8.9),
     ("mobilenet_v2", (("width", 1.4),)): (137, 5.4),
+    ("xception", (("width", 0.5),)): (384, 52.9),
+    ("xception", (("width", 1.0),)): (278, 19.5),
+    ("xception", (("width", 1.5),)): (219, 10.5),
+    ("xception", (("width", 2.0),)): (174, 6.7),
 }
 
 
@@ -209,6 +213,11 @@ PUBLISHED = [
     Published("shufflenet_v2", {"width": 1.0}, 2_278_604, 146, "ShuffleNet V2 Table 5; params torchvision"),
     Published("shufflenet_v2", {"width": 1.5}, "3.5M", 299, "ShuffleNet V2 Table 5"),
     Published("shufflenet_v2", {"width": 2.0}, "7.4M", 591, "ShuffleNet V2 Table 5"),
+    # Light-Head R-CNN's Xception, widths set per level for these FLOPs (shufflebench/blocks/networks/xception.py)
+    Published("xception", {"width": 0.5}, None, 40, SNV2 + " (our impl.)", reproducible=False),
+    Published("xception", {"width": 1.0}, None, 145, SNV2 + " (our impl.)", reproducible=False),
+    Published("xception", {"width": 1.5}, None, 305, SNV2 + " (our impl.)", reproducible=False),
+    Published("xception", {"width": 2.0}, None, 525, SNV2 + " (our impl.)", reproducible=False),
     Published("resnet18", {}, None, 1814, "torchvision (paper: 1.8G)"),
     Published("resnet34", {}, None, 3600, "ResNet Table 1"),
     Published("resnet50", {}, 25_557_032, 4089, "torchvision, v1.5 (paper v1: 3.8G)"),

@@ -107,3 +107,9 @@ def test_channel_shuffle_exports_as_reshape_transpose_reshape(tmp_path):
     for t in shuffles:
         assert producer[t.input[0]].op_type == "Reshape"
         assert [c.op_type for c in consumers[t.output[0]]] == ["Reshape"]
+
+
+@pytest.mark.parametrize("entry", [e for e in PUBLISHED if e.workload == "xception"], ids=_id)
+def test_xception_levels_are_within_five_percent_of_table_8(entry, counted):
+    """Table 8's Xception: the unit and the widths are not published, so the widths were set for the FLOPs."""
+    assert abs(counted(entry).flops / 1e6 / entry.mflops - 1) <= 0.05, counted(entry).flops / 1e6
