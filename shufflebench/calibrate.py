@@ -26,10 +26,11 @@ STEMS = 5  # 3 x 3 stems drawn from the networks' widths and resolutions, beside
 MAX_MACS = 1.5e9  # multiply-adds per cell, so that no cell takes more than a few seconds
 MEASURE = {"processes": 2, "max_processes": 2, "min_time": 0.2, "warmup_time": 0.1, "seed": 0, "probe": True}
 NAME = "calibrate"
+CACHE = "cold"  # each op timed with the L2 evicted, as it runs inside a network (shufflebench/backends/cache.py)
 
 
-def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str, Any]:
-    """The calibration sweep as a sweep file's mapping, for ``backends`` at ``threads`` threads."""
+def sweep_data(backends: list[str], threads: int = 1, seed: int = 0, cache: str = CACHE) -> dict[str, Any]:
+    """The calibration sweep as a sweep file's mapping, for ``backends`` at ``threads`` threads, timed ``cache``."""
     rng = random.Random(seed)
 
     def fits(c: int, hw: int) -> bool:
@@ -71,14 +72,14 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0) -> dict[str
     return {
         "sweep": NAME,
         "description": f"latency predictor calibration, generated (seed {seed}) by shufflebench/calibrate.py",
-        "settings": {"backend": backends, "batch": 1, "threads": threads, "opt_level": "all"},
+        "settings": {"backend": backends, "batch": 1, "threads": threads, "opt_level": "all", "cache": cache},
         "measure": MEASURE,
         "workloads": workloads,
     }
 
 
-def sweep(backends: list[str], threads: int = 1, seed: int = 0) -> config.Sweep:
-    return config.from_data(sweep_data(backends, threads, seed), Path(f"{NAME} (generated)"))
+def sweep(backends: list[str], threads: int = 1, seed: int = 0, cache: str = CACHE) -> config.Sweep:
+    return config.from_data(sweep_data(backends, threads, seed, cache), Path(f"{NAME} (generated)"))
 
 
 def _entry(name: str, **args: Any) -> dict[str, Any]:

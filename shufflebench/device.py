@@ -200,7 +200,7 @@ def cpu_identity(cpuinfo: str, sys_cpu: Path) -> dict[str, Any]:
         out["revision"] = int(fields["CPU revision"]) if fields.get("CPU revision", "").isdigit() else None
         out["microarchitecture"] = ARM_CORES.get((out["implementer"], out["part"]))
     out["isa"] = sorted({name for flag, name in ISA.items() if flag in flags})
-    out["caches_kb"] = _caches(sys_cpu / "cpu0" / "cache")
+    out["caches_kb"] = caches(sys_cpu / "cpu0" / "cache")
     out["virtualised"] = "hypervisor" in flags
     return {k: v for k, v in out.items() if v is not None}
 
@@ -219,7 +219,7 @@ def _first_block(cpuinfo: str) -> dict[str, str]:
     return fields
 
 
-def _caches(cache_dir: Path) -> dict[str, int]:
+def caches(cache_dir: Path) -> dict[str, int]:
     """{"l1d": 32, "l2": 1024, "l3": 32768} in KiB, from /sys/devices/system/cpu/cpu0/cache/index*."""
     out = {}
     for index in sorted(cache_dir.glob("index*")):

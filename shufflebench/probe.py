@@ -4,14 +4,19 @@ A cell's speed means little without the speed the device can reach, so every swe
 and at its end, with each backend's own kernels and the thread counts the sweep uses (shufflebench.backends: torch
 matmul and copy; ONNX Runtime's MatMul and Mul on the graphs in shufflebench/probes/; on CUDA synchronised):
 
-- ``matmul_gflops``: 2 n^3 / t for an n x n fp32 matrix product (n = 1024 on a CPU, 4096 on a GPU, TF32 off), the
-  median of repeated products; note FLOP here, two per multiply-add, as vendors quote peaks;
+- ``matmul_gflops``: 2 n^3 / t for an n x n fp32 matrix product (on a CPU the best of n = 256, 512 and 1024, since
+  the largest is not always the fastest; 4096 on a GPU, TF32 off), the median of repeated products; note FLOP here,
+  two per multiply-add, as vendors quote peaks;
 - ``bandwidth_gbs``: bytes read plus bytes written per second by a copy of an array far beyond the last-level cache
   (256 MiB on a CPU, 1 GiB on a GPU).
 
 The start probe goes into ``device.json`` and into every row of the run (``peak_gflops``, ``peak_gbs``, ``probe``);
 the end probe is added to the run's rows when the run finishes, and a difference of more than PROBE_DRIFT flags them
 (a neighbour, or throttling). Probes run in worker processes like cells, so the runner stays torch-free.
+
+A backend's probe is its library's roof, not the device's: ONNX Runtime's NCHWc convolutions run faster than its own
+SGEMM. A cell is judged against the device's roofs (:func:`device_roofs`): the best that any backend's probe reached on
+the same processor at the same thread count.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Callable
 PROBE_DRIFT = 0.10  # end of a run against its start
 PROBE_CHANGE = 0.15  # two runs, or two folders, of one device id
 MIN_TIME = 0.25  # s of timed repeats per roof
+CPU_MATMUL_SIZES = (256, 512, 1024)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,22 @@ def median_seconds(call: Callable[[], Any], sync: Callable[[], None] = lambda: N
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def fastest_matmul(seconds_for: Callable[[int], float], sizes: tuple[int, ...]) -> tuple[float, int]:
+    """(seconds, n) of the n x n product that reaches the most FLOP/s among ``sizes``."""
+    timed = [(seconds_for(n), n) for n in sizes]
+    return max(timed, key=lambda t: t[1] ** 3 / t[0])
+
+
+def device_roofs(probes: dict[str, dict[str, float]], key: str) -> dict[str, float] | None:
+    """The device's roofs for cells judged by probe ``key``: the best matmul and bandwidth that any backend's probe in
+    ``probes`` reached at the same thread count on the same processor (GPU probes have no thread count)."""
+    if not probes.get(key):
+        return None
+    threads = key.partition("/threads=")[2]
+    peers = [r for k, r in probes.items() if r and k.partition("/threads=")[2] == threads]
+    return {roof: max(r[roof] for r in peers) for roof in ("matmul_gflops", "bandwidth_gbs")}
 
 
 def roofs(matmul_seconds: float, n: int, copy_seconds: float, nbytes: int) -> Roofs:

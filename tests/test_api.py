@@ -44,7 +44,7 @@ def test_a_module_defined_in_the_calling_script_with_two_inputs_is_measured_in_p
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)
     assert row["status"] == "ok" and row["launcher"] == "in-process" and row["processes"] == 3
-    assert row["cell"] == "__main__.Fuse/inputs=2x3x16x16,2x8/torch-cpu/batch=2,threads=1,malloc=glibc"
+    assert row["cell"] == "__main__.Fuse/inputs=2x3x16x16,2x8/torch-cpu/batch=2,threads=1,malloc=glibc,cache=warm"
     conv = 16 * 3 * 9 * 16 * 16 * 2  # multiply-adds of the convolution on both samples
     assert row["flops"] >= conv and row["median_ms"] > 0 and row["ci_low_ms"] <= row["median_ms"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 import weakref
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from shufflebench import blocks
 from shufflebench import backends
-from shufflebench.backends import ort_backend, torch_backend
+from shufflebench.backends import cache, ort_backend, torch_backend
 from shufflebench.errors import UserError
 from shufflebench.export import export
 
@@ -56,7 +57,7 @@ def test_every_setting_a_backend_takes_is_declared_once_with_a_valid_default():
 
 
 def test_defaults_fill_every_declared_setting_and_refuse_others():
-    assert ORT_CPU.defaults(threads=2) == {"threads": 2, "opt_level": "all", "spinning": True}
+    assert ORT_CPU.defaults(threads=2) == {"threads": 2, "opt_level": "all", "spinning": True, "cache": "warm"}
     with pytest.raises(UserError, match="ort-cpu takes no setting 'tf32'"):
         ORT_CPU.defaults(tf32=True)
     with pytest.raises(UserError, match="must be one of steady, glibc"):
@@ -308,3 +309,46 @@ def test_float16_model_converts_weights_and_io(tmp_path):
     model = onnx.load_from_string(ort_backend.float16_model(tmp_path / "g1.onnx"))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
+
+
+class _Recorder:
+    """An evictor and a call that record their order; the evictor also takes a known, long time."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def evict(self) -> None:
+        self.events.append("evict")
+        time.sleep(0.05)
+
+    def call(self) -> None:
+        self.events.append("call")
+
+
+def test_a_cold_cell_evicts_the_l2_before_every_call_and_does_not_time_the_eviction():
+    recorder = _Recorder()
+    seconds = cache.time_cold(recorder.call, 3, recorder.evict)
+    assert recorder.events == ["evict", "call"] * 3
+    assert seconds < 0.05  # three calls that do nothing, without the 0.15 s of evicting
+    evictor = cache.Evictor()
+    assert evictor.buffer.nbytes == cache.EVICT_FACTOR * cache.l2_bytes() > 0
+    before = evictor.buffer.copy()
+    evictor()
+    assert (evictor.buffer == before + 1).all()  # every line of the buffer written
+
+
+def test_the_cache_setting_reaches_both_cpu_timers(tmp_path):
+    w = blocks.build("g1", c1=8, c2=8, hw=8)
+    cold = torch_backend.prepare(w.module, w.input_shape, device="cpu", settings=TORCH_CPU.defaults(cache="cold"))
+    warm = torch_backend.prepare(w.module, w.input_shape, device="cpu", settings=TORCH_CPU.defaults())
+    assert cold.info["cache"] == "cold" and isinstance(cold.evict, cache.Evictor) and warm.evict is None
+    assert cold.time(2) > 0
+    export(w.module, w.input_shape, tmp_path / "g1.onnx")
+    timed = ort_backend.prepare(
+        tmp_path / "g1.onnx", w.input_shape, provider=CPU, settings=ORT_CPU.defaults(cache="cold")
+    )
+    assert timed.info["cache"] == "cold" and isinstance(timed.evict, cache.Evictor) and timed.time(2) > 0
+    with pytest.raises(UserError, match="must be one of warm, cold, got 'hot'"):
+        ORT_CPU.defaults(cache="hot")
+    with pytest.raises(UserError, match="takes no setting 'cache'"):
+        backends.get("torch-cuda").defaults(cache="cold")

@@ -34,7 +34,7 @@ workloads:
     assert sweep.name == "sweep"
     assert len(sweep.cells) == 2 * 2 * 2 * 2  # pairs x hw x backends x threads
     first = sweep.cells[0]
-    assert first.key == "g1/c1=8,c2=16,hw=7/torch-cpu/batch=1,threads=1,malloc=steady"
+    assert first.key == "g1/c1=8,c2=16,hw=7/torch-cpu/batch=1,threads=1,malloc=steady,cache=warm"
     assert {(c.args["c1"], c.args["c2"]) for c in sweep.cells} == {(8, 16), (16, 32)}
 
 
@@ -220,7 +220,7 @@ def test_bad_files_give_one_line_naming_the_file_and_key(tmp_path, text, message
 
 def test_single_cell_from_the_command_line():
     cell = config.single_cell("g1", {"c1": "8", "c2": "16"}, "ort-cpu", {"batch": 2, "threads": 1})
-    assert cell.key == "g1/c1=8,c2=16,hw=56/ort-cpu/batch=2,threads=1,opt_level=all,spinning=true"
+    assert cell.key == "g1/c1=8,c2=16,hw=56/ort-cpu/batch=2,threads=1,opt_level=all,spinning=true,cache=warm"
     assert cell.batch == 2 and "batch" not in cell.settings
 
 
@@ -237,7 +237,7 @@ workloads: [{name: g4, grid: {c: 32}}]
         )
     )
     assert [c.key for c in sweep.cells] == [
-        "g4/c=32,relu=true,shortcut=true,hw=56/torch-cpu/batch=1,threads=1,malloc=steady",
+        "g4/c=32,relu=true,shortcut=true,hw=56/torch-cpu/batch=1,threads=1,malloc=steady,cache=warm",
         "g4/c=32,relu=true,shortcut=true,hw=56/torch-cuda/batch=8,cudnn_benchmark=true,tf32=false,dtype=float32,"
         "channels_last=false,cuda_graph=false",
     ]

@@ -26,7 +26,7 @@ def test_the_committed_probe_graphs_are_what_the_script_writes(tmp_path):
 def test_each_cpu_backend_measures_both_roofs():
     for name in ("torch-cpu", "ort-cpu"):
         roofs = backends.get(name).probe(1)
-        assert roofs.matmul_gflops > 0.5 and roofs.bandwidth_gbs > 0.5 and roofs.matmul_n == 1024
+        assert roofs.matmul_gflops > 0.5 and roofs.bandwidth_gbs > 0.5 and roofs.matmul_n in probe.CPU_MATMUL_SIZES
         assert roofs.bandwidth_mib == 256  # far beyond any last-level cache
 
 
@@ -129,3 +129,21 @@ def test_the_roofline_classifies_cells_at_each_roof_and_below_both():
     fused = analyse(flops=50e6, mac_bytes=2e6, median_ms=1.0, mac_runtime_bytes=1e6, **peaks)
     assert fused.arithmetic_intensity == 50.0 and fused.arithmetic_intensity_runtime == 100.0
     assert analyse(flops=None, mac_bytes=1e6, median_ms=1.0, **peaks).bound is None
+
+
+def test_a_cell_is_judged_against_the_best_roof_any_backend_reached_at_its_thread_count():
+    probes = {
+        "ort-cpu/threads=1": {"matmul_gflops": 50.0, "bandwidth_gbs": 30.0},
+        "torch-cpu/threads=1": {"matmul_gflops": 100.0, "bandwidth_gbs": 28.0},
+        "torch-cpu/threads=2": {"matmul_gflops": 190.0, "bandwidth_gbs": 40.0},
+        "torch-cuda": {"matmul_gflops": 50000.0, "bandwidth_gbs": 4000.0},
+    }
+    assert probe.device_roofs(probes, "ort-cpu/threads=1") == {"matmul_gflops": 100.0, "bandwidth_gbs": 30.0}
+    assert probe.device_roofs(probes, "torch-cpu/threads=2") == {"matmul_gflops": 190.0, "bandwidth_gbs": 40.0}
+    assert probe.device_roofs(probes, "torch-cuda")["matmul_gflops"] == 50000.0
+    assert probe.device_roofs(probes, "ort-cuda") is None  # not probed: no roofs
+
+
+def test_the_fastest_of_several_product_sizes_is_the_roof():
+    seconds = {256: 2 * 256**3 / 80e9, 512: 2 * 512**3 / 90e9, 1024: 2 * 1024**3 / 60e9}  # 80, 90, 60 GFLOP/s
+    assert probe.fastest_matmul(seconds.__getitem__, (256, 512, 1024)) == (seconds[512], 512)

@@ -106,7 +106,7 @@ def test_report_has_every_section_and_its_figures(tmp_path):
         "## Noise, errors and skipped cells",
     ):
         assert heading in text
-    assert "| 1 (g1) | ort-cpu | batch=1,threads=1,opt_level=all,spinning=true | holds |" in text
+    assert "| 1 (g1) | ort-cpu | batch=1,threads=1,opt_level=all,spinning=true,cache=warm | holds |" in text
     assert "2 of 8 measured cells are noisy, by cause" in text  # the IQR cell of each backend
     assert "| spread | 2 | samples inside a process vary: close other programs" in text
     assert "<details><summary>The noisy cells, by cause</summary>" in text

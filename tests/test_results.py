@@ -85,9 +85,9 @@ def test_rows_from_before_a_setting_existed_keep_their_cell_with_the_value_they_
     write_rows(path, [{**ort, "opt_level": "all"}, torch])
     by_cell = {r["cell"]: r for r in read_rows(path)}
     # ORT spun its threads by default then as now: the same cell as today's default one
-    assert by_cell["g1/c1=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true"]["spinning"] is True
+    assert by_cell["g1/c1=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true,cache=warm"]["spinning"] is True
     # torch workers ran on glibc's own heap then: today's `malloc=glibc` cell, not the steady-heap default
-    assert by_cell["g1/c1=8/torch-cpu/batch=1,threads=1,malloc=glibc"]["malloc"] == "glibc"
+    assert by_cell["g1/c1=8/torch-cpu/batch=1,threads=1,malloc=glibc,cache=warm"]["malloc"] == "glibc"
 
 
 def test_the_columns_reference_is_the_one_the_code_generates_and_explains_every_column():

@@ -153,9 +153,9 @@ def test_dry_run_lists_the_cells(sweep_file):
     out = shufflebench("run", str(sweep_file), "--dry-run", "--backend", "ort-cpu")
     assert out.returncode == 0
     assert out.stdout.splitlines() == [
-        "g1/c1=8,c2=16,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true",
-        "g4/c=8,relu=true,shortcut=true,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true",
-        "g2/g=8,c=12,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true",
+        "g1/c1=8,c2=16,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true,cache=warm",
+        "g4/c=8,relu=true,shortcut=true,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true,cache=warm",
+        "g2/g=8,c=12,hw=8/ort-cpu/batch=1,threads=1,opt_level=all,spinning=true,cache=warm",
     ]
 
 
@@ -168,7 +168,7 @@ def test_time_json_prints_the_results_row():
 
     row = json.loads(out.stdout)
     assert row["status"] == "ok" and row["median_ms"] > 0 and row["threads"] == 1
-    assert row["cell"] == "g1/c1=8,c2=8,hw=8/torch-cpu/batch=1,threads=1,malloc=steady"
+    assert row["cell"] == "g1/c1=8,c2=8,hw=8/torch-cpu/batch=1,threads=1,malloc=steady,cache=warm"
 
 
 class _Terminal(io.StringIO):
@@ -397,7 +397,7 @@ def test_preparation_has_its_own_time_limit_not_the_measurements(tmp_path, monke
 
 def test_the_end_of_run_table_names_noise_by_cause_in_a_few_words():
     row = {
-        "cell": "g4/c=8,hw=8/torch-cpu/batch=1,threads=1,malloc=steady",
+        "cell": "g4/c=8,hw=8/torch-cpu/batch=1,threads=1,malloc=steady,cache=warm",
         "status": "ok",
         "median_ms": 1.0,
         "ci_low_ms": 0.9,

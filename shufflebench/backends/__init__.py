@@ -90,6 +90,7 @@ SETTINGS = {
         Setting("dtype", str, "float32", DTYPES, help="weights and activations"),
         Setting("channels_last", bool, False, help="NHWC memory format for the module and input"),
         Setting("cuda_graph", bool, False, help="capture one call as a CUDA graph and replay it"),
+        Setting("cache", str, "warm", ("warm", "cold"), help="cold: L2 evicted before each call, as in a network"),
     )
 }
 
@@ -243,12 +244,12 @@ def _ort(name: str, provider: str) -> OrtBackend:
     elif provider in ORT_GPU_DEVICES:
         declared = _settings("opt_level", "dtype", dtypes=DTYPES[:2])
     else:
-        declared = _settings("threads", "opt_level", "spinning")
+        declared = _settings("threads", "opt_level", "spinning", "cache")
     return OrtBackend(name, provider, provider in ORT_GPU_DEVICES, declared, needs_onnx=True)
 
 
 REGISTRY: dict[str, Backend] = {
-    "torch-cpu": TorchBackend("torch-cpu", "cpu", False, _settings("threads", "malloc"), needs_onnx=False),
+    "torch-cpu": TorchBackend("torch-cpu", "cpu", False, _settings("threads", "malloc", "cache"), needs_onnx=False),
     "torch-cuda": TorchBackend(
         "torch-cuda",
         "cuda",

@@ -27,7 +27,8 @@ import numpy as np
 import onnxruntime as ort
 
 from shufflebench.backends import ORT_GPU_DEVICES
-from shufflebench.probe import Roofs, median_seconds, roofs
+from shufflebench.backends import cache
+from shufflebench.probe import CPU_MATMUL_SIZES, Roofs, fastest_matmul, median_seconds, roofs
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -49,8 +50,10 @@ class OrtTimed:
         *,
         asynchronous: bool,
         keep: list[Any],
+        evict: cache.Evictor | None = None,
     ) -> None:
         self.session, self.binding, self.info, self.asynchronous = session, binding, info, asynchronous
+        self.evict = evict
         # The input array and the OrtValues live as long as the session: releases before 1.32 keep no reference to
         # a bound OrtValue, so dropping ours would time runs on freed memory.
         self.keep = keep
@@ -60,6 +63,8 @@ class OrtTimed:
     def time(self, n: int) -> float:
         """Seconds for ``n`` runs, each synchronised by ORT before it returns: per-call latency."""
         run, binding = self.session.run_with_iobinding, self.binding
+        if self.evict is not None:
+            return cache.time_cold(lambda: run(binding), n, self.evict)
         start = time.perf_counter()
         for _ in range(n):
             run(binding)
@@ -163,7 +168,8 @@ def prepare(model: Path, input_shape: tuple[int, ...], *, provider: str, setting
         "io_device": device,
         "warnings": warnings,
     }
-    return OrtTimed(session, binding, info, asynchronous=device != "cpu", keep=keep)
+    evict = cache.Evictor() if settings.get("cache") == "cold" else None
+    return OrtTimed(session, binding, info, asynchronous=device != "cpu", keep=keep, evict=evict)
 
 
 def runtime_cost(
@@ -250,14 +256,11 @@ def probe(provider: str, threads: int | None) -> Roofs:
     """This device's roofs with ONNX Runtime's kernels on ``provider``: the MatMul and Mul graphs of shufflebench/probes
     (shufflebench.probe), inputs and outputs bound on the provider's device, no graph optimisation."""
     device = ORT_GPU_DEVICES.get(provider, "cpu")
-    n, nbytes = (4096, 2**30) if device != "cpu" else (1024, 2**28)
+    sizes, nbytes = ((4096,), 2**30) if device != "cpu" else (CPU_MATMUL_SIZES, 2**28)
     options = provider_options(provider, {"tf32": False, "cudnn_benchmark": True, "cuda_graph": False})
     so = session_options(threads=threads, opt_level="disable")
-    timed = {}
-    for name, shapes in (
-        ("matmul", {"a": (n, n), "b": (n, n), "c": (n, n)}),
-        ("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}),
-    ):
+
+    def seconds(name: str, shapes: dict[str, tuple[int, ...]]) -> float:
         session = ort.InferenceSession(str(PROBES / f"{name}.onnx"), so, providers=[(provider, options)])
         binding = session.io_binding()
         values = {
@@ -267,5 +270,7 @@ def probe(provider: str, threads: int | None) -> Roofs:
             binding.bind_ortvalue_input(item.name, values[item.name])
         for item in session.get_outputs():
             binding.bind_ortvalue_output(item.name, values[item.name])
-        timed[name] = median_seconds(lambda: session.run_with_iobinding(binding))  # run() waits for the device
-    return roofs(timed["matmul"], n, timed["scale"], nbytes)
+        return median_seconds(lambda: session.run_with_iobinding(binding))  # run() waits for the device
+
+    matmul, n = fastest_matmul(lambda n: seconds("matmul", {"a": (n, n), "b": (n, n), "c": (n, n)}), sizes)
+    return roofs(matmul, n, seconds("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}), nbytes)

@@ -25,7 +25,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from shufflebench.probe import Roofs, median_seconds, roofs
+from shufflebench.backends import cache
+from shufflebench.probe import CPU_MATMUL_SIZES, Roofs, fastest_matmul, median_seconds, roofs
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -42,8 +43,9 @@ class TorchTimed:
         info: dict[str, Any],
         call: Callable[[], Any] | None = None,
         sync: Callable[[], None] | None = None,
+        evict: cache.Evictor | None = None,
     ) -> None:
-        self.module, self.inputs, self.info = module, inputs, info
+        self.module, self.inputs, self.info, self.evict = module, inputs, info, evict
         self.x = inputs[0] if inputs else None
         self.call = call or (lambda: module(*inputs))
         self.sync = sync
@@ -51,6 +53,9 @@ class TorchTimed:
 
     def time(self, n: int) -> float:
         """Seconds for ``n`` calls, each one waited for: per-call latency."""
+        if self.evict is not None:
+            with torch.inference_mode():
+                return cache.time_cold(self.call, n, self.evict)
         if self.sync is None:
             module, inputs = self.module, self.inputs
             with torch.inference_mode():
@@ -98,9 +103,13 @@ def prepare(
         torch.set_num_threads(settings["threads"])
         # the heap was set up when the worker started (shufflebench.backends.Backend.worker_env); record what it got
         info.update(
-            threads=torch.get_num_threads(), malloc=settings["malloc"], glibc_tunables=os.environ.get("GLIBC_TUNABLES")
+            threads=torch.get_num_threads(),
+            malloc=settings["malloc"],
+            glibc_tunables=os.environ.get("GLIBC_TUNABLES"),
+            cache=settings["cache"],
         )
-        return TorchTimed(module, inputs or (torch.randn(input_shape),), info)
+        evict = cache.Evictor() if settings["cache"] == "cold" else None
+        return TorchTimed(module, inputs or (torch.randn(input_shape),), info, evict=evict)
 
     torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
     precision = "tf32" if settings["tf32"] else "ieee"
@@ -154,11 +163,15 @@ def probe(device: str, threads: int | None) -> Roofs:
     if on_gpu:
         torch.backends.cuda.matmul.fp32_precision = "ieee"
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
-    n, nbytes = (4096, 2**30) if on_gpu else (1024, 2**28)
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    c = torch.empty(n, n, device=device)
+    sizes, nbytes = ((4096,), 2**30) if on_gpu else (CPU_MATMUL_SIZES, 2**28)
+
+    def product(n: int) -> float:
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        c = torch.empty(n, n, device=device)
+        return median_seconds(lambda: torch.mm(a, b, out=c), sync)
+
     with torch.inference_mode():
-        matmul = median_seconds(lambda: torch.mm(a, b, out=c), sync)
+        matmul, n = fastest_matmul(product, sizes)
         x = torch.ones(nbytes // 4, device=device)
         y = torch.empty_like(x)
         copy = median_seconds(lambda: y.copy_(x), sync)

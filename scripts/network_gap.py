@@ -1,0 +1,164 @@
+"""What a whole network adds to the time of its ops: the experiment behind the predictor's cold-cache calibration.
+
+For one network on ONNX Runtime (CPU, one thread, all optimisations), every node of the graph ORT runs is timed three
+ways and summed by op class:
+
+- in the network: ORT's own profile of the whole run (mean per run, the first run skipped);
+- isolated, warm: the node alone as a one-node model, called back to back, so that its weights and input stay in
+  cache (what a calibration cell measures);
+- isolated, L2 or L3 evicted: the same, with a buffer of 4x the L2 or 4x the last-level cache written before every
+  call (not timed), so that weights and input come from the L3 or from memory.
+
+It also prints the run's wall time against the sum of its nodes' profiled times (what the runtime spends between
+nodes). For torch it times the network against the sum of its leaf modules, each timed alone warm and cold on the
+input it received in the network. Run it with the heap a torch worker has (the ``malloc: steady`` setting):
+``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296
+python scripts/network_gap.py [shufflenet_v2 width=1.0]``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+CALLS = 100
+
+
+def _flush_buffers() -> dict[str, np.ndarray]:
+    """Buffers of 4x the L2 and 4x the last-level cache: writing one before a call evicts that level."""
+    from shufflebench import device
+
+    caches = device.collect()["cpu"]["caches_kb"]
+    return {level: np.zeros(4 * caches[level] * 1024 // 8) for level in ("l2", "l3")}
+
+
+def _median_call(call, flush: np.ndarray | None, overhead: float = 0.0) -> float:
+    """Median seconds of one call over CALLS calls less ``overhead``, the buffer written before each when given."""
+    times = []
+    for _ in range(CALLS if flush is None or flush.nbytes < 2**24 else CALLS // 4):
+        if flush is not None:
+            flush += 1.0
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start - overhead)
+    return statistics.median(times)
+
+
+def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from shufflebench import onnx_cost
+    from shufflebench.backends.ort_backend import session_options
+    from shufflebench.blocks import registry
+    from shufflebench.breakdown import node_times
+    from shufflebench.export import export
+
+    built = registry.build(name, **args)
+    module, shape = built.module, (1, *built.sample_shape)
+    work = Path(tempfile.mkdtemp())
+    export(module.eval(), shape, work / "net.onnx")
+    nodes = node_times(work / "net.onnx", shape, runs=50, workdir=work)
+    optimized = onnx.load(str(work / "net.optimized.onnx"))
+    shapes = onnx_cost.run_shapes(work / "net.optimized.onnx", shape)
+    shapes[optimized.graph.input[0].name] = list(shape)
+    session = ort.InferenceSession(str(work / "net.onnx"), session_options(threads=1, opt_level="all"))
+    x = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+    run = _median_call(lambda: session.run(None, x), None)
+    overhead = _ort_call_overhead()
+    initializers = {i.name: i for i in optimized.graph.initializer}
+    by_name = {n.name: n for n in optimized.graph.node}
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0])
+    for node in nodes:
+        proto = by_name[node["node"]]
+        feeds = [i for i in proto.input if i and i not in initializers]
+        graph = onnx.helper.make_graph(
+            [proto],
+            "one",
+            [onnx.helper.make_tensor_value_info(i, onnx.TensorProto.FLOAT, shapes[i]) for i in feeds],
+            [onnx.helper.make_empty_tensor_value_info(o) for o in proto.output if o],
+            [initializers[i] for i in proto.input if i in initializers],
+        )
+        one = onnx.helper.make_model(graph, opset_imports=optimized.opset_import, ir_version=optimized.ir_version)
+        alone = ort.InferenceSession(one.SerializeToString(), session_options(threads=1, opt_level="disable"))
+        feed = {i: np.random.default_rng(1).standard_normal(shapes[i], dtype=np.float32) for i in feeds}
+        row = totals[node["op_class"]]
+        row[0] += node["time_us"]
+        for i, buffer in enumerate((None, flush["l2"], flush["l3"]), 1):
+            row[i] += _median_call(lambda: alone.run(None, feed), buffer, overhead) * 1e6
+        row[4] += 1
+    _print(f"{name} {args} on ort-cpu, one thread", run * 1e6, totals, "sum of profiled nodes")
+
+
+def _ort_call_overhead() -> float:
+    """Seconds of one ``run`` of a one-node session on one float: Python and the runtime's own cost per call."""
+    import onnx
+    import onnxruntime as ort
+
+    value = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1]) for n in ("x", "y")]
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "id", value[:1], value[1:])
+    session = ort.InferenceSession(onnx.helper.make_model(graph).SerializeToString())
+    feed = {"x": np.zeros(1, np.float32)}
+    return _median_call(lambda: session.run(None, feed), None)
+
+
+def torch_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> None:
+    import torch
+
+    from shufflebench.blocks import registry
+
+    torch.set_num_threads(1)
+    built = registry.build(name, **args)
+    module = built.module
+    x = torch.randn(1, *built.sample_shape)
+    seen: list[tuple[torch.nn.Module, torch.Tensor]] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda m, inputs: seen.append((m, inputs[0])))
+        for m in module.modules()
+        if not list(m.children())
+    ]
+    with torch.inference_mode():
+        module(x)
+        for h in hooks:
+            h.remove()
+        run = _median_call(lambda: module(x), None)
+        identity, one = torch.nn.Identity(), torch.zeros(1)
+        overhead = _median_call(lambda: identity(one), None)
+        totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0])
+        for leaf, given in seen:
+            row = totals[type(leaf).__name__]
+            for i, buffer in enumerate((None, flush["l2"], flush["l3"]), 1):
+                row[i] += _median_call(lambda: leaf(given), buffer, overhead) * 1e6
+            row[4] += 1
+    _print(f"{name} {args} on torch-cpu, one thread (leaf modules)", run * 1e6, totals, None)
+
+
+def _print(title: str, run_us: float, totals: dict, profiled: str | None) -> None:
+    print(f"\n{title}: the whole run {run_us:.0f} us")
+    print("microseconds per run; alone: the op by itself, its call overhead subtracted, warm or after evicting a level")
+    print(f"{'class':18} {'nodes':>5} {'in network':>11} {'alone warm':>11} {'L2 evicted':>11} {'L3 evicted':>11}")
+    sums = np.zeros(4)
+    for name, (*times, n) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
+        sums += times
+        shown = f"{times[0]:11.0f}" if profiled else f"{'':>11}"
+        print(f"{name:18} {n:5.0f} {shown} " + " ".join(f"{t:11.0f}" for t in times[1:]))
+    shown = f"{sums[0]:11.0f}" if profiled else f"{'':>11}"
+    print(f"{'total':18} {'':5} {shown} " + " ".join(f"{t:11.0f}" for t in sums[1:]))
+    if profiled:
+        print(f"{profiled}: {sums[0]:.0f} us of the run's {run_us:.0f} us ({sums[0] / run_us:.0%})")
+    print("sums alone as a share of the whole run: " + ", ".join(f"{t / run_us:.0%}" for t in sums[1:]))
+
+
+if __name__ == "__main__":
+    name = sys.argv[1] if len(sys.argv) > 1 else "shufflenet_v2"
+    args = dict(a.split("=") for a in sys.argv[2:]) or {"width": "1.0"}
+    args = {k: float(v) if "." in v else int(v) if v.isdigit() else v for k, v in args.items()}
+    flush = _flush_buffers()
+    ort_gap(name, args, flush)
+    torch_gap(name, args, flush)
