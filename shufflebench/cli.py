@@ -288,12 +288,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.write:
         import yaml
 
-        Path(args.write).write_text(yaml.safe_dump(calibrate.sweep_data(backends_, args.threads), sort_keys=False))
+        data = calibrate.sweep_data(backends_, args.threads, cache=args.cache)
+        Path(args.write).write_text(yaml.safe_dump(data, sort_keys=False))
         print(args.write)
         return 0
     if not args.dry_run:
         lock.refuse_if_held(device.collect()["machine_key"])
-    sweep = calibrate.sweep(backends_, args.threads)
+    sweep = calibrate.sweep(backends_, args.threads, cache=args.cache)
     if args.dry_run:
         print("\n".join(c.key for c in sweep.cells))
         return 0
@@ -317,9 +318,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
             "7 minutes) first"
         )
     from shufflebench import backends, predict, workloads
-    from shufflebench.results import read_rows
 
-    models = predict.models_for(read_rows(calibration))
+    models = predict.models_for(_results_rows(calibration.parent))
     runs = (lambda b: backends.get(b).needs_onnx) if workloads.is_onnx(args.name) else (lambda b: True)
     wanted = [(b, t) for b, t in models if (not args.backend or b in args.backend) and runs(b)]
     if not wanted:
@@ -342,7 +342,23 @@ def cmd_predict(args: argparse.Namespace) -> None:
         parts = model.contributions(classes)
         top = ", ".join(f"{name} {100 * t / ms:.0f}%" for name, t in list(parts.items())[:3] if ms)
         where = backend if threads is None else f"{backend} ({threads} thread{'s' if threads > 1 else ''})"
-        print(f"  {where:<26} {ms:9.3f} ms  (80% of calibration cells: {low:.3f} to {high:.3f})  mostly {top}")
+        print(
+            f"  {where:<26} {ms:9.3f} ms  {predict.LEVEL:.0%} interval {low:.3f} to {high:.3f} ms  mostly {top}\n"
+            f"  {'':<26} (interval from {model.interval_from})"
+        )
+
+
+def _results_rows(folder: Path) -> list[dict[str, Any]]:
+    """Every results row of a device folder (the sweeps' files; side files such as breakdown.csv have no cells)."""
+    from shufflebench.results import read_rows
+
+    rows = []
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            rows += read_rows(path)
+        except UserError:
+            continue
+    return rows
 
 
 def cmd_fleet_run(args: argparse.Namespace) -> int:
@@ -628,6 +644,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", action="append", help="a backend to calibrate (repeatable; default torch-cpu, ort-cpu)")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1)")
+    p.add_argument(
+        "--cache",
+        choices=("warm", "cold"),
+        default="cold",
+        help="CPU cells with the L2 evicted before each call, as ops run inside a network (cold, the default), or warm",
+    )
     _results_option(p, "results folder (default: results)")
     p.add_argument("--fresh", action="store_true", help="measure every cell again")
     p.add_argument("--dry-run", action="store_true", help="list the cells and exit")

@@ -14,14 +14,18 @@ views, allocations and others only a per-op cost.
 The fit is scipy's non-negative least squares on relative errors (each calibration cell weighs 1 / its latency), so
 a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 70 calibration cells per backend and
 about 35 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
-these features adds up over a network's ops by construction. The uncertainty of a prediction is the spread of the
-fit's relative errors on the calibration cells (their 10th and 90th percentiles).
+these features adds up over a network's ops by construction. The calibration times each op with the L2 evicted
+(``cache: cold``), as it runs inside a network.
+
+A prediction's interval is split-conformal at LEVEL: from the ratios measured / predicted on cells the model was not
+fitted on, the design-set networks (DESIGN) where this device measured them, else the calibration cells left out one
+at a time. The report scores it on the held-out networks, which nothing in the predictor's design looked at.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +33,11 @@ from scipy import optimize
 
 from shufflebench.categories import OP_CLASSES
 
+LEVEL = 0.8  # of the prediction interval
+MIN_INTERVAL_CELLS = 9  # out-of-sample cells for a finite LEVEL interval: ceil((n + 1) * 0.9) <= n
+# The networks whose prediction errors guided the op classes and the calibration shapes: scored apart from the
+# held-out networks (every other network of the zoo), which no design decision looked at.
+DESIGN = frozenset({"shufflenet_v1", "shufflenet_v2", "mobilenet_v1", "mobilenet_v2"})
 # Classes with a FLOP term.
 COMPUTE = ("stem", "conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", "matmul")
 MOVING = (*COMPUTE, "elementwise", "data", "maxpool", "avgpool", "globalpool")  # classes with a byte term
@@ -47,6 +56,11 @@ def known(classes: dict[str, list[int]]) -> bool:
     return all(name in OP_CLASSES for name in classes)
 
 
+def kernels(classes: dict[str, list[int]]) -> int:
+    """The ops of a graph that run a kernel (every class but views)."""
+    return sum(ops for name, (ops, _, _) in classes.items() if name != "view")
+
+
 def features(classes: dict[str, list[int]]) -> np.ndarray:
     """The feature vector of a graph given as {class: [ops, multiply-adds, bytes]}."""
     x = dict.fromkeys(FEATURES, 0.0)
@@ -62,19 +76,37 @@ def features(classes: dict[str, list[int]]) -> np.ndarray:
 
 @dataclass
 class Model:
-    """Milliseconds per unit of each feature, fitted on ``cells`` calibration cells."""
+    """Milliseconds per unit of each feature, fitted on ``cells`` calibration cells, and the interval's bounds as
+    ratios measured / predicted (``interval_from`` says which cells gave them)."""
 
     coefficients: dict[str, float]
     cells: int
-    error_low: float  # 10th percentile of the relative error on the calibration cells
-    error_high: float  # 90th percentile
+    ratio_low: float
+    ratio_high: float
+    interval_from: str
     fitted_classes: set[str] = field(default_factory=set)  # classes the calibration cells had
+    cache: str = "warm"  # how the calibration cells were timed
+    launch_ms: float | None = None  # on a GPU: the host's cost of launching one kernel
 
     def predict(self, classes: dict[str, list[int]]) -> float:
+        return max(self._sum(classes), self._launches(classes))
+
+    def _sum(self, classes: dict[str, list[int]]) -> float:
         return float(features(classes) @ np.array([self.coefficients[f] for f in FEATURES]))
 
+    def _launches(self, classes: dict[str, list[int]]) -> float:
+        """A GPU cell's time when the host launches its kernels more slowly than the device runs them: the call and a
+        launch per kernel (0 on a CPU)."""
+        return 0.0 if self.launch_ms is None else self.coefficients["call"] + kernels(classes) * self.launch_ms
+
+    def launch_bound(self, classes: dict[str, list[int]]) -> bool:
+        return self._launches(classes) > self._sum(classes)
+
     def contributions(self, classes: dict[str, list[int]]) -> dict[str, float]:
-        """Milliseconds by class (and the call) that make up a prediction, largest first."""
+        """Milliseconds by class (and the call) that make up a prediction, largest first; for a launch-bound cell,
+        the call and the launches."""
+        if self.launch_bound(classes):
+            return {"launch": self._launches(classes) - self.coefficients["call"], "call": self.coefficients["call"]}
         x = dict(zip(FEATURES, features(classes)))
         out: dict[str, float] = {}
         for name, value in x.items():
@@ -82,26 +114,79 @@ class Model:
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def interval(self, predicted_ms: float) -> tuple[float, float]:
-        """The range the measured latency fell in for 80% of the calibration cells, around a prediction."""
-        return predicted_ms / (1 + self.error_high), predicted_ms / (1 + self.error_low)
+        """The LEVEL prediction interval around a prediction."""
+        return predicted_ms * self.ratio_low, predicted_ms * self.ratio_high
+
+    def calibrated_on(self, rows: list[dict[str, Any]], source: str) -> Model:
+        """This model with its interval from ``rows`` (measured cells it was not fitted on)."""
+        ratios = [r["median_ms"] / self.predict(r["op_classes"]) for r in rows]
+        low, high = conformal(ratios)
+        return replace(self, ratio_low=low, ratio_high=high, interval_from=source)
 
 
-def fit(rows: list[dict[str, Any]]) -> Model:
+def conformal(ratios: list[float], level: float = LEVEL) -> tuple[float, float]:
+    """Split-conformal bounds on measured / predicted from out-of-sample ratios: the ceil((n + 1) q)-th smallest for
+    each tail q = (1 - level) / 2, so that a new cell like these falls inside with probability at least ``level``
+    (infinite where n is too small for the level)."""
+    ordered, n = np.sort(ratios), len(ratios)
+    k = math.ceil((n + 1) * (1 + level) / 2)
+    if k > n:
+        return 0.0, math.inf
+    return float(ordered[n - k]), float(ordered[k - 1])
+
+
+def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimising the relative errors of x @ c against y."""
+    scale = x.max(axis=0)
+    scale[scale == 0] = 1.0  # a feature no cell has: its coefficient stays 0
+    solution, _ = optimize.nnls(x / scale / y[:, None], np.ones(len(y)))
+    return solution / scale
+
+
+def _fit_launches(x: np.ndarray, y: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, float]:
+    """Coefficients and a launch cost per kernel for y = max(call + k * launch, x @ coefficients), by alternating: the
+    launch cost from the cells taken as launch-bound, the sum fitted on the others, until the split settles (first
+    guess: the cells that a sum fitted on all of them under-predicts)."""
+    coefficients, launch = _nnls(x, y), 0.0
+    bound = (y > x @ coefficients) & (k > 0)
+    for _ in range(20):
+        if not bound.any() or (~bound).sum() < 10:
+            break
+        spent = np.maximum(y[bound] - coefficients[0], 0.0)
+        launch = float(np.sum(k[bound] * spent / y[bound] ** 2) / np.sum(k[bound] ** 2 / y[bound] ** 2))
+        coefficients = _nnls(x[~bound], y[~bound])
+        settled = (coefficients[0] + k * launch > x @ coefficients) & (k > 0)
+        if (settled == bound).all():
+            break
+        bound = settled
+    return coefficients, launch
+
+
+def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
     """Fit on measured rows that have ``op_classes`` and ``median_ms`` (the calibration cells of one device and
-    backend); raises ValueError when there are too few."""
+    backend), with an interval from the cells left out one at a time; raises ValueError when there are too few.
+    ``launches`` (a GPU backend): a cell takes the longer of its summed op costs and a launch per kernel."""
     usable = [r for r in rows if r.get("op_classes") and r.get("median_ms") and known(r["op_classes"])]
     if len(usable) < 10:
         raise ValueError(f"{len(usable)} calibration cells with op classes; run `shufflebench calibrate` (70)")
     x = np.array([features(r["op_classes"]) for r in usable])
     y = np.array([r["median_ms"] for r in usable])
-    scale = x.max(axis=0)
-    scale[scale == 0] = 1.0  # a feature no cell has: its coefficient stays 0
-    solution, _ = optimize.nnls(x / scale / y[:, None], np.ones(len(y)))
-    coefficients = solution / scale
-    relative = x @ coefficients / y - 1
-    low, high = np.percentile(relative, [10, 90])
-    present = {name for r in usable for name in r["op_classes"]}
-    return Model(dict(zip(FEATURES, map(float, coefficients))), len(usable), float(low), float(high), present)
+    k = np.array([kernels(r["op_classes"]) for r in usable])
+
+    def model(keep: np.ndarray) -> Model:
+        coefficients, launch = _fit_launches(x[keep], y[keep], k[keep]) if launches else (_nnls(x[keep], y[keep]), None)
+        caches = "/".join(sorted({r.get("cache") or "warm" for r in usable}))
+        present = {name for r in usable for name in r["op_classes"]}
+        source = f"{len(usable)} calibration cells, each left out of the fit"
+        return Model(
+            dict(zip(FEATURES, map(float, coefficients))), len(usable), 0.0, math.inf, source, present, caches, launch
+        )
+
+    everything = model(np.ones(len(y), bool))
+    with np.errstate(divide="ignore"):  # a cell alone in its class predicts 0 without it: an infinite ratio
+        left_out = [y[i] / model(np.arange(len(y)) != i).predict(usable[i]["op_classes"]) for i in range(len(y))]
+    low, high = conformal(left_out)
+    return replace(everything, ratio_low=low, ratio_high=high)
 
 
 @dataclass(frozen=True)
@@ -131,37 +216,67 @@ def validate(predicted: list[float], measured: list[float]) -> Validation:
     )
 
 
-def baseline(rows: list[dict[str, Any]], families: list[str], columns: tuple[str, ...]) -> list[float]:
-    """A linear fit of latency on ``columns`` (FLOPs, or FLOPs and MAC bytes) with an intercept, validated leave one
-    family out: each row is predicted by the fit on the other families' rows (least squares, relative errors)."""
-    x = np.array([[1.0, *(r[c] / 1e6 for c in columns)] for r in rows])
-    y = np.array([r["median_ms"] for r in rows])
-    out = np.empty(len(rows))
-    for family in set(families):
-        held = np.array([f == family for f in families])
-        if held.all():
-            out[held] = math.nan
-            continue
-        solution, *_ = np.linalg.lstsq(x[~held] / y[~held, None], np.ones((~held).sum()), rcond=None)
-        out[held] = x[held] @ solution
-    return [float(v) for v in out]
+BASELINES = {"FLOPs only": ("flops",), "FLOPs + MAC": ("flops", "mac_bytes")}
+
+
+def baseline(fitted_on: list[dict[str, Any]], rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[float]:
+    """Latency linear in ``columns`` (FLOPs, or FLOPs and MAC bytes) with an intercept, fitted as the predictor is (on
+    the calibration cells ``fitted_on``, non-negative, relative errors), predicted for ``rows``."""
+
+    def x(cells: list[dict[str, Any]]) -> np.ndarray:
+        return np.array([[1.0, *(r[c] / 1e6 for c in columns)] for r in cells])
+
+    coefficients = _nnls(x(fitted_on), np.array([r["median_ms"] for r in fitted_on]))
+    return [float(v) for v in x(rows) @ coefficients]
+
+
+def _key(row: dict[str, Any]) -> tuple[str, int | None]:
+    threads = row.get("threads")  # none on a GPU backend: None from a CSV, NaN from a DataFrame
+    return row["backend"], None if threads is None or threads != threads else int(threads)
+
+
+def calibration_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], list[dict[str, Any]]]:
+    """A device's calibration rows (sweep ``calibrate``, status ok) per (backend, threads), cold ones where the
+    calibration was timed both ways."""
+    groups: dict[tuple[str, int | None], dict[str, list[dict[str, Any]]]] = {}
+    for row in rows:
+        if row.get("sweep") == "calibrate" and row.get("status") == "ok":
+            cache = row.get("cache") if isinstance(row.get("cache"), str) else "warm"
+            groups.setdefault(_key(row), {}).setdefault(cache, []).append(row)
+    return {key: by_cache.get("cold") or by_cache["warm"] for key, by_cache in groups.items()}
+
+
+def is_network(row: dict[str, Any], design: bool) -> bool:
+    """Whether a measured row is a whole network of the design set (``design``) or of the held-out set."""
+    from shufflebench import papers
+
+    workload = row.get("workload")
+    return (
+        papers.series(workload) == "networks"
+        and (workload in DESIGN) == design
+        and row.get("status") == "ok"
+        and row.get("sweep") != "calibrate"
+        and bool(row.get("op_classes"))
+        and known(row["op_classes"])
+    )
 
 
 def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model]:
-    """A model per (backend, threads) from a device's calibration rows (sweep ``calibrate``, status ok); pairs with
-    too few cells are left out."""
-    groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
-    for row in rows:
-        if row.get("sweep") == "calibrate" and row.get("status") == "ok":
-            threads = row.get("threads")  # none on a GPU backend: None from a CSV, NaN from a DataFrame
-            threads = None if threads is None or threads != threads else int(threads)
-            groups.setdefault((row["backend"], threads), []).append(row)
+    """A model per (backend, threads) from a device's rows: fitted on its calibration cells, its interval from the
+    design-set networks measured with that backend and thread count where there are at least MIN_INTERVAL_CELLS, from
+    the calibration cells otherwise. Pairs with too few calibration cells are left out."""
+    from shufflebench import backends
+
     models = {}
-    for key, group in groups.items():
+    for key, group in calibration_rows(rows).items():
         try:
-            models[key] = fit(group)
+            model = fit(group, launches=backends.get(key[0]).on_gpu)
         except ValueError:
             continue
+        networks = [r for r in rows if _key(r) == key and is_network(r, design=True)]
+        if len(networks) >= MIN_INTERVAL_CELLS:
+            model = model.calibrated_on(networks, f"{len(networks)} design-set networks (not fitted on)")
+        models[key] = model
     return models
 
 

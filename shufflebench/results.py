@@ -90,8 +90,8 @@ class RunColumns:
     backend_info: dict[str, Any] | None = None  # the settings as the backend applied them, and its versions
     samples_ms: list[list[float]] | None = None  # per process, every sample's time: the raw data
     warmup_ms: list[list[float]] | None = None  # per process, its first calls (shufflebench.rows.WARMUP_KEPT)
-    peak_gflops: float | None = None  # the device's matmul roof for this backend and thread count (shufflebench.probe)
-    peak_gbs: float | None = None  # its memory-bandwidth roof
+    peak_gflops: float | None = None  # the device's compute roof at this thread count (best of any backend's probe)
+    peak_gbs: float | None = None  # its memory-bandwidth roof, likewise (each backend's own roofs are in probe)
     probe: dict[str, Any] | None = None  # key, start and end roofs, drift between them
     energy_mj_per_image: float | None = None  # median over processes; empty, with the reason in energy_method
     energy_method: str | None = None  # how energy was read (RAPL, NVML), or why it was not

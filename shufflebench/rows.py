@@ -112,7 +112,8 @@ def measured_row(
         warnings=[*(info.get("warnings") or []), *flags, *([interrupted] if interrupted else [])],
     )
     key = probe.key(cell.backend, cell.settings.get("threads"))
-    roofs = context.probe.get(key)
+    roofs = context.probe.get(key)  # this backend's own kernels: its library's roofs, kept in the probe record
+    device_roofs = probe.device_roofs(context.probe, key)
     energies = [p.energy_j / p.calls / cell.batch * 1e3 for p in processes if p.energy_j is not None and p.calls]
     runtime = runtime_cost or {}
     cost = dataclasses.replace(
@@ -139,8 +140,8 @@ def measured_row(
         energy_method=processes[0].energy_method or None,
         peak_rss_mib=_median_mib([p.peak_rss_bytes for p in processes]),
         peak_device_mib=_median_mib([p.peak_device_bytes for p in processes]),
-        peak_gflops=roofs["matmul_gflops"] if roofs else None,
-        peak_gbs=roofs["bandwidth_gbs"] if roofs else None,
+        peak_gflops=device_roofs["matmul_gflops"] if device_roofs else None,
+        peak_gbs=device_roofs["bandwidth_gbs"] if device_roofs else None,
         probe={"key": key, "start": roofs} if roofs else None,
         **_export_columns(cell, prepared),
     )

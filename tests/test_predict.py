@@ -82,7 +82,41 @@ def test_noisy_calibration_gives_an_honest_interval():
     for row in rows:
         row["median_ms"] *= 1 + rng.normal(0, 0.05)
     model = predict.fit(rows)
-    assert -0.15 < model.error_low < 0 < model.error_high < 0.15
+    assert 0.85 < model.ratio_low < 1 < model.ratio_high < 1.15
+    assert "calibration cells, each left out" in model.interval_from
+
+
+def test_the_conformal_interval_covers_new_cells_at_its_level():
+    """Split conformal promises its level on average over calibration sets: 300 sets of 20 cells, 1000 new each."""
+    rng = np.random.default_rng(5)
+    covered = []
+    for _ in range(300):
+        low, high = predict.conformal(list(np.exp(rng.normal(0.1, 0.2, 20))))
+        new = np.exp(rng.normal(0.1, 0.2, 1000))
+        covered.append(np.mean((new >= low) & (new <= high)))
+    assert predict.LEVEL <= np.mean(covered) < predict.LEVEL + 0.08, np.mean(covered)
+    assert predict.conformal([1.0] * 5) == (0.0, float("inf"))  # too few cells for an 80% interval: no bounds
+
+
+def test_the_interval_comes_from_the_design_networks_and_the_cold_calibration_is_preferred():
+    cold = single_op_cells(np.random.default_rng(0))
+    warm = [{**r, "cache": "warm", "median_ms": 2 * r["median_ms"]} for r in cold]
+    cold = [{**r, "cache": "cold"} for r in cold]
+    assert predict.calibration_rows(warm + cold)[("ort-cpu", 1)] == cold
+    network = {"conv1x1": [20, 120_000_000, 8_000_000], "elementwise": [40, 0, 20_000_000], "view": [30, 0, 0]}
+    # design networks run 1.1x to 1.4x their prediction on this fake device; ResNet is held out and never used
+    designs = [
+        {**cold[0], "sweep": "paper-networks", "workload": w, "op_classes": network, "median_ms": true_ms(network) * f}
+        for w, f in zip(["shufflenet_v2", "mobilenet_v2"] * 5, np.linspace(1.1, 1.4, 10))
+    ]
+    held = {**designs[0], "workload": "resnet50", "median_ms": 100.0}
+    assert predict.is_network(designs[0], design=True) and predict.is_network(held, design=False)
+    model = predict.models_for(warm + cold + designs + [held])[("ort-cpu", 1)]
+    assert model.cache == "cold" and model.interval_from.startswith("10 design-set networks")
+    low, high = model.interval(1.0)
+    assert low == pytest.approx(1.1, rel=1e-3) and high == pytest.approx(1.4, rel=1e-3)
+    alone = predict.models_for(cold)[("ort-cpu", 1)]
+    assert alone.interval_from.startswith("60 calibration cells")
 
 
 def test_rows_of_an_older_op_vocabulary_are_left_out_of_the_fit():
@@ -101,12 +135,15 @@ def test_too_few_calibration_cells_say_what_to_run():
         predict.fit(single_op_cells(np.random.default_rng(0), n=5))
 
 
-def test_validation_and_the_leave_one_family_out_baseline():
+def test_validation_and_the_baselines_fitted_on_the_calibration_cells():
     v = predict.validate([1.0, 2.15, 2.9, 4.0], [1.0, 2.0, 3.0, 4.0])
     assert v.within_10 == 1.0 and v.within_5 == 0.75 and v.spearman == 1.0
-    rows = [{"flops": f, "mac_bytes": 2 * f, "median_ms": 0.1 + f / 1e7} for f in (1e6, 2e6, 4e6, 8e6, 16e6, 32e6)]
-    predicted = predict.baseline(rows, ["a", "a", "b", "b", "c", "c"], ("flops",))
-    assert predicted == pytest.approx([r["median_ms"] for r in rows], rel=1e-6)  # exact law: every fold finds it
+    law = [{"flops": f, "mac_bytes": 2 * f, "median_ms": 0.1 + f / 1e7} for f in (1e6, 2e6, 4e6, 8e6)]
+    others = [{"flops": f, "mac_bytes": 3 * f, "median_ms": 0.1 + f / 1e7} for f in (16e6, 32e6)]
+    predicted = predict.baseline(law, others, predict.BASELINES["FLOPs only"])
+    assert predicted == pytest.approx(
+        [r["median_ms"] for r in others], rel=1e-6
+    )  # fitted on one set, scored on another
 
 
 def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
@@ -171,7 +208,8 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
         )
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
-        assert "ort-cpu (1 thread)" in out.stdout and " ms  (80% of calibration cells:" in out.stdout
+        assert "ort-cpu (1 thread)" in out.stdout and " ms  80% interval " in out.stdout
+        assert "(interval from 60 calibration cells, each left out of the fit)" in out.stdout
         assert ("torch-cpu (1 thread)" in out.stdout) == (args[0] != "m.onnx")  # an .onnx file: ONNX Runtime only
         assert len(lines) >= 2
     missing = subprocess.run(
@@ -194,3 +232,28 @@ def test_gpu_calibration_rows_without_threads_form_one_model_from_a_dataframe_to
     # and NaN never equals NaN
     for records in (cpu + gpu, pd.DataFrame(cpu + gpu).to_dict("records")):
         assert sorted(predict.models_for(records), key=str) == [("ort-cpu", 1), ("torch-cuda", None)]
+
+
+def test_a_gpu_model_finds_the_launch_cost_of_cells_too_small_to_fill_the_device():
+    """On a GPU a call takes the longer of its kernels' work and the host's launches (a launch per kernel): a
+    fake device with a 10 us launch, where the small calibration cells are launch-bound and the big ones are not."""
+    launch = 0.010
+    rows = []
+    for row in single_op_cells(np.random.default_rng(6), n=90):
+        classes = {name: [ops, flops // 50, nbytes // 50] for name, (ops, flops, nbytes) in row["op_classes"].items()}
+        if row["op_classes"] != classes and len(rows) % 2:  # half the cells a fiftieth the size: launch-bound
+            row = {**row, "op_classes": classes}
+        work = true_ms(row["op_classes"])
+        ms = max(work, TRUE["call"] + launch * predict.kernels(row["op_classes"]))
+        rows.append({**row, "backend": "torch-cuda", "threads": None, "median_ms": ms})
+    model = predict.models_for(rows)[("torch-cuda", None)]
+    assert model.launch_ms == pytest.approx(launch, rel=0.05)
+    small = {"conv1x1": [30, 3_000_000, 200_000], "elementwise": [60, 0, 400_000], "view": [40, 0, 0]}
+    large = {"conv1x1": [30, 3_000_000_000, 200_000_000], "elementwise": [60, 0, 400_000_000]}
+    assert model.launch_bound(small) and not model.launch_bound(large)
+    for network in (small, large):
+        truth = max(true_ms(network), TRUE["call"] + launch * predict.kernels(network))
+        assert model.predict(network) == pytest.approx(truth, rel=0.05)
+    assert list(model.contributions(small)) == ["launch", "call"]
+    cpu = predict.models_for(single_op_cells(np.random.default_rng(6)))[("ort-cpu", 1)]
+    assert cpu.launch_ms is None  # a CPU call runs its ops one after the other: no launch term

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from shufflebench import backends, device, papers, probe
+from shufflebench import backends, device, papers, probe, roofline
 from shufflebench.errors import UserError
 from shufflebench.results import read_table
 
@@ -129,7 +129,51 @@ def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     ok = rows[rows["status"] == "ok"].sort_values("finished_at").drop_duplicates(["device_id", "cell"], keep="last")
     ok["series"] = ok["workload"].map(papers.series)
     ok["variant"] = [variant(row) for _, row in ok.iterrows()]
-    return ok
+    return with_device_roofs(ok)
+
+
+def with_device_roofs(ok: pd.DataFrame) -> pd.DataFrame:
+    """The roofline columns against each device's roofs: the best that any backend's probe reached at a row's thread
+    count in any run of that device (shufflebench.probe.device_roofs; rows written before the roofs were the device's
+    were judged against their own backend's probe)."""
+    if "probe" not in ok or ok.empty:
+        return ok
+    best: dict[tuple[str, str], dict[str, float]] = {}
+    for device_id, record in zip(ok["device_id"], ok["probe"]):
+        if isinstance(record, dict) and record.get("start"):
+            roofs = best.setdefault((device_id, record["key"].partition("/threads=")[2]), {})
+            for roof in ("matmul_gflops", "bandwidth_gbs"):
+                roofs[roof] = max(roofs.get(roof, 0.0), record["start"][roof])
+    columns = []
+    for _, row in ok.iterrows():
+        record = row["probe"]
+        roofs = (
+            best[row["device_id"], record["key"].partition("/threads=")[2]]
+            if isinstance(record, dict) and (record.get("start"))
+            else {}
+        )
+        columns.append(
+            {
+                "peak_gflops": roofs.get("matmul_gflops"),
+                "peak_gbs": roofs.get("bandwidth_gbs"),
+                **asdict(
+                    roofline.analyse(
+                        _number(row.get("flops")),
+                        _number(row.get("mac_bytes")),
+                        _number(row.get("median_ms")),
+                        roofs.get("matmul_gflops"),
+                        roofs.get("bandwidth_gbs"),
+                        _number(row.get("mac_runtime_bytes")),
+                    )
+                ),
+            }
+        )
+    recomputed = pd.DataFrame(columns, index=ok.index)
+    return ok.assign(**{name: recomputed[name] for name in recomputed})
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def variant(row: pd.Series) -> str:
