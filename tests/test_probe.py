@@ -147,3 +147,17 @@ def test_a_cell_is_judged_against_the_best_roof_any_backend_reached_at_its_threa
 def test_the_fastest_of_several_product_sizes_is_the_roof():
     seconds = {256: 2 * 256**3 / 80e9, 512: 2 * 512**3 / 90e9, 1024: 2 * 1024**3 / 60e9}  # 80, 90, 60 GFLOP/s
     assert probe.fastest_matmul(seconds.__getitem__, (256, 512, 1024)) == (seconds[512], 512)
+
+
+def test_runs_whose_probes_disagree_are_flagged_unless_they_timed_products_of_other_sizes():
+    import pandas as pd
+
+    from shufflebench.report.load import run_probe_warnings
+
+    def row(gflops: float, n: int) -> dict:
+        start = {"matmul_gflops": gflops, "bandwidth_gbs": 20.0, "matmul_n": n}
+        return {"device_id": "dev", "status": "ok", "probe": {"key": "torch-cpu/threads=1", "start": start}}
+
+    assert run_probe_warnings(pd.DataFrame([row(60.0, 1024), row(85.0, 256)])) == []  # another size, another roof
+    (warning,) = run_probe_warnings(pd.DataFrame([row(60.0, 1024), row(85.0, 1024)]))
+    assert "torch-cpu/threads=1 probes differ by 42%" in warning

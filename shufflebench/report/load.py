@@ -102,16 +102,17 @@ def same_id_warning(device_id: str, first: dict[str, Any], second: dict[str, Any
 
 
 def run_probe_warnings(rows: pd.DataFrame) -> list[str]:
-    """Runs of one device whose start probes disagree by more than PROBE_CHANGE (rows of one run share a probe)."""
+    """Runs of one device whose start probes disagree by more than PROBE_CHANGE (rows of one run share a probe); probes
+    whose matrix products were of different sizes measured different things and are not compared."""
     if "probe" not in rows:
         return []
     out = []
     measured = rows[(rows["status"] == "ok") & rows["probe"].notna()]
     for device_id, group in measured.groupby("device_id"):
-        by_key: dict[str, list[dict]] = {}
+        by_key: dict[tuple[str, int | None], list[dict]] = {}
         for record in group["probe"]:
-            by_key.setdefault(record["key"], []).append(record["start"])
-        for key, starts in by_key.items():
+            by_key.setdefault((record["key"], record["start"].get("matmul_n")), []).append(record["start"])
+        for (key, _), starts in by_key.items():
             spread = max(probe.drift({key: a}, {key: b}) for a in starts for b in starts)
             if spread > probe.PROBE_CHANGE:
                 out.append(
