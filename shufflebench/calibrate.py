@@ -5,8 +5,9 @@ registered networks run their ops at: 16 to 1024 channels at 7 to 112 pixels, la
 the networks (tensors of 8 K to 2 M elements). Every class of op the predictor tells apart is covered: 1x1, kxk,
 depthwise and grouped convolutions and the stem, element-wise ops, concatenation, the shuffle, max, average and global
 pools, linear layers. It is an ordinary sweep (``calibrate`` in the results folder: resumable, one row per cell,
-exportable as a bundle for a board) and took 7.2 minutes at one thread on a 2-core zen3 VM, 4 of them preparing its 70
-workloads the first time (cached after that) and 2.7 measuring 280 worker runs.
+exportable as a bundle for a board). At one thread on a 2-core zen3 VM it took about 4 minutes preparing its 70
+workloads the first time (cached after that), and measuring its 280 worker runs 2.6 minutes warm and 3.4 cold (each
+call after an L2 eviction, the default: shufflebench/backends/cache.py).
 """
 
 from __future__ import annotations
