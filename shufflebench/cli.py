@@ -151,11 +151,12 @@ def cmd_device(args: argparse.Namespace) -> None:
         from shufflebench import backends, lock, runner
         from shufflebench.launcher import Launcher
 
-        pairs: list[tuple[str, int | None]] = []
-        for name, backend in backends.REGISTRY.items():  # one thread and all physical cores on a CPU
+        pairs: list[tuple[str, int | None, str]] = []
+        for name, backend in backends.REGISTRY.items():  # one thread and all physical cores on a CPU; fp32
             if backend.unavailable_reason() is None:
                 takes_threads = any(s.name == "threads" for s in backend.settings)
-                pairs += [(name, t) for t in sorted({1, meta["cores_physical"]})] if takes_threads else [(name, None)]
+                threads = sorted({1, meta["cores_physical"]}) if takes_threads else [None]
+                pairs += [(name, t, "fp32") for t in threads]
         with (
             lock.device_lock(meta["machine_key"], f"pid {os.getpid()}, shufflebench device --probe"),
             Launcher() as launcher,

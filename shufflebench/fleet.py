@@ -262,7 +262,7 @@ def _fingerprint() -> tuple[dict[str, Any], list[str]]:
     return device.collect(), usable
 
 
-def _probe(pairs: list[tuple[str, int | None]], timeout: float) -> dict[str, dict]:
+def _probe(pairs: list[tuple[str, int | None, str]], timeout: float) -> dict[str, dict]:
     """On the device: its roofs for these backends and thread counts."""
     with Launcher() as launcher:
         return runner.run_probes([tuple(p) for p in pairs], timeout, io.StringIO(), launcher)

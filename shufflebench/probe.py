@@ -36,6 +36,7 @@ CPU_MATMUL_SIZES = (256, 512, 1024)
 class ProbeJob:
     backend: str
     threads: int | None
+    precision: str = "fp32"  # of the matrix product: fp32, tf32, float16 or bfloat16 (shufflebench.probe.precision)
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,18 @@ class Roofs:
     bandwidth_mib: int
 
 
-def key(backend: str, threads: int | None) -> str:
-    """The probe a cell is judged by: its backend and, on a CPU, its thread count."""
-    return backend if threads is None else f"{backend}/threads={threads}"
+def key(backend: str, threads: int | None, precision: str = "fp32") -> str:
+    """The probe a cell is judged by: its backend and, on a CPU, its thread count, or on a GPU the precision of its
+    matrix products where it is not fp32 ("torch-cuda/float16")."""
+    return "/".join(
+        [backend, *([f"threads={threads}"] if threads is not None else []), *[precision] * (precision != "fp32")]
+    )
+
+
+def precision(settings: dict[str, Any]) -> str:
+    """The precision a cell's convolutions and matrix products run in: its dtype, or tf32 for float32 with TF32 on."""
+    dtype = settings.get("dtype") or "float32"
+    return dtype if dtype != "float32" else "tf32" if settings.get("tf32") else "fp32"
 
 
 def median_seconds(call: Callable[[], Any], sync: Callable[[], None] = lambda: None, repeats: int = 5) -> float:
@@ -74,11 +84,12 @@ def fastest_matmul(seconds_for: Callable[[int], float], sizes: tuple[int, ...]) 
 
 def device_roofs(probes: dict[str, dict[str, float]], key: str) -> dict[str, float] | None:
     """The device's roofs for cells judged by probe ``key``: the best matmul and bandwidth that any backend's probe in
-    ``probes`` reached at the same thread count on the same processor (GPU probes have no thread count)."""
-    if not probes.get(key):
+    ``probes`` reached on the same processor at the same thread count (CPU) or precision (GPU), whether or not this
+    backend's own probe ran (ONNX Runtime probes fp32 only); None when no probe of that kind ran."""
+    kind = key.partition("/")[2]
+    peers = [r for k, r in probes.items() if r and k.partition("/")[2] == kind]
+    if not peers:
         return None
-    threads = key.partition("/threads=")[2]
-    peers = [r for k, r in probes.items() if r and k.partition("/threads=")[2] == threads]
     return {roof: max(r[roof] for r in peers) for roof in ("matmul_gflops", "bandwidth_gbs")}
 
 

@@ -111,7 +111,7 @@ def measured_row(
         threads=cell.settings.get("threads"),
         warnings=[*(info.get("warnings") or []), *flags, *([interrupted] if interrupted else [])],
     )
-    key = probe.key(cell.backend, cell.settings.get("threads"))
+    key = probe.key(cell.backend, cell.settings.get("threads"), probe.precision(cell.settings))
     roofs = context.probe.get(key)  # this backend's own kernels: its library's roofs, kept in the probe record
     device_roofs = probe.device_roofs(context.probe, key)
     energies = [p.energy_j / p.calls / cell.batch * 1e3 for p in processes if p.energy_j is not None and p.calls]

@@ -288,20 +288,27 @@ def _extra_processes(item: Planned, run: RunSettings) -> int:
     return min(run.processes, run.max_processes - done)
 
 
-def probe_pairs(cells: list[Cell]) -> list[tuple[str, int | None]]:
-    """The (backend, threads) the cells run with, on backends this device has: what the probe measures."""
-    pairs = {(c.backend, c.settings.get("threads")) for c in cells}
-    return sorted((p for p in pairs if backends.get(p[0]).unavailable_reason() is None), key=str)
+def probe_pairs(cells: list[Cell]) -> list[tuple[str, int | None, str]]:
+    """The (backend, threads, precision) the cells run with, on backends this device has: what the probe measures.
+    A backend that probes fp32 only (Backend.probe_precisions) is probed in fp32; its other cells are judged by
+    another backend's probe in their precision (shufflebench.probe.device_roofs)."""
+    pairs = set()
+    for c in cells:
+        backend = backends.get(c.backend)
+        if backend.unavailable_reason() is None:
+            precision = probe.precision(c.settings) if backend.probe_precisions else "fp32"
+            pairs.add((c.backend, c.settings.get("threads"), precision))
+    return sorted(pairs, key=str)
 
 
 def run_probes(
-    pairs: list[tuple[str, int | None]], timeout: float, log: TextIO, launcher: Launcher, when: str = "start"
+    pairs: list[tuple[str, int | None, str]], timeout: float, log: TextIO, launcher: Launcher, when: str = "start"
 ) -> dict[str, dict]:
     """The roofs of each pair, measured in a worker process each, and said in the log."""
     out = {}
-    for backend, threads in pairs:
-        key = probe.key(backend, threads)
-        job = probe.ProbeJob(backend, threads)
+    for backend, threads, precision in pairs:
+        key = probe.key(backend, threads, precision)
+        job = probe.ProbeJob(backend, threads, precision)
         answer = launcher.run("probe", job, timeout, backends.get(backend).preload)
         if isinstance(answer, Failure):
             print(f"probe ({when}) {key}: failed ({answer.error}); its rows have no roofs", file=log)

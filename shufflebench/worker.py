@@ -151,8 +151,8 @@ def runtime_cost(job: RuntimeCostJob) -> RuntimeCost:
 
 
 def run_probe(job: probe.ProbeJob) -> probe.Roofs:
-    """This backend's roofs at this thread count (shufflebench.probe)."""
-    return backends.get(job.backend).probe(job.threads)
+    """This backend's roofs at this thread count and precision (shufflebench.probe)."""
+    return backends.get(job.backend).probe(job.threads, job.precision)
 
 
 def time_cell(job: TimeJob) -> ProcessResult:

@@ -141,7 +141,8 @@ def test_a_cell_is_judged_against_the_best_roof_any_backend_reached_at_its_threa
     assert probe.device_roofs(probes, "ort-cpu/threads=1") == {"matmul_gflops": 100.0, "bandwidth_gbs": 30.0}
     assert probe.device_roofs(probes, "torch-cpu/threads=2") == {"matmul_gflops": 190.0, "bandwidth_gbs": 40.0}
     assert probe.device_roofs(probes, "torch-cuda")["matmul_gflops"] == 50000.0
-    assert probe.device_roofs(probes, "ort-cuda") is None  # not probed: no roofs
+    assert probe.device_roofs(probes, "ort-cuda") == probes["torch-cuda"]  # its own probe did not run: the device's
+    assert probe.device_roofs(probes, "torch-cuda/float16") is None  # no probe of that precision: no roofs
 
 
 def test_the_fastest_of_several_product_sizes_is_the_roof():
@@ -161,3 +162,58 @@ def test_runs_whose_probes_disagree_are_flagged_unless_they_timed_products_of_ot
     assert run_probe_warnings(pd.DataFrame([row(60.0, 1024), row(85.0, 256)])) == []  # another size, another roof
     (warning,) = run_probe_warnings(pd.DataFrame([row(60.0, 1024), row(85.0, 1024)]))
     assert "torch-cpu/threads=1 probes differ by 42%" in warning
+
+
+def test_gpu_cells_are_probed_in_their_own_precision_and_ort_cells_judged_by_torchs(monkeypatch):
+    from shufflebench import config
+
+    for kind in (backends.TorchBackend, backends.OrtBackend):
+        monkeypatch.setattr(kind, "unavailable_reason", lambda self: None)  # as on a CUDA machine
+    cells = [
+        config.single_cell("g4", {"c": 8}, "torch-cuda", {"batch": 8, **backends.get("torch-cuda").defaults(**s)})
+        for s in ({}, {"tf32": True}, {"dtype": "float16"})
+    ] + [
+        config.single_cell(
+            "g4", {"c": 8}, "ort-cuda", {"batch": 8, **backends.get("ort-cuda").defaults(dtype="float16")}
+        )
+    ]
+    assert runner.probe_pairs(cells) == [
+        ("ort-cuda", None, "fp32"),  # ONNX Runtime's probe graphs are fp32 only
+        ("torch-cuda", None, "float16"),
+        ("torch-cuda", None, "fp32"),
+        ("torch-cuda", None, "tf32"),
+    ]
+    assert [probe.key(*p) for p in runner.probe_pairs(cells)] == [
+        "ort-cuda",
+        "torch-cuda/float16",
+        "torch-cuda",
+        "torch-cuda/tf32",
+    ]
+    probes = {
+        "ort-cuda": {"matmul_gflops": 40000.0, "bandwidth_gbs": 3800.0},
+        "torch-cuda": {"matmul_gflops": 50000.0, "bandwidth_gbs": 3900.0},
+        "torch-cuda/float16": {"matmul_gflops": 700000.0, "bandwidth_gbs": 3900.0},
+    }
+    half = probe.key("ort-cuda", None, probe.precision(cells[-1].settings))
+    assert half == "ort-cuda/float16" and probe.device_roofs(probes, half)["matmul_gflops"] == 700000.0
+    with pytest.raises(ValueError, match="fp32 only"):
+        backends.get("ort-cpu").probe(1, "float16")
+
+
+def test_torch_probes_a_matrix_product_in_the_precision_asked():
+    half = backends.get("torch-cpu").probe(1, "bfloat16")
+    assert half.matmul_gflops > 0.5 and half.matmul_n in probe.CPU_MATMUL_SIZES
+
+
+def test_device_probe_prints_every_cpu_backends_roofs():
+    out = subprocess.run(
+        [sys.executable, "-m", "shufflebench.cli", "device", "--probe", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    roofs = json.loads(out.stdout)["probe"]
+    for key in ("torch-cpu/threads=1", "ort-cpu/threads=1"):
+        assert roofs[key]["matmul_gflops"] > 0.5 and roofs[key]["matmul_n"] in probe.CPU_MATMUL_SIZES

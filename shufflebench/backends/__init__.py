@@ -107,6 +107,7 @@ class Backend:
     # What this backend did before it declared a setting, where that was not the setting's default: rows written then
     # lack the setting and were measured with this value.
     BEFORE_SETTING: ClassVar[dict[str, Any]] = {}
+    probe_precisions: ClassVar[bool] = False  # its probe can run matrix products in tf32, float16 and bfloat16
 
     def setting_before(self, name: str) -> Any:
         """The value of setting ``name`` in rows written before this backend declared it (results.read_table reads
@@ -128,9 +129,9 @@ class Backend:
         """A timer for the workload on this backend with the cell's ``settings`` (batch excluded)."""
         raise NotImplementedError
 
-    def probe(self, threads: int | None) -> Roofs:
-        """This device's peak matmul throughput and memory bandwidth with this backend's kernels
-        (shufflebench.probe)."""
+    def probe(self, threads: int | None, precision: str = "fp32") -> Roofs:
+        """This device's peak matmul throughput in ``precision`` (shufflebench.probe.precision; only fp32 where
+        ``probe_precisions`` is false) and memory bandwidth, with this backend's kernels (shufflebench.probe)."""
         raise NotImplementedError
 
     def runtime_cost(self, onnx: Path, input_shape: tuple[int, ...], settings: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +172,7 @@ class TorchBackend(Backend):
     """PyTorch eager (shufflebench.backends.torch_backend); builds the workload in the worker process."""
 
     BEFORE_SETTING: ClassVar[dict[str, Any]] = {"malloc": "glibc"}  # workers started with glibc's own heap
+    probe_precisions: ClassVar[bool] = True
 
     def unavailable_reason(self) -> str | None:
         if importlib.util.find_spec("torch") is None:
@@ -190,10 +192,10 @@ class TorchBackend(Backend):
         module = blocks.build(workload, **args).module
         return torch_backend.prepare(module, input_shape, device=self.target, settings=settings)
 
-    def probe(self, threads):  # noqa: ANN001, ANN201 (see Backend)
+    def probe(self, threads, precision="fp32"):  # noqa: ANN001, ANN201 (see Backend)
         from shufflebench.backends import torch_backend
 
-        return torch_backend.probe(self.target, threads)
+        return torch_backend.probe(self.target, threads, precision)
 
     @property
     def preload(self) -> tuple[str, ...]:
@@ -222,9 +224,11 @@ class OrtBackend(Backend):
 
         return ort_backend.prepare(onnx, input_shape, provider=self.target, settings=settings)
 
-    def probe(self, threads):  # noqa: ANN001, ANN201 (see Backend)
+    def probe(self, threads, precision="fp32"):  # noqa: ANN001, ANN201 (see Backend)
         from shufflebench.backends import ort_backend
 
+        if precision != "fp32":
+            raise ValueError(f"{self.name} probes fp32 only, not {precision}")
         return ort_backend.probe(self.target, threads)
 
     def runtime_cost(self, onnx, input_shape, settings):  # noqa: ANN001, ANN201 (see Backend)

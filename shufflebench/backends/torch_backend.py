@@ -155,19 +155,21 @@ class GraphReplay:
         return self.output
 
 
-def probe(device: str, threads: int | None) -> Roofs:
-    """This device's roofs with torch's kernels: an fp32 matrix product (TF32 off) and a copy (shufflebench.probe)."""
+def probe(device: str, threads: int | None, precision: str = "fp32") -> Roofs:
+    """This device's roofs with torch's kernels: a matrix product in ``precision`` (fp32 with TF32 off, tf32, float16
+    or bfloat16) and a copy (shufflebench.probe)."""
     on_gpu = device != "cpu"
     if threads is not None:
         torch.set_num_threads(threads)
     if on_gpu:
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+    dtype = DTYPES.get(precision, torch.float32)
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     sizes, nbytes = ((4096,), 2**30) if on_gpu else (CPU_MATMUL_SIZES, 2**28)
 
     def product(n: int) -> float:
-        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-        c = torch.empty(n, n, device=device)
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        c = torch.empty(n, n, device=device, dtype=dtype)
         return median_seconds(lambda: torch.mm(a, b, out=c), sync)
 
     with torch.inference_mode():

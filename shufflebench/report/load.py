@@ -135,21 +135,21 @@ def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 def with_device_roofs(ok: pd.DataFrame) -> pd.DataFrame:
     """The roofline columns against each device's roofs: the best that any backend's probe reached at a row's thread
-    count in any run of that device (shufflebench.probe.device_roofs; rows written before the roofs were the device's
-    were judged against their own backend's probe)."""
+    count (on a GPU, its precision) in any run of that device (shufflebench.probe.device_roofs; rows written before
+    the roofs were the device's were judged against their own backend's probe)."""
     if "probe" not in ok or ok.empty:
         return ok
     best: dict[tuple[str, str], dict[str, float]] = {}
     for device_id, record in zip(ok["device_id"], ok["probe"]):
         if isinstance(record, dict) and record.get("start"):
-            roofs = best.setdefault((device_id, record["key"].partition("/threads=")[2]), {})
+            roofs = best.setdefault((device_id, record["key"].partition("/")[2]), {})
             for roof in ("matmul_gflops", "bandwidth_gbs"):
                 roofs[roof] = max(roofs.get(roof, 0.0), record["start"][roof])
     columns = []
     for _, row in ok.iterrows():
         record = row["probe"]
         roofs = (
-            best[row["device_id"], record["key"].partition("/threads=")[2]]
+            best[row["device_id"], record["key"].partition("/")[2]]
             if isinstance(record, dict) and (record.get("start"))
             else {}
         )
