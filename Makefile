@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PAPER_SWEEPS := configs/paper/g1.yaml configs/paper/g2.yaml configs/paper/g3.yaml configs/paper/g4.yaml \
 	configs/paper/networks.yaml
 
-.PHONY: setup test lint docs bench paper calibrate report compare arm-emulated gpu-check validate-timing validate-launcher selfbench
+.PHONY: setup test lint docs bench paper calibrate report site compare arm-emulated gpu-check validate-timing validate-launcher selfbench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -51,6 +51,10 @@ calibrate: $(STAMP)
 # The report of this device's results, or of RESULTS="folder ...".
 report: $(STAMP)
 	$(SB) report $(RESULTS)
+
+# Every device's results as a static site in site/ (RESULTS="folder ..." for others): open site/index.html.
+site: $(STAMP)
+	$(SB) site $(or $(RESULTS),results)
 
 # Devices side by side: RESULTS="results/<device-a> results/<device-b>", the first the baseline (default: every
 # device under results/, against this device's folder where it has one).

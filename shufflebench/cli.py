@@ -282,6 +282,16 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(json.dumps(summaries if len(summaries) > 1 else summaries[0], indent=1))
 
 
+def cmd_site(args: argparse.Namespace) -> None:
+    from shufflebench.report import site
+
+    built = site.build([Path(p) for p in args.results or ["results"]], Path(args.out))
+    print(
+        f"{built.folder / 'index.html'}: {built.pages} pages, {built.bytes / 2**20:.1f} MiB, {built.seconds:.0f} s "
+        f"(open it in a browser, or serve it: python -m http.server -d {built.folder})"
+    )
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from shufflebench import calibrate, device, lock
 
@@ -639,6 +649,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: reports/<device-id>)")
     _json_flag(p, "also print each device's cells, paper-table verdicts and noise by cause as JSON")
     p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser("site", help="the results as a static site that opens from file:// (site/index.html)")
+    p.add_argument("results", nargs="*", help="device folders or results roots (default: results)")
+    p.add_argument("--out", default="site", help="output folder, replaced (default: site)")
+    p.set_defaults(func=cmd_site)
 
     p = verbs.add_parser(
         "calibrate", help="measure the single-op cells the latency predictor is fitted on (about 7 minutes)"

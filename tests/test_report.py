@@ -145,7 +145,12 @@ def test_compare_two_devices_with_an_emulated_one(tmp_path):
         "| 0 / 0 | 8 | - |" in text  # common cells, but no speed: an emulated device's timings are not compared
     )
     assert "dev-b (emulated)" in text
-    assert "| Table 1 (g1) | ort-cpu | holds | holds |" in text
+    # one row per guideline table, one column per folder and backend: "does G1 hold everywhere?" is one row
+    assert (
+        "| table | dev-a: ort-cpu | dev-a: torch-cpu | dev-b (emulated): ort-cpu | dev-b (emulated): torch-cpu |"
+        in text
+    )
+    assert "| Table 1 (g1) | holds | holds | holds | holds |" in text
     assert "No figure: no folder but the baseline has a measured cell in common" in text
     assert not (tmp_path / "compare" / "speed_vs_baseline.png").exists()
 

@@ -307,13 +307,20 @@ def _verdict_section(sides: list[Side]) -> list[str]:
         return []
     v = (
         pd.DataFrame(verdicts)
-        .pivot_table(index=["table", "backend"], columns="folder", values="verdict", aggfunc="first")
+        .pivot_table(index="table", columns=["folder", "backend"], values="verdict", aggfunc="first")
         .fillna("-")
     )
-    lines = ["", "## ShuffleNet V2 guidelines per folder", "", "| table | backend | " + " | ".join(v.columns) + " |"]
-    lines.append("|---|---|" + "---|" * len(v.columns))
-    for (table, backend), row in v.iterrows():
-        lines.append(f"| {table} | {backend} | " + " | ".join(row) + " |")
+    lines = [
+        "",
+        "## ShuffleNet V2 guidelines per folder",
+        "",
+        "Does each guideline hold everywhere? One row per table, one column per folder and backend.",
+        "",
+        "| table | " + " | ".join(f"{folder}: {backend}" for folder, backend in v.columns) + " |",
+        "|---|" + "---|" * len(v.columns),
+    ]
+    for table, row in v.iterrows():
+        lines.append(f"| {table} | " + " | ".join(row) + " |")
     return lines
 
 

@@ -62,7 +62,7 @@ def summary(loaded: Loaded, device_id: str, index: Path | None = None) -> dict[s
     rows = loaded.rows[loaded.rows["device_id"] == device_id]
     ok = ok_rows(rows)
     cells = [
-        {c: _plain(r.get(c)) for c in SUMMARY_COLUMNS}
+        {c: plain(r.get(c)) for c in SUMMARY_COLUMNS}
         for _, r in rows.sort_values("finished_at").drop_duplicates("cell", keep="last").iterrows()
     ]
     causes: dict[str, int] = {}
@@ -92,7 +92,7 @@ def summary(loaded: Loaded, device_id: str, index: Path | None = None) -> dict[s
     }
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A value JSON can hold: numpy numbers as Python ones, NaN as null."""
     if isinstance(value, float) and math.isnan(value):
         return None
