@@ -59,9 +59,33 @@ def test_a_table_with_missing_or_failed_cells_is_incomplete_and_gets_no_verdict(
         text = paper.to_markdown(result)
         assert "nan" not in text.lower() and "Kendall" not in text
     assert missing[0].verdict == "incomplete (3 of 4 cells)"
-    equal = paper.build_tables(frame.assign(images_per_s=100.0))  # all equally fast: no ordering, no library warning
-    assert equal[0].verdict == "does not hold" and equal[0].mean_tau == 0
+    equal = paper.build_tables(frame.assign(images_per_s=100.0))  # all equally fast: no pair told apart, no warning
+    assert equal[0].verdict == "not resolved on this device" and equal[0].mean_tau is None
     assert not [w for w in recwarn if issubclass(w.category, stats.ConstantInputWarning)]
+
+
+def _with_intervals(frame: pd.DataFrame, spread: float) -> pd.DataFrame:
+    """The rows with a latency and a 95% interval of +-spread around it."""
+    ms = 1e3 / frame["images_per_s"]
+    return frame.assign(median_ms=ms, ci_low_ms=ms * (1 - spread), ci_high_ms=ms * (1 + spread))
+
+
+def test_a_verdict_counts_only_the_pairs_whose_intervals_are_apart():
+    table = papers.TABLES[0]  # G1: 1:1 fastest, then 1:2, 1:6, 1:12 on the paper's ARM
+    paper_order = [100.0, 90.0, 80.0, 70.0]  # the paper's ordering, 10-30% apart
+    apart = paper.build_tables(_with_intervals(synthetic(table, "cpu", paper_order, "ort-cpu"), 0.02))[0]
+    assert apart.verdict == "holds" and apart.mean_tau == 1 and apart.unresolved == []
+    reverse = paper.build_tables(_with_intervals(synthetic(table, "cpu", paper_order[::-1], "ort-cpu"), 0.02))[0]
+    assert reverse.verdict == "does not hold" and reverse.mean_tau == -1
+    noisy = paper.build_tables(_with_intervals(synthetic(table, "cpu", paper_order, "ort-cpu"), 0.25))[0]
+    assert noisy.verdict == "not resolved on this device" and noisy.mean_tau is None
+    assert len(noisy.unresolved) == noisy.pairs == 6 and "1:1 / 1:2 at x1" in noisy.unresolved
+    text = paper.to_markdown(noisy)
+    assert "**not resolved on this device**" in text and "Not told apart (intervals overlap): 1:1 / 1:2 at x1" in text
+    # 1:1 and 1:2 3% apart overlap at +-2%, the rest are apart and in the paper's order: holds, on 5 of 6 pairs
+    some = paper.build_tables(_with_intervals(synthetic(table, "cpu", [100.0, 97.0, 80.0, 70.0], "ort-cpu"), 0.02))[0]
+    assert some.verdict == "holds" and some.unresolved == ["1:1 / 1:2 at x1"]
+    assert "over the 5 of 6 pairs of rows whose intervals are apart" in paper.to_markdown(some)
 
 
 def test_gpu_cells_are_compared_with_the_gpu_column_in_batches_per_second():

@@ -211,7 +211,12 @@ def test_the_regression_gate_fails_on_a_resolved_slowdown_and_names_the_cell(tmp
     summary = json.loads(passed.stdout)
     assert summary["baseline"] == str(before) and summary["regressions"] == [] and summary["fail_above"] == 0.15
     (cell,) = [c for c in summary["cells"] if c["cell"] == slow]
-    assert cell["speed"][str(after)] == pytest.approx(1 / 1.10)
+    assert cell["speed"][str(after)] == pytest.approx(1 / 1.10) and cell["apart"][str(after)]
+    (inside,) = [c for c in summary["cells"] if c["cell"] == noisy]
+    assert not inside["apart"][str(after)]
+    text = (out / "index.md").read_text()
+    assert f"| `{slow}` |" in text and f"| {1 / 1.10:.2f}x |" in text.split(f"| `{slow}` |")[1].splitlines()[0]
+    assert "0.91x (within noise) |" in text.split(f"| `{noisy}` |")[1].splitlines()[0]
     other = make_device(tmp_path / "gpu", "dev-gpu", backends=("torch-cuda",))
     nothing = _cli("compare", str(before), str(other), "--out", str(out), "--fail-above", "5%")
     assert nothing.returncode == 2 and "the regression gate has nothing to compare" in nothing.stderr

@@ -85,7 +85,8 @@ def compare(paths: list[Path], out: Path, baseline: str | None = None, fail_abov
         "# shufflebench compare",
         "",
         f"Baseline: `{base.label}` (`{base.folder}`). Speed = baseline median / median (above 1: faster than the "
-        "baseline). Emulated devices are listed, not compared: their timings say nothing about the board.",
+        "baseline); within noise where the two medians' intervals overlap. Emulated devices are listed, not "
+        "compared: their timings say nothing about the board.",
         "",
     ]
     if any(len(_common(base, s)) for s in compared):
@@ -156,7 +157,9 @@ def compare(paths: list[Path], out: Path, baseline: str | None = None, fail_abov
     for cell in cells:
         ms = ["-" if cell["median_ms"].get(s.label) is None else f"{cell['median_ms'][s.label]:.3f}" for s in sides]
         speed = [
-            "-" if cell["speed"].get(s.label) is None else f"{cell['speed'][s.label]:.2f}x"
+            "-"
+            if cell["speed"].get(s.label) is None
+            else f"{cell['speed'][s.label]:.2f}x" + ("" if cell["apart"][s.label] else " (within noise)")
             for s in sides
             if s is not base
         ]
@@ -275,8 +278,14 @@ def _cells(sides: list[Side], base: Side) -> list[dict[str, Any]]:
             for s in sides
             if s is not base and not s.emulated and s.label in medians and base.label in medians
         }
-        out.append({"cell": cell, "median_ms": medians, "interval_ms": intervals, "speed": speed})
+        apart = {label: _apart(intervals[base.label], intervals[label]) for label in speed}
+        out.append({"cell": cell, "median_ms": medians, "interval_ms": intervals, "speed": speed, "apart": apart})
     return out
+
+
+def _apart(a: list[float] | None, b: list[float] | None) -> bool:
+    """Whether two medians' intervals do not overlap (a median without one cannot be told apart from another)."""
+    return a is not None and b is not None and (a[0] > b[1] or b[0] > a[1])
 
 
 def _rank_section(sides: list[Side]) -> list[str]:

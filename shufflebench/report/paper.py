@@ -6,25 +6,30 @@ cells with its ARM column (images/s, Snapdragon 810, one thread).
 
 Verdict, per table and backend, from the columns (x1/x2/x4 or c values) that have any measured row, and only when every
 row of those columns was measured: a table with a missing or failed cell (an interrupted, time-capped or small run) says
-"incomplete (k of n cells)" and gives none. Kendall's tau between measured and paper speeds across rows, averaged over
-columns, and whether the paper's fastest row is also the measured fastest in every column. "holds": mean tau >= 0.5 and
-the fastest row agrees everywhere; "partly": mean tau > 0; "does not hold" otherwise. The speed ratio of the fastest to
-the slowest measured row shows how much the design choice matters on this device.
+"incomplete (k of n cells)" and gives none. Within a column, every pair of rows the paper orders is told apart only
+where the two cells' intervals do not overlap: confirmed when the paper's faster row is faster beyond both intervals,
+contradicted when it is slower beyond them, not told apart otherwise (a cell without an interval, one process, counts
+as its median). Kendall's tau over the pairs told apart, (confirmed - contradicted) / (confirmed + contradicted):
+"holds" when it is at least 0.5 and no row is told apart as faster than the paper's fastest; "partly" when it is above
+0; "does not hold" otherwise; and "not resolved on this device" when no pair could be told apart, naming the pairs. The
+speed ratio of the fastest to the slowest measured row shows how much the design choice matters on this device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import itertools
 import math
-import warnings
 
 import pandas as pd
-from scipy import stats
 
 from shufflebench import backends
 from shufflebench.papers import TABLES, UNITS, PaperTable
+
+
+UNRESOLVED_SHOWN = 6  # pairs named under a table
 
 
 def platform_of(backend: str) -> str:
@@ -38,8 +43,10 @@ class TableResult:
     settings: str  # the non-batch settings of the measured cells, e.g. "batch=1, threads=1"
     frame: pd.DataFrame  # rows x (column, measured | paper)
     verdict: str
-    mean_tau: float | None
+    mean_tau: float | None  # Kendall's tau over the pairs told apart
     best_to_worst: float | None
+    pairs: int = 0  # pairs of rows the paper orders
+    unresolved: list[str] = field(default_factory=list)  # those the intervals could not tell apart ("1:1 / 1:2 at x1")
 
 
 def build_tables(ok: pd.DataFrame) -> list[TableResult]:
@@ -51,18 +58,19 @@ def build_tables(ok: pd.DataFrame) -> list[TableResult]:
             platform = platform_of(backend)
             result = _table(table, group, platform)
             if result is not None:
-                frame, verdict, tau, ratio = result
-                results.append(TableResult(table, backend, settings, frame, verdict, tau, ratio))
+                results.append(TableResult(table, backend, settings, *result))
     return results
 
 
 def _table(table: PaperTable, group: pd.DataFrame, platform: str):
     column_name, _, _ = UNITS[platform]
     measured: dict[tuple[str, str], float] = {}
+    intervals: dict[tuple[str, str], tuple[float, float]] = {}  # of the speed, from the latency's interval
     for row_label, column, args, _ in table.cells(platform):
         match = group[group["workload_args"].apply(lambda a, args=args: _matches(a, args))]
         if len(match) and math.isfinite(speed := float(match.iloc[0][column_name])):
             measured[row_label, column] = speed
+            intervals[row_label, column] = _speed_interval(match.iloc[0], speed)
     if not measured:
         return None
     columns = [c for c in table.columns[platform] if any((r, c) in measured for r in table.row_labels)]
@@ -75,23 +83,37 @@ def _table(table: PaperTable, group: pd.DataFrame, platform: str):
     frame = pd.DataFrame(data, index=table.row_labels)
     if len(measured) < cells:
         return frame, f"incomplete ({len(measured)} of {cells} cells)", None, None
-    taus, fastest_agrees, ratios = [], [], []
+    confirmed, contradicted, unresolved, fastest_beaten = 0, 0, [], False
     for column in columns:
-        m, p = list(frame[(column, "measured")]), list(frame[(column, "paper")])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", stats.ConstantInputWarning)  # every row equally fast: no ordering
-            tau = float(stats.kendalltau(m, p).statistic)  # tau-b: ties count for neither side
-        taus.append(0.0 if math.isnan(tau) else tau)
-        fastest_agrees.append(m.index(max(m)) == p.index(max(p)))
-        ratios.append(max(m) / min(m))
-    mean_tau = sum(taus) / len(taus)
-    if mean_tau >= 0.5 and all(fastest_agrees):
-        verdict = "holds"
-    elif mean_tau > 0:
-        verdict = "partly"
-    else:
-        verdict = "does not hold"
-    return frame, verdict, mean_tau, max(ratios)
+        paper = dict(zip(table.row_labels, frame[(column, "paper")]))
+        fastest = max(paper, key=paper.get)
+        for a, b in itertools.combinations(table.row_labels, 2):
+            if paper[a] == paper[b]:
+                continue  # the paper orders them not
+            faster, slower = (a, b) if paper[a] > paper[b] else (b, a)
+            (low_f, high_f), (low_s, high_s) = intervals[faster, column], intervals[slower, column]
+            if low_f > high_s:
+                confirmed += 1
+            elif high_f < low_s:
+                contradicted += 1
+                fastest_beaten |= faster == fastest
+            else:
+                unresolved.append(f"{a} / {b} at {column}")
+    ratio = max(max(frame[(c, "measured")]) / min(frame[(c, "measured")]) for c in columns)
+    pairs = confirmed + contradicted + len(unresolved)
+    if not confirmed + contradicted:
+        return frame, "not resolved on this device", None, ratio, pairs, unresolved
+    tau = (confirmed - contradicted) / (confirmed + contradicted)
+    verdict = "holds" if tau >= 0.5 and not fastest_beaten else "partly" if tau > 0 else "does not hold"
+    return frame, verdict, tau, ratio, pairs, unresolved
+
+
+def _speed_interval(row: pd.Series, speed: float) -> tuple[float, float]:
+    """The interval of a cell's speed (its latency's interval, inverted); its speed alone where it has none."""
+    low, high, median = (row.get(c) for c in ("ci_low_ms", "ci_high_ms", "median_ms"))
+    if any(v is None or pd.isna(v) or v <= 0 for v in (low, high, median)):
+        return speed, speed
+    return speed * median / high, speed * median / low
 
 
 def _matches(measured_args: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -120,10 +142,16 @@ def to_markdown(result: TableResult) -> str:
                 f"{result.frame.loc[label, (column, 'paper')]:g}",
             ]
         lines.append(f"| {label} | " + " | ".join(values) + " |")
+    told = result.pairs - len(result.unresolved)
     tau = (
         ""
         if result.mean_tau is None
-        else f" (Kendall tau against the paper {result.mean_tau:+.2f}, fastest/slowest {result.best_to_worst:.2f}x)"
+        else f" (Kendall tau against the paper {result.mean_tau:+.2f} over the {told} of {result.pairs} pairs of rows "
+        f"whose intervals are apart, fastest/slowest {result.best_to_worst:.2f}x)"
     )
     lines += ["", f"Verdict: **{result.verdict}**{tau}."]
+    if result.unresolved:
+        shown = ", ".join(result.unresolved[:UNRESOLVED_SHOWN])
+        more = len(result.unresolved) - UNRESOLVED_SHOWN
+        lines[-1] += f" Not told apart (intervals overlap): {shown}" + (f" and {more} more" if more > 0 else "") + "."
     return "\n".join(lines)
