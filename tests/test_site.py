@@ -139,3 +139,31 @@ def test_every_link_resolves(page, built):
         for href in page.eval_on_selector_all("a[href], img[src], script[src]", "es => es.map(e => e.href || e.src)"):
             target = Path(unquote(urlparse(href).path))
             assert href.startswith("file://") and target.is_file(), f"{name}: {href}"
+
+
+def _visible_texts(page, selector: str) -> list[str]:
+    cells = page.locator(selector)
+    return [cells.nth(i).text_content().strip() for i in range(cells.count()) if cells.nth(i).is_visible()]
+
+
+def test_choosing_a_device_hides_the_other_devices_rows_and_columns(page, built):
+    for name in ("index.html", "compare/index.html", "history.html"):
+        _open(page, built, name)
+        headings = " ".join(_visible_texts(page, "main table thead th"))
+        rows = " ".join(_visible_texts(page, "main table tbody tr"))
+        assert "dev-old" in headings + rows and "dev-new" in headings + rows, name
+        page.select_option("#filter-device", "dev-new")
+        headings = " ".join(_visible_texts(page, "main table thead th"))
+        rows = " ".join(_visible_texts(page, "main table tbody tr"))
+        assert "dev-new" in headings + rows and "dev-old" not in headings + rows, name
+    assert page.problems == []
+
+
+def test_choosing_a_device_on_a_device_page_opens_that_devices_page(page, built):
+    _open(page, built, "devices/dev-old/index.html")
+    assert page.input_value("#filter-device") == "dev-old"
+    page.select_option("#filter-device", "dev-new")
+    page.wait_for_url((built.folder / "devices" / "dev-new" / "index.html").resolve().as_uri())
+    page.wait_for_selector("#chart-flops .point")
+    assert page.title() == "shufflebench: dev-new" and page.input_value("#filter-device") == "dev-new"
+    assert page.problems == []

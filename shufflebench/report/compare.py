@@ -25,7 +25,7 @@ from scipy import stats
 from shufflebench import device
 from shufflebench.errors import UserError
 from shufflebench.report import figures, paper
-from shufflebench.report.load import Loaded, device_folders, load, ok_rows
+from shufflebench.report.load import Loaded, device_folders, load, ok_rows, warning_lines
 
 FIGURE = "speed_vs_baseline.png"
 
@@ -97,7 +97,7 @@ def compare(paths: list[Path], out: Path, baseline: str | None = None, fail_abov
             "No figure: no folder but the baseline has a measured cell in common with it (emulated ones aside).",
             "",
         ]
-    lines += [f"> {w}" for w in warnings] + ([""] if warnings else [])
+    lines += warning_lines(warnings)
     lines += [
         "## Folders",
         "",

@@ -12,7 +12,7 @@ import pandas as pd
 from shufflebench import calibrate, device, papers, predict, probe, stats
 from shufflebench.breakdown import CATEGORIES
 from shufflebench.report import figures, pairs, paper
-from shufflebench.report.load import Loaded, ok_rows
+from shufflebench.report.load import Loaded, ok_rows, warning_lines
 from shufflebench.roofline import EXPLAINED
 
 PAIRS_SHOWN = 24  # pairs listed one by one in the settings section, furthest from no change first
@@ -30,7 +30,7 @@ def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
         lines += ["```", device.describe(meta), "```", ""]
     if meta.get("emulated"):
         lines += ["**This device was emulated: its timings are not meaningful.**", ""]
-    lines += [f"> {w}" for w in loaded.warnings] + ([""] if loaded.warnings else [])
+    lines += warning_lines(loaded.warnings)
     lines += _rows_summary(rows)
     if ok.empty:
         lines += ["No cell was measured successfully, so there is nothing to plot.", ""]

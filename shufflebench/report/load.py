@@ -122,6 +122,11 @@ def run_probe_warnings(rows: pd.DataFrame) -> list[str]:
     return out
 
 
+def warning_lines(warnings: list[str]) -> list[str]:
+    """The warnings as a Markdown quote, one item each (consecutive quoted lines would run into one paragraph)."""
+    return [f"> - {w}" for w in warnings] + ([""] if warnings else [])
+
+
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Measured rows only, one per cell and device (a cell measured by several sweeps: the latest), with a `series`
     column (a guideline table's workload, "networks" or "other": shufflebench.papers.series) and a `variant` column: the

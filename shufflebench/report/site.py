@@ -11,7 +11,10 @@ Pages (``out/``):
   common cell, the guideline verdicts per device and backend);
 - ``history.html``: device ids that share a machine key (the same hardware under other runtime versions), per cell.
 
-Backend and sweep filters hide table rows and chart points in the browser. The tables are the report's own (the
+Every page has backend, sweep and device filters, applied in the browser: a table row whose backend, sweep or
+device (folder) column holds another value is hidden, and so is a column whose heading names another backend or
+device; a device page's charts redraw with the backend and sweep chosen, and its device filter opens the page of the
+device chosen. The tables are the report's own (the
 Markdown report and compare render them; this renders their Markdown), so no table is computed twice. The rows are
 written beside the pages as ``data/rows.json`` for other tools, and as ``data/rows.js`` for the pages (a browser does
 not let a page on ``file://`` read a JSON file); the charts use plotly's own ``plotly.min.js``, written into the folder.
@@ -46,6 +49,15 @@ CHARTS = (
 
 
 @dataclass(frozen=True)
+class Filters:
+    """The values a page's backend, sweep and device filters offer."""
+
+    backends: list[str]
+    sweeps: list[str]
+    devices: list[str]
+
+
+@dataclass(frozen=True)
 class Site:
     folder: Path
     pages: int
@@ -65,21 +77,23 @@ def build(paths: list[Path], out: Path) -> Site:
     (out / "data" / "rows.json").write_text(json.dumps(records))
     (out / "data" / "rows.js").write_text("window.SHUFFLEBENCH_ROWS = " + json.dumps(records) + ";\n")
     ids = sorted(loaded.devices) or sorted(loaded.rows["device_id"].unique())
-    pages = {"index.html": _devices_page(loaded, ids)}
+    everywhere = Filters(_values(loaded.rows, "backend"), _values(loaded.rows, "sweep"), ids)
+    pages = {"index.html": _devices_page(loaded, ids, everywhere)}
     for device_id in ids:
         folder = out / "devices" / device_id
         report = index.write_report(loaded, device_id, folder)
-        pages[f"devices/{device_id}/index.html"] = _device_page(device_id, report.read_text(), loaded)
+        pages[f"devices/{device_id}/index.html"] = _device_page(device_id, report.read_text(), loaded, ids)
         report.unlink()  # the page holds it now; its figures stay beside the page
     folders = device_folders(paths)
     if len(folders) > 1:
         comparison = compare.compare(folders, out / "compare")
-        pages["compare/index.html"] = _page("compare", "..", _markdown(comparison.index.read_text()))
+        pages["compare/index.html"] = _page("compare", "..", _markdown(comparison.index.read_text()), everywhere)
         comparison.index.unlink()
     else:
         (out / "compare").mkdir()
-        pages["compare/index.html"] = _page("compare", "..", "<p>One results folder: nothing to compare.</p>")
-    pages["history.html"] = _history_page(loaded)
+        body = "<p>One results folder: nothing to compare.</p>"
+        pages["compare/index.html"] = _page("compare", "..", body, everywhere)
+    pages["history.html"] = _history_page(loaded, everywhere)
     for name, text in pages.items():
         (out / name).write_text(text)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -103,7 +117,11 @@ def _markdown(text: str) -> str:
     return markdown.markdown(text, extensions=["tables", "fenced_code", "md_in_html"])
 
 
-def _devices_page(loaded: Loaded, ids: list[str]) -> str:
+def _values(rows: pd.DataFrame, column: str) -> list[str]:
+    return sorted(rows[column].dropna().unique())
+
+
+def _devices_page(loaded: Loaded, ids: list[str], filters: Filters) -> str:
     rows = loaded.rows
     lines = [
         "# shufflebench results",
@@ -127,7 +145,7 @@ def _devices_page(loaded: Loaded, ids: list[str]) -> str:
             f"| `{meta.get('machine_key', '-')}` | [`{device_id}`](devices/{device_id}/index.html) | "
             f"{_fingerprint(meta)} | {roofs} | {drifted} drift, {flagged} health | {runtimes} | {sweeps} |"
         )
-    return _page("devices", ".", _markdown("\n".join(lines)))
+    return _page("devices", ".", _markdown("\n".join(lines)), filters)
 
 
 def _fingerprint(meta: dict[str, Any]) -> str:
@@ -138,33 +156,37 @@ def _fingerprint(meta: dict[str, Any]) -> str:
     return "<br>".join(html.escape(text) for label, text in lines if label in ("cpu", "core", "gpu"))
 
 
-def _device_page(device_id: str, report: str, loaded: Loaded) -> str:
+def _device_page(device_id: str, report: str, loaded: Loaded, ids: list[str]) -> str:
     rows = loaded.rows[loaded.rows["device_id"] == device_id]
-    backends = sorted(rows["backend"].dropna().unique())
-    sweeps = sorted(rows["sweep"].dropna().unique())
     charts = "".join(
         f'<div class="chart" id="chart-{column}" data-column="{column}" data-title="{title}"></div>'
         for column, title in CHARTS
     )
     body = (
-        _filters(backends, sweeps)
-        + '<h2>Latency against cost</h2><p>One point per measured cell; hover for its id.</p><div class="charts">'
+        '<h2>Latency against cost</h2><p>One point per measured cell; hover for its id.</p><div class="charts">'
         + charts
         + "</div>"
         + _markdown(report)
     )
-    return _page(device_id, "../..", body, device_id)
+    filters = Filters(_values(rows, "backend"), _values(rows, "sweep"), ids)
+    return _page(device_id, "../..", body, filters, device_id)
 
 
-def _filters(backends: list[str], sweeps: list[str]) -> str:
-    def select(name: str, values: list[str]) -> str:
-        options = "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in values)
+def _filters(filters: Filters, device_id: str) -> str:
+    def select(name: str, values: list[str], chosen: str = "") -> str:
+        options = "".join(
+            f'<option value="{html.escape(v)}"{" selected" if v == chosen else ""}>{html.escape(v)}</option>'
+            for v in values
+        )
         return f'<label>{name} <select id="filter-{name}"><option value="">all</option>{options}</select></label> '
 
-    return f'<p class="filters">{select("backend", backends)}{select("sweep", sweeps)}</p>'
+    return (
+        f'<p class="filters">{select("backend", filters.backends)}{select("sweep", filters.sweeps)}'
+        f"{select('device', filters.devices, device_id)}</p>"
+    )
 
 
-def _history_page(loaded: Loaded) -> str:
+def _history_page(loaded: Loaded, filters: Filters) -> str:
     ok = ok_rows(loaded.rows)
     keys = {i: m.get("machine_key") for i, m in loaded.devices.items()}
     ok = ok.assign(machine_key=ok["device_id"].map(keys))
@@ -191,24 +213,29 @@ def _history_page(loaded: Loaded) -> str:
         lines.append("")
     if not shown:
         lines.append("No machine key has more than one device id yet: measure again after a runtime upgrade.")
-    return _page("history", ".", _markdown("\n".join(lines)))
+    return _page("history", ".", _markdown("\n".join(lines)), filters)
 
 
-def _page(title: str, root: str, body: str, device_id: str = "") -> str:
-    """A page with the site's navigation; ``root`` is the relative path to the site's top folder."""
+def _page(title: str, root: str, body: str, filters: Filters, device_id: str = "") -> str:
+    """A page with the site's navigation and filters; ``root`` is the relative path to the site's top folder."""
     nav = (
         f'<nav><a href="{root}/index.html">devices</a> · <a href="{root}/compare/index.html">compare</a> · '
         f'<a href="{root}/history.html">history</a></nav>'
     )
-    scripts = (
+    charts = (
         f'<script src="{root}/plotly.min.js"></script><script src="{root}/data/rows.js"></script>'
-        f"<script>const DEVICE = {json.dumps(device_id)};</script><script>{SCRIPT}</script>"
+        f"<script>{CHARTS_SCRIPT}</script>"
         if device_id
         else ""
     )
+    scripts = (
+        f"<script>const ROOT = {json.dumps(root)}, DEVICE = {json.dumps(device_id)};</script>"
+        f"<script>{FILTER_SCRIPT}</script>{charts}"
+    )
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>shufflebench: {html.escape(title)}'
-        f"</title><style>{STYLE}</style></head><body>{nav}<main>{body}</main>{scripts}</body></html>\n"
+        f"</title><style>{STYLE}</style></head><body>{nav}<main>{_filters(filters, device_id)}{body}</main>"
+        f"{scripts}</body></html>\n"
     )
 
 
@@ -223,11 +250,49 @@ img { max-width: 48%; }
 pre { background: #f6f6f6; padding: 0.5rem; overflow-x: auto; }
 """
 
-# The device page: charts drawn from the rows, and the filters applied to charts and to every table with a backend
-# or sweep column.
-SCRIPT = """
-const mine = window.SHUFFLEBENCH_ROWS.filter(r => r.device_id === DEVICE && r.status === "ok");
+# Every page: the filters applied to its tables. A row is hidden where its backend, sweep or device (folder) column
+# holds another value than the one chosen, a column where its heading names another backend or device. On a device
+# page the device filter opens the chosen device's page instead.
+FILTER_SCRIPT = """
+const FILTERS = ["backend", "sweep", "device"];
 function chosen(name) { return document.getElementById("filter-" + name).value; }
+function offered(name) {
+  return [...document.getElementById("filter-" + name).options].map(o => o.value).filter(v => v);
+}
+function matches(name, text) { return name === "device" ? text.includes(chosen(name)) : text === chosen(name); }
+function filterTables() {
+  const active = FILTERS.filter(n => chosen(n) && !(n === "device" && DEVICE));
+  for (const table of document.querySelectorAll("main table")) {
+    const heads = [...table.querySelectorAll("thead th")].map(th => th.textContent.trim());
+    const columnOf = {backend: heads.indexOf("backend"), sweep: heads.indexOf("sweep"),
+                      device: Math.max(heads.indexOf("device"), heads.indexOf("folder"))};
+    const others = n => offered(n).filter(v => v !== chosen(n));
+    const hiddenColumns = heads.map((h, i) => active.some(n => i !== columnOf[n] && others(n).some(v => h.includes(v))
+                                                        && !h.includes(chosen(n))));
+    for (const tr of table.querySelectorAll("tr")) {
+      const hiddenRow = tr.parentElement.tagName === "TBODY" && active.some(
+        n => columnOf[n] >= 0 && !matches(n, tr.children[columnOf[n]].textContent.trim()));
+      tr.style.display = hiddenRow ? "none" : "";
+      [...tr.children].forEach((td, i) => { td.style.display = hiddenColumns[i] ? "none" : ""; });
+    }
+  }
+}
+const redraw = [filterTables];
+for (const name of FILTERS) {
+  document.getElementById("filter-" + name).addEventListener("change", () => {
+    if (name === "device" && DEVICE && chosen(name)) {
+      window.location.href = ROOT + "/devices/" + chosen(name) + "/index.html";
+    } else {
+      redraw.forEach(f => f());
+    }
+  });
+}
+filterTables();
+"""
+
+# A device page: the latency charts drawn from the rows, redrawn when the backend or sweep filter changes.
+CHARTS_SCRIPT = """
+const mine = window.SHUFFLEBENCH_ROWS.filter(r => r.device_id === DEVICE && r.status === "ok");
 function keep(r) {
   return (!chosen("backend") || r.backend === chosen("backend")) && (!chosen("sweep") || r.sweep === chosen("sweep"));
 }
@@ -236,7 +301,7 @@ function hover(r) {
   const noisy = r.is_noisy ? "<br>noisy: " + r.noise : "";
   return r.cell + "<br>median " + r.median_ms.toFixed(3) + " ms" + interval + noisy;
 }
-function draw() {
+function drawCharts() {
   for (const div of document.querySelectorAll(".chart")) {
     const column = div.dataset.column;
     const shown = mine.filter(r => keep(r) && r[column] > 0 && r.median_ms > 0);
@@ -253,16 +318,7 @@ function draw() {
       xaxis: {type: "log", title: {text: div.dataset.title}}, yaxis: {type: "log", title: {text: "median ms"}},
     }, {displaylogo: false});
   }
-  for (const table of document.querySelectorAll("main table")) {
-    const heads = [...table.querySelectorAll("thead th")].map(th => th.textContent.trim());
-    const columns = {backend: heads.indexOf("backend"), sweep: heads.indexOf("sweep")};
-    for (const tr of table.querySelectorAll("tbody tr")) {
-      const value = name => columns[name] < 0 ? "" : tr.children[columns[name]].textContent.trim();
-      const hidden = ["backend", "sweep"].some(n => chosen(n) && columns[n] >= 0 && value(n) !== chosen(n));
-      tr.style.display = hidden ? "none" : "";
-    }
-  }
 }
-for (const name of ["backend", "sweep"]) document.getElementById("filter-" + name).addEventListener("change", draw);
-draw();
+redraw.push(drawCharts);
+drawCharts();
 """
