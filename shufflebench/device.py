@@ -270,10 +270,30 @@ def load_average() -> float | None:
         return None
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """(stolen, total) CPU time since boot in clock ticks, from Linux's /proc/stat: the time the hypervisor ran other
+    guests while this one had work (steal), and all time. None where the kernel reports no steal column."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return ticks[7], sum(ticks)
+
+
+def steal_between(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """The share of CPU time stolen between two :func:`cpu_times` readings; None where either is missing."""
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return (end[0] - start[0]) / (end[1] - start[1])
+
+
 def write_if_changed(path: Path, meta: dict[str, Any]) -> bool:
     """Write ``meta`` to ``path`` unless the file already describes this device (same id, same machine) and holds a
-    probe no more than PROBE_CHANGE away from ``meta``'s: a new kernel version or host name alone does not rewrite a
-    committed file. Returns whether it wrote."""
+    probe no more than PROBE_CHANGE away from ``meta``'s, with every field it measures: a new kernel version, a host
+    name or another noise floor alone does not rewrite a committed file. Returns whether it wrote."""
     from shufflebench.probe import differs
 
     if path.exists():
@@ -282,7 +302,9 @@ def write_if_changed(path: Path, meta: dict[str, Any]) -> bool:
         except (ValueError, UnicodeDecodeError):
             old = {}
         same = all(old.get(k) == meta.get(k) for k in (*MACHINE, "machine_key", "device_id"))
-        if same and not differs(old.get("probe") or {}, meta.get("probe") or {}):
+        before, now = old.get("probe") or {}, meta.get("probe") or {}
+        measured_before = all(r.keys() <= before.get(k, {}).keys() for k, r in now.items())
+        if same and measured_before and not differs(before, now):
             return False
     path.write_text(json.dumps(meta, indent=2) + "\n")
     return True
@@ -437,7 +459,7 @@ def describe(meta: dict[str, Any]) -> str:
     if "ort_providers" in meta:
         lines.append("ORT EPs     " + ", ".join(meta["ort_providers"]))
     for key, roofs in (meta.get("probe") or {}).items():
-        lines.append(f"probe       {key}: {roofs_text(roofs)}")
+        lines.append(f"probe       {key}: {'; '.join(t for t in (roofs_text(roofs), noise_text(roofs)) if t)}")
     if meta["emulated"]:
         lines.append("emulated    yes: timings are not meaningful")
     return "\n".join(lines)
@@ -445,3 +467,11 @@ def describe(meta: dict[str, Any]) -> str:
 
 def roofs_text(roofs: dict[str, Any]) -> str:
     return f"matmul {roofs.get('matmul_gflops', 0):,.1f} GFLOP/s, memory {roofs.get('bandwidth_gbs', 0):,.1f} GB/s"
+
+
+def noise_text(roofs: dict[str, Any]) -> str:
+    """A probe's noise floor, its CV and the CPU time stolen while it ran; "" for a probe from before noise floors."""
+    if roofs.get("noise_floor") is None:
+        return ""
+    steal = f", steal {roofs['steal']:.1%}" if roofs.get("steal") is not None else ""
+    return f"noise floor {roofs['noise_floor']:.1%} (p90/p10), CV {roofs['noise_cv']:.1%}{steal}"

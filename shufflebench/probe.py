@@ -10,6 +10,13 @@ matmul and copy; ONNX Runtime's MatMul and Mul on the graphs in shufflebench/pro
 - ``bandwidth_gbs``: bytes read plus bytes written per second by a copy of an array far beyond the last-level cache
   (256 MiB on a CPU, 1 GiB on a GPU).
 
+- ``noise_floor``: how noisy the machine itself is. A fixed small kernel (a 256 x 256 fp32 product) is timed in
+  NOISE_BLOCK-second blocks for NOISE_SECONDS; the noise floor is the p90/p10 ratio of the blocks' per-call times, less
+  one (0.05: the slow blocks run 5% slower than the fast ones), with ``noise_cv`` their coefficient of variation. On
+  a quiet dedicated machine it is a few percent; on a VM whose hardware other tenants share it can be tens of percent,
+  and no cell measured there is known better than that (shufflebench.stats, shufflebench.report.paper). The runner
+  adds ``steal``: the share of CPU time the hypervisor gave to other guests while the probes ran (Linux /proc/stat).
+
 The start probe goes into ``device.json`` and into every row of the run (``peak_gflops``, ``peak_gbs``, ``probe``);
 the end probe is added to the run's rows when the run finishes, and a difference of more than PROBE_DRIFT flags them
 (a neighbour, or throttling). Probes run in worker processes like cells, so the runner stays torch-free.
@@ -30,6 +37,9 @@ PROBE_DRIFT = 0.10  # end of a run against its start
 PROBE_CHANGE = 0.15  # two runs, or two folders, of one device id
 MIN_TIME = 0.25  # s of timed repeats per roof
 CPU_MATMUL_SIZES = (256, 512, 1024)
+NOISE_N = 256  # the noise floor's kernel: an n x n fp32 matrix product
+NOISE_SECONDS = 2.0  # s the noise floor is timed for
+NOISE_BLOCK = 0.1  # s per block of calls: a few of a cell's samples, long enough to average single interruptions
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Roofs:
     bandwidth_gbs: float
     matmul_n: int
     bandwidth_mib: int
+    noise_floor: float  # p90/p10 - 1 of the per-call times of NOISE_BLOCK-second blocks of a fixed small kernel
+    noise_cv: float  # their coefficient of variation
 
 
 def key(backend: str, threads: int | None, precision: str = "fp32") -> str:
@@ -76,6 +88,24 @@ def median_seconds(call: Callable[[], Any], sync: Callable[[], None] = lambda: N
     return statistics.median(times)
 
 
+def noise(call: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
+    """(noise floor, coefficient of variation) of ``call`` timed in NOISE_BLOCK-second blocks for NOISE_SECONDS: the
+    p90/p10 ratio of the blocks' per-call times less one, and their standard deviation over their mean."""
+    call()
+    sync()
+    blocks: list[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < NOISE_SECONDS or len(blocks) < 10:
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < NOISE_BLOCK:
+            call()
+            calls += 1
+        sync()
+        blocks.append((time.perf_counter() - start) / calls)
+    deciles = statistics.quantiles(blocks, n=10)
+    return deciles[-1] / deciles[0] - 1, statistics.stdev(blocks) / statistics.mean(blocks)
+
+
 def fastest_matmul(seconds_for: Callable[[int], float], sizes: tuple[int, ...]) -> tuple[float, int]:
     """(seconds, n) of the n x n product that reaches the most FLOP/s among ``sizes``."""
     timed = [(seconds_for(n), n) for n in sizes]
@@ -93,9 +123,9 @@ def device_roofs(probes: dict[str, dict[str, float]], key: str) -> dict[str, flo
     return {roof: max(r[roof] for r in peers) for roof in ("matmul_gflops", "bandwidth_gbs")}
 
 
-def roofs(matmul_seconds: float, n: int, copy_seconds: float, nbytes: int) -> Roofs:
-    """Roofs from a timed n x n matrix product and a timed copy of ``nbytes``."""
-    return Roofs(2 * n**3 / matmul_seconds / 1e9, 2 * nbytes / copy_seconds / 1e9, n, nbytes // 2**20)
+def roofs(matmul_seconds: float, n: int, copy_seconds: float, nbytes: int, noise: tuple[float, float]) -> Roofs:
+    """Roofs from a timed n x n matrix product and a timed copy of ``nbytes``, with the noise floor (:func:`noise`)."""
+    return Roofs(2 * n**3 / matmul_seconds / 1e9, 2 * nbytes / copy_seconds / 1e9, n, nbytes // 2**20, *noise)
 
 
 def drift(start: dict[str, dict[str, float]], end: dict[str, dict[str, float]]) -> float:
@@ -119,4 +149,7 @@ def differs(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], tole
 
 
 def as_dict(result: Roofs) -> dict[str, float]:
-    return {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(result).items()}
+    """The probe as device.json and the rows keep it: roofs to 0.01, the noise floor's fractions to 0.001."""
+    return {
+        k: round(v, 3 if k.startswith("noise") else 2) if isinstance(v, float) else v for k, v in asdict(result).items()
+    }

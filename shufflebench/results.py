@@ -92,7 +92,8 @@ class RunColumns:
     warmup_ms: list[list[float]] | None = None  # per process, its first calls (shufflebench.rows.WARMUP_KEPT)
     peak_gflops: float | None = None  # the device's compute roof at this thread count (best of any backend's probe)
     peak_gbs: float | None = None  # its memory-bandwidth roof, likewise (each backend's own roofs are in probe)
-    probe: dict[str, Any] | None = None  # key, start and end roofs, drift between them
+    probe: dict[str, Any] | None = None  # key, start and end roofs and noise floors, drift between them
+    noise_floor: float | None = None  # the machine's own noise: p90/p10 - 1 of a fixed kernel (shufflebench.probe)
     energy_mj_per_image: float | None = None  # median over processes; empty, with the reason in energy_method
     energy_method: str | None = None  # how energy was read (RAPL, NVML), or why it was not
     peak_rss_mib: float | None = None  # median over processes of the peak resident memory the model added (sensors)

@@ -99,6 +99,8 @@ def measured_row(
     processes = [r for _, r in results]
     load_avg = device.load_average()
     info = processes[0].info
+    key = probe.key(cell.backend, cell.settings.get("threads"), probe.precision(cell.settings))
+    roofs = context.probe.get(key)  # this backend's own kernels: its library's roofs, kept in the probe record
     health = [p.health for p in processes if p.health]
     flags = list(dict.fromkeys(f for h in health for f in sensors.health_flags(h["start"], h["end"])))
     summary = stats.summarize(
@@ -110,9 +112,8 @@ def measured_row(
         cores=context.meta["cores_logical"],
         threads=cell.settings.get("threads"),
         warnings=[*(info.get("warnings") or []), *flags, *([interrupted] if interrupted else [])],
+        floor=roofs,
     )
-    key = probe.key(cell.backend, cell.settings.get("threads"), probe.precision(cell.settings))
-    roofs = context.probe.get(key)  # this backend's own kernels: its library's roofs, kept in the probe record
     device_roofs = probe.device_roofs(context.probe, key)
     energies = [p.energy_j / p.calls / cell.batch * 1e3 for p in processes if p.energy_j is not None and p.calls]
     runtime = runtime_cost or {}
@@ -143,6 +144,7 @@ def measured_row(
         peak_gflops=device_roofs["matmul_gflops"] if device_roofs else None,
         peak_gbs=device_roofs["bandwidth_gbs"] if device_roofs else None,
         probe={"key": key, "start": roofs} if roofs else None,
+        noise_floor=roofs.get("noise_floor") if roofs else None,
         **_export_columns(cell, prepared),
     )
     bounds = roofline.analyse(

@@ -304,22 +304,28 @@ def probe_pairs(cells: list[Cell]) -> list[tuple[str, int | None, str]]:
 def run_probes(
     pairs: list[tuple[str, int | None, str]], timeout: float, log: TextIO, launcher: Launcher, when: str = "start"
 ) -> dict[str, dict]:
-    """The roofs of each pair, measured in a worker process each, and said in the log."""
+    """The roofs and noise floor of each pair, measured in a worker process each, with the CPU time stolen by other
+    guests while it ran (where the kernel reports it), and said in the log."""
     out = {}
     for backend, threads, precision in pairs:
         key = probe.key(backend, threads, precision)
         job = probe.ProbeJob(backend, threads, precision)
+        before = device.cpu_times()
         answer = launcher.run("probe", job, timeout, backends.get(backend).preload)
         if isinstance(answer, Failure):
             print(f"probe ({when}) {key}: failed ({answer.error}); its rows have no roofs", file=log)
             continue
         out[key] = probe.as_dict(answer)
-        print(f"probe ({when}) {key}: {device.roofs_text(out[key])}", file=log)
+        steal = device.steal_between(before, device.cpu_times())
+        if steal is not None:
+            out[key]["steal"] = round(steal, 3)
+        print(f"probe ({when}) {key}: {device.roofs_text(out[key])}; {device.noise_text(out[key])}", file=log)
     return out
 
 
 def finish_probes(rows: list[dict], end: dict[str, dict]) -> list[dict]:
-    """The run's measured rows with the end probe added, flagged where the roofs moved more than PROBE_DRIFT."""
+    """The run's measured rows with the end probe added, flagged where the roofs moved more than PROBE_DRIFT, their
+    noise floor the larger of the start's and the end's."""
     finished = []
     for row in rows:
         record = row.get("probe")
@@ -327,6 +333,8 @@ def finish_probes(rows: list[dict], end: dict[str, dict]) -> list[dict]:
             continue
         record["end"] = end[record["key"]]
         record["drift"] = round(probe.drift({"k": record["start"]}, {"k": record["end"]}), 4)
+        floors = [r["noise_floor"] for r in (record["start"], record["end"]) if r.get("noise_floor") is not None]
+        row["noise_floor"] = max(floors, default=None)
         if record["drift"] > probe.PROBE_DRIFT:
             flag = (
                 f"the {record['key']} roofs moved {record['drift']:.0%} between the start and the end of the run "

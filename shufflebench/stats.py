@@ -38,11 +38,23 @@ GAP_SPREADS = 4.0
 GAP_MIN = 0.25
 PERCENTILES = {"p10_ms": 10, "p25_ms": 25, "p75_ms": 75, "p90_ms": 90, "p99_ms": 99}
 MAX_ADVISED_PROCESSES = 60  # beyond this, more processes are not the answer: the machine is
+# The machine's own noise: a probe's noise floor (shufflebench.probe) above this, with the load no more than the cell's
+# own threads and SHARED_LOAD besides, says the hardware under it is shared (other tenants), not busy.
+NOISE_HIGH = 0.10
+SHARED_LOAD = 0.5
+# Symptoms that shared hardware explains: their advice to close programs is replaced by the shared-hardware reason.
+SHARED_SYMPTOMS = ("spread", "interruptions", "interval")
 
 # What makes a cell noisy, told apart by how a reason reads, and the one thing to do about each. The report groups its
 # cells by cause under this advice; a reason's own text carries the cell's numbers. Rows written by older versions
 # read the same way.
 CAUSES = {
+    "shared": (
+        r"on shared hardware",
+        "the hardware is shared with other tenants (the device's noise floor is high while its load is low): closing "
+        "programs will not help; measure on a dedicated machine, or raise measure.processes and measure.min_time as "
+        "the cell says",
+    ),
     "modes": (
         r"^processes fall into",
         "processes settled at different speeds: read the modes beside the median (on torch-cpu, keep malloc: steady)",
@@ -142,6 +154,7 @@ def summarize(
     cores: int | None = None,
     threads: int | None = None,
     warnings: list[str] | tuple[str, ...] = (),
+    floor: dict[str, float] | None = None,
 ) -> Summary:
     """Statistics of one cell.
 
@@ -153,6 +166,8 @@ def summarize(
         load_avg: the 1-minute load average at the end of the cell, to flag a busy machine.
         cores: logical cores of the device, to judge ``load_avg``.
         warnings: what the backend noticed while preparing the cell (e.g. nodes off the GPU), added to the flags.
+        floor: the run's probe of this cell's backend: its ``noise_floor`` and, where the kernel reports it, ``steal``
+            (shufflebench.probe), to tell shared hardware from a busy machine.
     """
     processes = [np.asarray(p, dtype=float) * 1e3 for p in samples if len(p)]
     if not processes:
@@ -205,7 +220,7 @@ def summarize(
         modes=modes,
         required_processes=required_processes(list(medians)),
     )
-    reasons = noise_reasons(summary, load_avg=load_avg, cores=cores, threads=threads) + list(warnings)
+    reasons = noise_reasons(summary, load_avg=load_avg, cores=cores, threads=threads, floor=floor) + list(warnings)
     flags = [r for r in reasons if cause_of(r) not in NOTES]
     notes = [r for r in reasons if cause_of(r) in NOTES] + notes
     return Summary(**summary, is_noisy=bool(flags), noise="; ".join(flags + notes))
@@ -277,10 +292,15 @@ def required_processes(process_medians: list[float], width: float = 0.01, z: flo
 
 
 def noise_reasons(
-    stats: dict[str, Any], load_avg: float | None = None, cores: int | None = None, threads: int | None = None
+    stats: dict[str, Any],
+    load_avg: float | None = None,
+    cores: int | None = None,
+    threads: int | None = None,
+    floor: dict[str, float] | None = None,
 ) -> list[str]:
     """Why a cell's numbers are not to be trusted, each with what to do about it (empty when they are), and the notes
-    on how it was measured (NOTES). No reason holds "; ", which joins them in a row."""
+    on how it was measured (NOTES). No reason holds "; ", which joins them in a row. Where the machine's noise floor
+    is high and its load low, the symptoms it explains become one reason that says the hardware is shared."""
     reasons = []
     median, mean = stats["median_ms"], stats["mean_ms"]
     if stats["modes"]:
@@ -321,4 +341,41 @@ def noise_reasons(
     if load_avg is not None and cores and load_avg > cores:
         hint = f", and this cell ran {threads} threads: measure with --threads 1" if threads and threads > 1 else ""
         reasons.append(f"load average {load_avg:.1f} on {cores} cores: other programs were running{hint}")
-    return reasons
+    return _shared_hardware(reasons, stats, load_avg, cores, threads, floor)
+
+
+def _shared_hardware(
+    reasons: list[str],
+    stats: dict[str, Any],
+    load_avg: float | None,
+    cores: int | None,
+    threads: int | None,
+    floor: dict[str, float] | None,
+) -> list[str]:
+    """``reasons`` with the symptoms of shared hardware (SHARED_SYMPTOMS) made one reason that says so and what helps,
+    where the noise floor is above NOISE_HIGH and the load is the cell's own; ``reasons`` unchanged otherwise."""
+    noise_floor = (floor or {}).get("noise_floor")
+    if noise_floor is None or noise_floor <= NOISE_HIGH or load_avg is None or not cores:
+        return reasons
+    if load_avg > (threads or 1) + SHARED_LOAD:
+        return reasons
+    symptoms = [r for r in reasons if cause_of(r) in SHARED_SYMPTOMS]
+    if not symptoms:
+        return reasons
+    needed = required_processes(stats["process_medians_ms"], width=2 * CI_WARN)
+    processes = (
+        f"more processes ({needed} for ±{CI_WARN:.0%}, spread over the sweep so each meets the neighbours at another "
+        "moment)"
+        if needed <= MAX_ADVISED_PROCESSES
+        else f"more processes will not reach ±{CI_WARN:.0%} ({needed} needed)"
+    )
+    steal = floor.get("steal")
+    stolen = f", {steal:.0%} of CPU time stolen by other guests" if steal else ""
+    shared = (
+        f"{', '.join(r.split(':')[0] for r in symptoms)}, on shared hardware: the device's noise floor is "
+        f"{noise_floor:.0%} (a fixed kernel's p90/p10){stolen} at load {load_avg:.1f} on {cores} cores, so other "
+        f"tenants cause it, not programs here: measure on a dedicated machine, or give the cell {processes} and a 4x "
+        "longer measure.min_time (halving the spread of each process's median where the noise changes faster than a "
+        "sample)"
+    )
+    return [r for r in reasons if r not in symptoms] + [shared]

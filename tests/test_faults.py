@@ -382,3 +382,15 @@ def test_device_json_is_rewritten_only_when_the_device_changed(tmp_path):
     assert json.loads(path.read_text())["os"] == "Linux-older-kernel"
     device.write_if_changed(path, {**meta, "device_id": "another-id", "cpu_model": "Other CPU"})
     assert json.loads(path.read_text())["device_id"] == "another-id"
+
+
+def test_device_json_gains_a_noise_floor_it_lacked_but_not_every_new_one(tmp_path):
+    path = tmp_path / "device.json"
+    roofs = {"matmul_gflops": 60.0, "bandwidth_gbs": 15.0}
+    meta = device.collect()
+    device.write_if_changed(path, {**meta, "probe": {"ort-cpu/threads=1": roofs}})  # written before noise floors
+    floored = {"ort-cpu/threads=1": {**roofs, "noise_floor": 0.2, "noise_cv": 0.07}}
+    assert device.write_if_changed(path, {**meta, "probe": floored})
+    assert json.loads(path.read_text())["probe"]["ort-cpu/threads=1"]["noise_floor"] == 0.2
+    other = {"ort-cpu/threads=1": {**roofs, "noise_floor": 0.05, "noise_cv": 0.02}}
+    assert not device.write_if_changed(path, {**meta, "probe": other})  # a noisier or quieter hour: not a new device

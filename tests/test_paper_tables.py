@@ -88,6 +88,16 @@ def test_a_verdict_counts_only_the_pairs_whose_intervals_are_apart():
     assert "over the 5 of 6 pairs of rows whose intervals are apart" in paper.to_markdown(some)
 
 
+def test_an_unresolved_verdict_names_the_machines_noise_floor():
+    table = papers.TABLES[0]
+    frame = _with_intervals(synthetic(table, "cpu", [100.0, 90.0, 80.0, 70.0], "ort-cpu"), 0.25)
+    noisy = paper.build_tables(frame.assign(noise_floor=[0.20, 0.24, 0.30, 0.26]))[0]
+    assert noisy.verdict == "not resolved on this device (noise floor 25%)" and noisy.noise_floor == 0.25
+    assert "intervals overlap; this machine's noise floor is 25%" in paper.to_markdown(noisy)
+    older = paper.build_tables(frame.assign(noise_floor=float("nan")))[0]  # rows from before noise floors
+    assert older.verdict == "not resolved on this device" and older.noise_floor is None
+
+
 def test_gpu_cells_are_compared_with_the_gpu_column_in_batches_per_second():
     table = papers.TABLES[0]
     gpu_speeds = [row[0] for row in table.values["gpu"]]

@@ -28,6 +28,32 @@ def test_each_cpu_backend_measures_both_roofs():
         roofs = backends.get(name).probe(1)
         assert roofs.matmul_gflops > 0.5 and roofs.bandwidth_gbs > 0.5 and roofs.matmul_n in probe.CPU_MATMUL_SIZES
         assert roofs.bandwidth_mib == 256  # far beyond any last-level cache
+        assert roofs.noise_floor >= 0 and roofs.noise_cv >= 0
+
+
+def test_the_noise_floor_is_the_p90_p10_ratio_of_block_times(monkeypatch):
+    """A fake clock: calls take 1 ms for the first second and 1.5 ms after (a neighbour arrived)."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(probe.time, "perf_counter", lambda: clock["now"])
+
+    def call():
+        clock["now"] += 0.001 if clock["now"] < 1.0 else 0.0015
+
+    floor, cv = probe.noise(call)
+    assert floor == pytest.approx(0.5, abs=0.01)  # the slow blocks 50% slower than the fast
+    assert cv == pytest.approx(0.2, abs=0.02)
+    clock["now"] = 0.0
+    steady, steady_cv = probe.noise(lambda: clock.update(now=clock["now"] + 0.001))
+    assert steady == pytest.approx(0, abs=1e-9) and steady_cv == pytest.approx(0, abs=1e-9)
+
+
+def test_steal_is_the_share_of_cpu_time_given_to_other_guests():
+    assert device.steal_between((100, 10_000), (150, 11_000)) == 0.05
+    assert device.steal_between(None, (150, 11_000)) is None
+    reading = device.cpu_times()
+    if Path("/proc/stat").exists():
+        stolen, total = reading
+        assert 0 <= stolen <= total
 
 
 def test_drift_is_the_largest_relative_change():
@@ -55,6 +81,14 @@ def test_the_drift_flag_fires_on_a_run_whose_roofs_moved():
     assert throttled["is_noisy"] and "roofs moved 30% between the start and the end" in throttled["noise"]
     assert throttled["probe"]["drift"] == 0.3 and throttled["probe"]["end"]["matmul_gflops"] == 70.0
     assert not steady["is_noisy"] and steady["probe"]["drift"] == 0.025
+
+
+def test_a_rows_noise_floor_is_the_larger_of_its_runs_start_and_end():
+    start = {"matmul_gflops": 100.0, "bandwidth_gbs": 20.0, "noise_floor": 0.08, "noise_cv": 0.03}
+    row = {"status": "ok", "noise": "", "is_noisy": False, "noise_floor": 0.08}
+    row["probe"] = {"key": "ort-cpu/threads=1", "start": start}
+    (finished,) = runner.finish_probes([row], {"ort-cpu/threads=1": {**start, "noise_floor": 0.31}})
+    assert finished["noise_floor"] == 0.31 and not finished["is_noisy"]  # noise is not drift: the roofs stayed
 
 
 def test_rows_of_another_machine_are_measured_again():
@@ -217,3 +251,7 @@ def test_device_probe_prints_every_cpu_backends_roofs():
     roofs = json.loads(out.stdout)["probe"]
     for key in ("torch-cpu/threads=1", "ort-cpu/threads=1"):
         assert roofs[key]["matmul_gflops"] > 0.5 and roofs[key]["matmul_n"] in probe.CPU_MATMUL_SIZES
+        assert roofs[key]["noise_floor"] >= 0 and roofs[key]["noise_cv"] >= 0 and 0 <= roofs[key]["steal"] <= 1
+    printed = device.describe(json.loads(out.stdout))  # what `shufflebench device --probe` prints without --json
+    floor = roofs["ort-cpu/threads=1"]["noise_floor"]
+    assert "probe       ort-cpu/threads=1: matmul " in printed and f"noise floor {floor:.1%} (p90/p10), CV " in printed

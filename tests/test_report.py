@@ -12,7 +12,7 @@ import pytest
 
 from shufflebench.errors import UserError
 from shufflebench.report.compare import compare
-from shufflebench.report import pairs
+from shufflebench.report import index, pairs
 from shufflebench.report.index import write_report
 from shufflebench.report.load import load, ok_rows
 from shufflebench.results import SCHEMA_VERSION, read_rows, write_rows
@@ -299,8 +299,8 @@ def test_settings_compared_pairs_cells_that_differ_in_one_setting(tmp_path):
     assert set(dtype["before"]) == {"float32"} and set(dtype["after"]) == {"float16"}
     assert dtype["speedup"].tolist() == pytest.approx([2.0] * 4)
     text = (tmp_path / "report" / "index.md").read_text()
-    assert "| torch-cuda | cuda_graph: false -> true | 4 | 1.43x | 1.43-1.43x | 0 |" in text
-    assert "| torch-cuda | dtype: float32 -> float16 | 4 | 2.00x | 2.00-2.00x | 0 |" in text
+    assert "| torch-cuda | cuda_graph: false -> true | 4 | 1.43x (within noise) | 1.43-1.43x | 0 of 4 |" in text
+    assert "| torch-cuda | dtype: float32 -> float16 | 4 | 2.00x (within noise) | 2.00-2.00x | 0 of 4 |" in text
 
 
 def test_a_setting_pair_runs_from_the_default_or_the_smaller_value_and_knows_separated_intervals():
@@ -331,6 +331,10 @@ def test_a_setting_pair_runs_from_the_default_or_the_smaller_value_and_knows_sep
     assert (malloc["before"], malloc["after"], malloc["separated"]) == ("steady", "glibc", False)
     batch = found.loc["batch"]  # per image: 4 images in 20 ms against 1 in 10 ms
     assert (batch["before"], batch["after"], batch["speedup"], batch["separated"]) == ("1", "4", 2.0, False)
+    text = "\n".join(index._settings_section(ok))
+    assert "| torch-cpu | threads: 1 -> 2 | 1 | 1.67x | 1.67-1.67x | 1 of 1 |" in text
+    assert "| torch-cpu | malloc: steady -> glibc | 1 | 0.95x (within noise) | 0.95-0.95x | 0 of 1 |" in text
+    assert "| 10.000 | 6.000 | 1.67x |" in text and "| 10.000 | 10.500 | 0.95x (within noise) |" in text
 
 
 def test_report_json_gives_the_cells_verdicts_and_noise_by_cause(tmp_path):

@@ -123,6 +123,33 @@ def test_heavy_tail_and_busy_machine_are_flagged():
     assert "--threads 1" not in summarize([samples] * 3, load_avg=5.0, cores=2, threads=1).noise
 
 
+def test_noise_on_shared_hardware_says_so_instead_of_close_other_programs():
+    rng = np.random.default_rng(1)
+    spread = [list(0.010 * (1 + 0.4 * rng.uniform(0, 1, 300))) for _ in range(3)]  # IQR ~20% of the median
+    floor = {"noise_floor": 0.24, "noise_cv": 0.09, "steal": 0.03}
+    shared = summarize(spread, load_avg=1.1, cores=2, threads=1, floor=floor)  # the load is the cell's own
+    assert shared.is_noisy and "close other programs" not in shared.noise
+    (reason,) = stats.reasons_of(shared.noise)
+    assert stats.cause_of(reason) == "shared" and reason.startswith("IQR is")
+    assert "on shared hardware: the device's noise floor is 24% (a fixed kernel's p90/p10), 3% of CPU time stolen" in (
+        reason
+    )
+    assert (
+        "load 1.1 on 2 cores" in reason and "a dedicated machine" in reason and "4x longer measure.min_time" in reason
+    )
+    assert re.search(r"more processes \(\d+ for ±5%", reason)
+    # a busy machine (load beyond the cell's own threads), a quiet floor, or no probe: the usual advice stays
+    for kwargs in (
+        {"load_avg": 1.8, "floor": floor},
+        {"load_avg": 1.1, "floor": {**floor, "noise_floor": 0.04}},
+        {"load_avg": 1.1, "floor": None},
+    ):
+        usual = summarize(spread, cores=2, threads=1, **kwargs)
+        assert "close other programs" in usual.noise and "shared hardware" not in usual.noise
+    quiet_cell = summarize([quiet(0.010, seed=i) for i in range(6)], load_avg=1.0, cores=2, threads=1, floor=floor)
+    assert not quiet_cell.is_noisy  # a cell the noise did not reach is not flagged for it
+
+
 @pytest.mark.parametrize(
     "reason,cause",
     [

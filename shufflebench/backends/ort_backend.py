@@ -21,14 +21,14 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnxruntime as ort
 
 from shufflebench.backends import ORT_GPU_DEVICES
 from shufflebench.backends import cache
-from shufflebench.probe import CPU_MATMUL_SIZES, Roofs, fastest_matmul, median_seconds, roofs
+from shufflebench.probe import CPU_MATMUL_SIZES, NOISE_N, Roofs, fastest_matmul, median_seconds, noise, roofs
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -260,7 +260,8 @@ def probe(provider: str, threads: int | None) -> Roofs:
     options = provider_options(provider, {"tf32": False, "cudnn_benchmark": True, "cuda_graph": False})
     so = session_options(threads=threads, opt_level="disable")
 
-    def seconds(name: str, shapes: dict[str, tuple[int, ...]]) -> float:
+    def bound(name: str, shapes: dict[str, tuple[int, ...]]) -> Callable[[], None]:
+        """A call of probe graph ``name`` with its inputs and outputs bound on the device (run() waits for it)."""
         session = ort.InferenceSession(str(PROBES / f"{name}.onnx"), so, providers=[(provider, options)])
         binding = session.io_binding()
         values = {
@@ -270,7 +271,11 @@ def probe(provider: str, threads: int | None) -> Roofs:
             binding.bind_ortvalue_input(item.name, values[item.name])
         for item in session.get_outputs():
             binding.bind_ortvalue_output(item.name, values[item.name])
-        return median_seconds(lambda: session.run_with_iobinding(binding))  # run() waits for the device
+        return lambda: session.run_with_iobinding(binding)
 
-    matmul, n = fastest_matmul(lambda n: seconds("matmul", {"a": (n, n), "b": (n, n), "c": (n, n)}), sizes)
-    return roofs(matmul, n, seconds("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}), nbytes)
+    def square(n: int) -> Callable[[], None]:
+        return bound("matmul", {"a": (n, n), "b": (n, n), "c": (n, n)})
+
+    matmul, n = fastest_matmul(lambda n: median_seconds(square(n)), sizes)
+    copy = median_seconds(bound("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}))
+    return roofs(matmul, n, copy, nbytes, noise(square(NOISE_N)))

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from shufflebench.backends import cache
-from shufflebench.probe import CPU_MATMUL_SIZES, Roofs, fastest_matmul, median_seconds, roofs
+from shufflebench.probe import CPU_MATMUL_SIZES, NOISE_N, Roofs, fastest_matmul, median_seconds, noise, roofs
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -174,7 +174,10 @@ def probe(device: str, threads: int | None, precision: str = "fp32") -> Roofs:
 
     with torch.inference_mode():
         matmul, n = fastest_matmul(product, sizes)
+        a, b = (torch.randn(NOISE_N, NOISE_N, device=device) for _ in range(2))
+        c = torch.empty(NOISE_N, NOISE_N, device=device)
+        floor = noise(lambda: torch.mm(a, b, out=c), sync)
         x = torch.ones(nbytes // 4, device=device)
         y = torch.empty_like(x)
         copy = median_seconds(lambda: y.copy_(x), sync)
-    return roofs(matmul, n, copy, nbytes)
+    return roofs(matmul, n, copy, nbytes, floor)

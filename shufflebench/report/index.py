@@ -228,27 +228,29 @@ def _settings_section(ok: pd.DataFrame) -> list[str]:
         "## Settings compared",
         "",
         "Cells measured twice with one setting changed (shufflebench/report/pairs.py): the speed-up is images/s with "
-        "the change over images/s without it (above 1: the change is faster). A pair is separated when the two "
-        "medians' intervals do not overlap.",
+        "the change over images/s without it (above 1: the change is faster). A pair is told apart when the two "
+        "medians' intervals do not overlap; a speed-up inside them is within noise, and a change none of whose pairs "
+        "is told apart made no difference this device could measure.",
         "",
-        "| backend | change | pairs | geomean speed-up | range | separated |",
+        "| backend | change | pairs | geomean speed-up | range | told apart |",
         "|---|---|---:|---:|---|---:|",
     ]
     for _, s in pairs.summarize(found).iterrows():
+        noise = "" if s["separated"] else " (within noise)"
         lines.append(
-            f"| {s['backend']} | {s['setting']}: {s['before']} -> {s['after']} | {s['pairs']} | {s['geomean']:.2f}x | "
-            f"{s['lowest']:.2f}-{s['highest']:.2f}x | {s['separated']} |"
+            f"| {s['backend']} | {s['setting']}: {s['before']} -> {s['after']} | {s['pairs']} | {s['geomean']:.2f}x"
+            f"{noise} | {s['lowest']:.2f}-{s['highest']:.2f}x | {s['separated']} of {s['pairs']} |"
         )
     shown = found.iloc[np.argsort(-np.abs(np.log(found["speedup"].to_numpy())))]
     lines += [
         "",
-        "| backend | cell | change | ms before | ms after | speed-up | separated |",
-        "|---|---|---|---:|---:|---:|---|",
+        "| backend | cell | change | ms before | ms after | speed-up |",
+        "|---|---|---|---:|---:|---:|",
     ]
     for _, p in shown.head(PAIRS_SHOWN).iterrows():
         lines.append(
             f"| {p['backend']} | {p['cell']} | {p['setting']}: {p['before']} -> {p['after']} | {p['before_ms']:.3f} | "
-            f"{p['after_ms']:.3f} | {p['speedup']:.2f}x | {'yes' if p['separated'] else 'no'} |"
+            f"{p['after_ms']:.3f} | {p['speedup']:.2f}x{'' if p['separated'] else ' (within noise)'} |"
         )
     if len(found) > PAIRS_SHOWN:
         lines.append(f"\nThe {PAIRS_SHOWN} pairs of {len(found)} whose speed-up is furthest from 1.")

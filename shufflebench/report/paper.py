@@ -11,8 +11,10 @@ where the two cells' intervals do not overlap: confirmed when the paper's faster
 contradicted when it is slower beyond them, not told apart otherwise (a cell without an interval, one process, counts
 as its median). Kendall's tau over the pairs told apart, (confirmed - contradicted) / (confirmed + contradicted):
 "holds" when it is at least 0.5 and no row is told apart as faster than the paper's fastest; "partly" when it is above
-0; "does not hold" otherwise; and "not resolved on this device" when no pair could be told apart, naming the pairs. The
-speed ratio of the fastest to the slowest measured row shows how much the design choice matters on this device.
+0; "does not hold" otherwise; and "not resolved on this device (noise floor x%)" when no pair could be told apart,
+naming the pairs: x is the median noise floor of the table's cells (shufflebench.probe), the spread this machine puts
+on any timing, which says why. The speed ratio of the fastest to the slowest measured row shows how much the design
+choice matters on this device.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class TableResult:
     best_to_worst: float | None
     pairs: int = 0  # pairs of rows the paper orders
     unresolved: list[str] = field(default_factory=list)  # those the intervals could not tell apart ("1:1 / 1:2 at x1")
+    noise_floor: float | None = None  # the median noise floor of the table's cells (shufflebench.probe)
 
 
 def build_tables(ok: pd.DataFrame) -> list[TableResult]:
@@ -55,14 +58,15 @@ def build_tables(ok: pd.DataFrame) -> list[TableResult]:
     for table in TABLES:
         rows = ok[ok["workload"] == table.workload]
         for (backend, settings), group in rows.groupby(["backend", rows["cell"].str.rsplit("/", n=1).str[-1]]):
-            platform = platform_of(backend)
-            result = _table(table, group, platform)
+            floor = group["noise_floor"].median() if "noise_floor" in group else None
+            floor = None if floor is None or pd.isna(floor) else float(floor)
+            result = _table(table, group, platform_of(backend), floor)
             if result is not None:
-                results.append(TableResult(table, backend, settings, *result))
+                results.append(TableResult(table, backend, settings, *result, noise_floor=floor))
     return results
 
 
-def _table(table: PaperTable, group: pd.DataFrame, platform: str):
+def _table(table: PaperTable, group: pd.DataFrame, platform: str, floor: float | None):
     column_name, _, _ = UNITS[platform]
     measured: dict[tuple[str, str], float] = {}
     intervals: dict[tuple[str, str], tuple[float, float]] = {}  # of the speed, from the latency's interval
@@ -102,7 +106,8 @@ def _table(table: PaperTable, group: pd.DataFrame, platform: str):
     ratio = max(max(frame[(c, "measured")]) / min(frame[(c, "measured")]) for c in columns)
     pairs = confirmed + contradicted + len(unresolved)
     if not confirmed + contradicted:
-        return frame, "not resolved on this device", None, ratio, pairs, unresolved
+        noise = "" if floor is None else f" (noise floor {floor:.0%})"
+        return frame, f"not resolved on this device{noise}", None, ratio, pairs, unresolved
     tau = (confirmed - contradicted) / (confirmed + contradicted)
     verdict = "holds" if tau >= 0.5 and not fastest_beaten else "partly" if tau > 0 else "does not hold"
     return frame, verdict, tau, ratio, pairs, unresolved
@@ -153,5 +158,8 @@ def to_markdown(result: TableResult) -> str:
     if result.unresolved:
         shown = ", ".join(result.unresolved[:UNRESOLVED_SHOWN])
         more = len(result.unresolved) - UNRESOLVED_SHOWN
-        lines[-1] += f" Not told apart (intervals overlap): {shown}" + (f" and {more} more" if more > 0 else "") + "."
+        noise = "" if result.noise_floor is None else f"; this machine's noise floor is {result.noise_floor:.0%}"
+        lines[-1] += (
+            f" Not told apart (intervals overlap{noise}): {shown}" + (f" and {more} more" if more > 0 else "") + "."
+        )
     return "\n".join(lines)
