@@ -42,6 +42,7 @@ MAX_ADVISED_PROCESSES = 60  # beyond this, more processes are not the answer: th
 # own threads and SHARED_LOAD besides, says the hardware under it is shared (other tenants), not busy.
 NOISE_HIGH = 0.10
 SHARED_LOAD = 0.5
+SHARED_STEAL = 0.01  # CPU time stolen by other guests worth naming in that reason (/proc/stat)
 # Symptoms that shared hardware explains: their advice to close programs is replaced by the shared-hardware reason.
 SHARED_SYMPTOMS = ("spread", "interruptions", "interval")
 
@@ -369,8 +370,8 @@ def _shared_hardware(
         if needed <= MAX_ADVISED_PROCESSES
         else f"more processes will not reach ±{CI_WARN:.0%} ({needed} needed)"
     )
-    steal = floor.get("steal")
-    stolen = f", {steal:.0%} of CPU time stolen by other guests" if steal else ""
+    steal = floor.get("steal") or 0
+    stolen = f", {steal:.0%} of CPU time stolen by other guests" if steal >= SHARED_STEAL else ""
     shared = (
         f"{', '.join(r.split(':')[0] for r in symptoms)}, on shared hardware: the device's noise floor is "
         f"{noise_floor:.0%} (a fixed kernel's p90/p10){stolen} at load {load_avg:.1f} on {cores} cores, so other "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from shufflebench import stats
 from shufflebench.errors import UserError
 from shufflebench.report.compare import compare
 from shufflebench.report import index, pairs
@@ -335,6 +336,21 @@ def test_a_setting_pair_runs_from_the_default_or_the_smaller_value_and_knows_sep
     assert "| torch-cpu | threads: 1 -> 2 | 1 | 1.67x | 1.67-1.67x | 1 of 1 |" in text
     assert "| torch-cpu | malloc: steady -> glibc | 1 | 0.95x (within noise) | 0.95-0.95x | 0 of 1 |" in text
     assert "| 10.000 | 6.000 | 1.67x |" in text and "| 10.000 | 10.500 | 0.95x (within noise) |" in text
+
+
+def test_report_shows_the_noise_floor_and_groups_shared_hardware_under_its_own_advice(tmp_path):
+    folder = make_device(tmp_path / "results", "dev-a")
+    rows = read_rows(folder / "default.csv")
+    shared = "IQR is 21% of the median, on shared hardware: the device's noise floor is 24% (a fixed kernel's p90/p10)"
+    for i, row in enumerate(rows):
+        row["noise_floor"] = 0.20 + 0.01 * i  # median of 0.20 ... 0.27: 24%
+        if row["is_noisy"]:
+            row["noise"] = shared
+    write_rows(folder / "default.csv", rows)
+    text = write_report(load([folder]), "dev-a", tmp_path / "report").read_text()
+    assert "| default | 8 | 8 | 0 | 0 | 2 | 5 | 0.3 | 24% |" in text
+    assert f"| shared | 2 | {stats.CAUSES['shared'][1]} |" in text and "| spread |" not in text
+    assert "closing programs will not help" in stats.CAUSES["shared"][1]
 
 
 def test_report_json_gives_the_cells_verdicts_and_noise_by_cause(tmp_path):

@@ -146,6 +146,8 @@ def test_noise_on_shared_hardware_says_so_instead_of_close_other_programs():
     ):
         usual = summarize(spread, cores=2, threads=1, **kwargs)
         assert "close other programs" in usual.noise and "shared hardware" not in usual.noise
+    unstolen = summarize(spread, load_avg=1.1, cores=2, threads=1, floor={**floor, "steal": 0.003})
+    assert "on shared hardware" in unstolen.noise and "stolen" not in unstolen.noise  # 0.3% is not worth a word
     quiet_cell = summarize([quiet(0.010, seed=i) for i in range(6)], load_avg=1.0, cores=2, threads=1, floor=floor)
     assert not quiet_cell.is_noisy  # a cell the noise did not reach is not flagged for it
 
