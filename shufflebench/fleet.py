@@ -242,7 +242,7 @@ def _measure(
     for plan in plans:
         if plan.probe and not plan.lost:
             end = _on(dask, plan.device, _probe, runner.probe_pairs(plan.cells), sweep.run.timeout).result()
-            for row in runner.finish_probes(plan.rows, end):
+            for row in runner.finish_probes(plan.rows, end, plan.device.meta["cores_logical"]):
                 plan.store.put(row)
     return [row for p in plans for row in p.rows], [p.device.meta["device_id"] for p in plans if p.lost]
 

@@ -95,7 +95,7 @@ def run_sweep(
             measure_cells(todo, context, on_row, launcher, prepared)
             if probing:
                 end = run_probes(probe_pairs(todo), sweep.run.timeout, log, launcher, "end")
-                for row in finish_probes(rows, end):
+                for row in finish_probes(rows, end, meta["cores_logical"]):
                     store.put(row)
         except KeyboardInterrupt as e:
             cut = sum(1 for r in rows if "interrupted" in (r.get("noise") or ""))
@@ -323,9 +323,10 @@ def run_probes(
     return out
 
 
-def finish_probes(rows: list[dict], end: dict[str, dict]) -> list[dict]:
+def finish_probes(rows: list[dict], end: dict[str, dict], cores: int | None = None) -> list[dict]:
     """The run's measured rows with the end probe added, flagged where the roofs moved more than PROBE_DRIFT, their
-    noise floor the larger of the start's and the end's."""
+    noise floor the larger of the start's and the end's; a noisy row whose machine proves shared only by the end probe
+    gets the shared-hardware reason then (shufflebench.stats.shared_hardware)."""
     finished = []
     for row in rows:
         record = row.get("probe")
@@ -333,8 +334,19 @@ def finish_probes(rows: list[dict], end: dict[str, dict]) -> list[dict]:
             continue
         record["end"] = end[record["key"]]
         record["drift"] = round(probe.drift({"k": record["start"]}, {"k": record["end"]}), 4)
-        floors = [r["noise_floor"] for r in (record["start"], record["end"]) if r.get("noise_floor") is not None]
-        row["noise_floor"] = max(floors, default=None)
+        probes = [r for r in (record["start"], record["end"]) if r.get("noise_floor") is not None]
+        if probes:
+            worst = max(probes, key=lambda r: r["noise_floor"])
+            row["noise_floor"] = worst["noise_floor"]
+            reasons = stats.shared_hardware(
+                stats.reasons_of(row["noise"]),
+                row.get("process_medians_ms") or [],
+                row.get("load_avg"),
+                cores,
+                row.get("threads"),
+                worst,
+            )
+            row["noise"] = "; ".join(reasons)
         if record["drift"] > probe.PROBE_DRIFT:
             flag = (
                 f"the {record['key']} roofs moved {record['drift']:.0%} between the start and the end of the run "

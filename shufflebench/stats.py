@@ -342,19 +342,20 @@ def noise_reasons(
     if load_avg is not None and cores and load_avg > cores:
         hint = f", and this cell ran {threads} threads: measure with --threads 1" if threads and threads > 1 else ""
         reasons.append(f"load average {load_avg:.1f} on {cores} cores: other programs were running{hint}")
-    return _shared_hardware(reasons, stats, load_avg, cores, threads, floor)
+    return shared_hardware(reasons, stats["process_medians_ms"], load_avg, cores, threads, floor)
 
 
-def _shared_hardware(
+def shared_hardware(
     reasons: list[str],
-    stats: dict[str, Any],
+    process_medians_ms: list[float],
     load_avg: float | None,
     cores: int | None,
     threads: int | None,
     floor: dict[str, float] | None,
 ) -> list[str]:
     """``reasons`` with the symptoms of shared hardware (SHARED_SYMPTOMS) made one reason that says so and what helps,
-    where the noise floor is above NOISE_HIGH and the load is the cell's own; ``reasons`` unchanged otherwise."""
+    where the noise floor is above NOISE_HIGH and the load is the cell's own; ``reasons`` unchanged otherwise (and
+    where that reason is already there: it holds the symptoms)."""
     noise_floor = (floor or {}).get("noise_floor")
     if noise_floor is None or noise_floor <= NOISE_HIGH or load_avg is None or not cores:
         return reasons
@@ -363,7 +364,7 @@ def _shared_hardware(
     symptoms = [r for r in reasons if cause_of(r) in SHARED_SYMPTOMS]
     if not symptoms:
         return reasons
-    needed = required_processes(stats["process_medians_ms"], width=2 * CI_WARN)
+    needed = required_processes(process_medians_ms, width=2 * CI_WARN)
     processes = (
         f"more processes ({needed} for ±{CI_WARN:.0%}, spread over the sweep so each meets the neighbours at another "
         "moment)"

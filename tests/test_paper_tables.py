@@ -86,6 +86,10 @@ def test_a_verdict_counts_only_the_pairs_whose_intervals_are_apart():
     some = paper.build_tables(_with_intervals(synthetic(table, "cpu", [100.0, 97.0, 80.0, 70.0], "ort-cpu"), 0.02))[0]
     assert some.verdict == "holds" and some.unresolved == ["1:1 / 1:2 at x1"]
     assert "over the 5 of 6 pairs of rows whose intervals are apart" in paper.to_markdown(some)
+    # rows 2% apart at +-3%: only 1:1 / 1:12 told apart, in the paper's order; 1 of 6 pairs is too few for "holds"
+    few = paper.build_tables(_with_intervals(synthetic(table, "cpu", [100.0, 98.0, 96.0, 94.0], "ort-cpu"), 0.03))[0]
+    assert few.verdict == "not resolved on this device" and len(few.unresolved) == 5 and few.mean_tau == 1
+    assert "over the 1 of 6 pairs of rows whose intervals are apart, too few for a verdict" in paper.to_markdown(few)
 
 
 def test_an_unresolved_verdict_names_the_machines_noise_floor():

@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from shufflebench import backends, device, probe, runner
+from shufflebench import backends, device, probe, runner, stats
 from shufflebench.report.load import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,18 @@ def test_a_rows_noise_floor_is_the_larger_of_its_runs_start_and_end():
     row["probe"] = {"key": "ort-cpu/threads=1", "start": start}
     (finished,) = runner.finish_probes([row], {"ort-cpu/threads=1": {**start, "noise_floor": 0.31}})
     assert finished["noise_floor"] == 0.31 and not finished["is_noisy"]  # noise is not drift: the roofs stayed
+
+
+def test_a_machine_that_proves_shared_only_at_the_end_gets_the_shared_hardware_reason_then():
+    start = {"matmul_gflops": 100.0, "bandwidth_gbs": 20.0, "noise_floor": 0.07, "noise_cv": 0.03}
+    spread = "IQR is 18% of the median: close other programs or raise min_time"
+    row = {"status": "ok", "noise": spread, "is_noisy": True, "noise_floor": 0.07, "load_avg": 1.0, "threads": 1}
+    row.update(process_medians_ms=[10.0, 11.0, 9.5, 10.4, 12.0, 9.9])
+    row["probe"] = {"key": "ort-cpu/threads=1", "start": start}
+    (finished,) = runner.finish_probes([row], {"ort-cpu/threads=1": {**start, "noise_floor": 0.26}}, cores=2)
+    (reason,) = stats.reasons_of(finished["noise"])
+    assert reason.startswith("IQR is 18% of the median, on shared hardware: the device's noise floor is 26%")
+    assert "close other programs" not in finished["noise"] and finished["is_noisy"]
 
 
 def test_rows_of_another_machine_are_measured_again():

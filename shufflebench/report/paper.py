@@ -11,9 +11,10 @@ where the two cells' intervals do not overlap: confirmed when the paper's faster
 contradicted when it is slower beyond them, not told apart otherwise (a cell without an interval, one process, counts
 as its median). Kendall's tau over the pairs told apart, (confirmed - contradicted) / (confirmed + contradicted):
 "holds" when it is at least 0.5 and no row is told apart as faster than the paper's fastest; "partly" when it is above
-0; "does not hold" otherwise; and "not resolved on this device (noise floor x%)" when no pair could be told apart,
-naming the pairs: x is the median noise floor of the table's cells (shufflebench.probe), the spread this machine puts
-on any timing, which says why. The speed ratio of the fastest to the slowest measured row shows how much the design
+0; "does not hold" otherwise; and "not resolved on this device (noise floor x%)" when fewer than MIN_TOLD_APART of
+the pairs could be told apart (two pairs of eighteen in the paper's order do not make it hold), naming the pairs: x is
+the median noise floor of the table's cells (shufflebench.probe), the spread this machine puts on any timing, which
+says why. The speed ratio of the fastest to the slowest measured row shows how much the design
 choice matters on this device.
 """
 
@@ -32,6 +33,7 @@ from shufflebench.papers import TABLES, UNITS, PaperTable
 
 
 UNRESOLVED_SHOWN = 6  # pairs named under a table
+MIN_TOLD_APART = 0.5  # the share of a table's ordered pairs that must be told apart for a verdict
 
 
 def platform_of(backend: str) -> str:
@@ -105,10 +107,10 @@ def _table(table: PaperTable, group: pd.DataFrame, platform: str, floor: float |
                 unresolved.append(f"{a} / {b} at {column}")
     ratio = max(max(frame[(c, "measured")]) / min(frame[(c, "measured")]) for c in columns)
     pairs = confirmed + contradicted + len(unresolved)
-    if not confirmed + contradicted:
+    tau = (confirmed - contradicted) / (confirmed + contradicted) if confirmed + contradicted else None
+    if confirmed + contradicted < MIN_TOLD_APART * pairs:
         noise = "" if floor is None else f" (noise floor {floor:.0%})"
-        return frame, f"not resolved on this device{noise}", None, ratio, pairs, unresolved
-    tau = (confirmed - contradicted) / (confirmed + contradicted)
+        return frame, f"not resolved on this device{noise}", tau, ratio, pairs, unresolved
     verdict = "holds" if tau >= 0.5 and not fastest_beaten else "partly" if tau > 0 else "does not hold"
     return frame, verdict, tau, ratio, pairs, unresolved
 
@@ -152,7 +154,8 @@ def to_markdown(result: TableResult) -> str:
         ""
         if result.mean_tau is None
         else f" (Kendall tau against the paper {result.mean_tau:+.2f} over the {told} of {result.pairs} pairs of rows "
-        f"whose intervals are apart, fastest/slowest {result.best_to_worst:.2f}x)"
+        f"whose intervals are apart{', too few for a verdict' if result.verdict.startswith('not resolved') else ''}, "
+        f"fastest/slowest {result.best_to_worst:.2f}x)"
     )
     lines += ["", f"Verdict: **{result.verdict}**{tau}."]
     if result.unresolved:
