@@ -12,7 +12,7 @@ import pandas as pd
 from shufflebench import calibrate, device, papers, predict, probe, stats
 from shufflebench.breakdown import CATEGORIES
 from shufflebench.report import figures, pairs, paper
-from shufflebench.report.load import Loaded, ok_rows, warning_lines
+from shufflebench.report.load import Loaded, best_roofs, ok_rows, warning_lines
 from shufflebench.roofline import EXPLAINED
 
 PAIRS_SHOWN = 24  # pairs listed one by one in the settings section, furthest from no change first
@@ -307,12 +307,7 @@ def _roofline_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
 
 def _library_roofs(measured: pd.DataFrame) -> list[str]:
     """One line per probe key: the device's roofs and the library's own (the best of its runs)."""
-    library: dict[str, dict[str, float]] = {}
-    for record in measured["probe"]:
-        if isinstance(record, dict) and record.get("start"):
-            roofs = library.setdefault(record["key"], {})
-            for roof in ("matmul_gflops", "bandwidth_gbs"):
-                roofs[roof] = max(roofs.get(roof, 0.0), record["start"][roof])
+    library = best_roofs(measured, lambda device_id, key: key)
     lines = []
     for key, roofs in sorted(library.items()):
         peers = measured[measured["probe"].map(lambda r: isinstance(r, dict) and r.get("key") == key)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Hashable
 
 import pandas as pd
 
@@ -138,18 +138,24 @@ def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return with_device_roofs(ok)
 
 
+def best_roofs(rows: pd.DataFrame, group: Callable[[str, str], Hashable]) -> dict[Hashable, dict[str, float]]:
+    """The best start-probe roofs of ``rows`` per ``group(device_id, probe key)``; rows without a probe are left out."""
+    best: dict[Hashable, dict[str, float]] = {}
+    for device_id, record in zip(rows["device_id"], rows["probe"]):
+        if isinstance(record, dict) and record.get("start"):
+            roofs = best.setdefault(group(device_id, record["key"]), {})
+            for roof in ("matmul_gflops", "bandwidth_gbs"):
+                roofs[roof] = max(roofs.get(roof, 0.0), record["start"][roof])
+    return best
+
+
 def with_device_roofs(ok: pd.DataFrame) -> pd.DataFrame:
     """The roofline columns against each device's roofs: the best that any backend's probe reached at a row's thread
     count (on a GPU, its precision) in any run of that device (shufflebench.probe.device_roofs; rows written before
     the roofs were the device's were judged against their own backend's probe)."""
     if "probe" not in ok or ok.empty:
         return ok
-    best: dict[tuple[str, str], dict[str, float]] = {}
-    for device_id, record in zip(ok["device_id"], ok["probe"]):
-        if isinstance(record, dict) and record.get("start"):
-            roofs = best.setdefault((device_id, record["key"].partition("/")[2]), {})
-            for roof in ("matmul_gflops", "bandwidth_gbs"):
-                roofs[roof] = max(roofs.get(roof, 0.0), record["start"][roof])
+    best = best_roofs(ok, lambda device_id, key: (device_id, key.partition("/")[2]))
     columns = []
     for _, row in ok.iterrows():
         record = row["probe"]
