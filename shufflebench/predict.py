@@ -172,12 +172,12 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
     x = np.array([features(r["op_classes"]) for r in usable])
     y = np.array([r["median_ms"] for r in usable])
     k = np.array([kernels(r["op_classes"]) for r in usable])
+    caches = "/".join(sorted({r.get("cache") or "warm" for r in usable}))
+    present = {name for r in usable for name in r["op_classes"]}
+    source = f"{len(usable)} calibration cells, each left out of the fit"
 
     def model(keep: np.ndarray) -> Model:
         coefficients, launch = _fit_launches(x[keep], y[keep], k[keep]) if launches else (_nnls(x[keep], y[keep]), None)
-        caches = "/".join(sorted({r.get("cache") or "warm" for r in usable}))
-        present = {name for r in usable for name in r["op_classes"]}
-        source = f"{len(usable)} calibration cells, each left out of the fit"
         return Model(
             dict(zip(FEATURES, map(float, coefficients))), len(usable), 0.0, math.inf, source, present, caches, launch
         )
