@@ -114,7 +114,7 @@ def _rows_summary(rows: pd.DataFrame) -> list[str]:
         noisy = int(group["is_noisy"].fillna(False).astype(bool).sum())
         settings = group["measure_settings"].dropna()
         s = settings.iloc[0] if len(settings) else {}
-        floors = group["noise_floor"].dropna() if "noise_floor" in group else group["cell"][:0]
+        floors = group.get("noise_floor", pd.Series(dtype=float)).dropna()
         floor = f"{floors.median():.0%}" if len(floors) else "-"
         lines.append(
             f"| {sweep} | {len(group)} | {status.get('ok', 0)} | {status.get('error', 0)} | "
@@ -126,9 +126,9 @@ def _rows_summary(rows: pd.DataFrame) -> list[str]:
         "A cell's median is the median of its process medians, so every process weighs the same; its interval is "
         "the distribution-free one from the order statistics of the process medians, at the level those processes "
         "reach (95% needs 6). Processes that fall into separate modes are listed with the noisy cells. A cell that "
-        "several sweeps measured is shown once, with its latest row. The noise floor is the median of the rows' "
-        "(the machine's own spread: the p90/p10 of a fixed kernel timed in 0.1 s blocks at the start and end of the "
-        "sweep, less one); no cell is known better than it.",
+        "several sweeps measured is shown once, with its latest row. A sweep's noise floor is the median of its rows' "
+        "noise floors, the machine's own spread (the p90/p10 of a fixed kernel timed in 0.1 s blocks at the start "
+        "and end of the sweep, less one): no cell is known better than it.",
     ]
     if (rows["schema_version"] < 2).any():
         lines += [

@@ -14,8 +14,8 @@ as its median). Kendall's tau over the pairs told apart, (confirmed - contradict
 0; "does not hold" otherwise; and "not resolved on this device (noise floor x%)" when fewer than MIN_TOLD_APART of
 the pairs could be told apart (two pairs of eighteen in the paper's order do not make it hold), naming the pairs: x is
 the median noise floor of the table's cells (shufflebench.probe), the spread this machine puts on any timing, which
-says why. The speed ratio of the fastest to the slowest measured row shows how much the design
-choice matters on this device.
+says why. The speed ratio of the fastest to the slowest measured row shows how much the design choice matters on
+this device.
 """
 
 from __future__ import annotations
@@ -107,8 +107,9 @@ def _table(table: PaperTable, group: pd.DataFrame, platform: str, floor: float |
                 unresolved.append(f"{a} / {b} at {column}")
     ratio = max(max(frame[(c, "measured")]) / min(frame[(c, "measured")]) for c in columns)
     pairs = confirmed + contradicted + len(unresolved)
-    tau = (confirmed - contradicted) / (confirmed + contradicted) if confirmed + contradicted else None
-    if confirmed + contradicted < MIN_TOLD_APART * pairs:
+    told = confirmed + contradicted
+    tau = (confirmed - contradicted) / told if told else None
+    if not told or told < MIN_TOLD_APART * pairs:
         noise = "" if floor is None else f" (noise floor {floor:.0%})"
         return frame, f"not resolved on this device{noise}", tau, ratio, pairs, unresolved
     verdict = "holds" if tau >= 0.5 and not fastest_beaten else "partly" if tau > 0 else "does not hold"
