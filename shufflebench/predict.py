@@ -216,6 +216,15 @@ def validate(predicted: list[float], measured: list[float]) -> Validation:
     )
 
 
+def measured_to(row: dict[str, Any], tolerance: float) -> bool:
+    """Whether a cell's own interval of its median (``ci_low_ms`` to ``ci_high_ms``) lies within +-``tolerance`` of
+    the median: only on such a cell can a prediction within ``tolerance`` be told from one within the noise."""
+    low, high, median = row.get("ci_low_ms"), row.get("ci_high_ms"), row["median_ms"]
+    if low is None or high is None or low != low or high != high:  # no interval: None from a CSV, NaN via pandas
+        return False
+    return median * (1 - tolerance) <= low and high <= median * (1 + tolerance)
+
+
 BASELINES = {"FLOPs only": ("flops",), "FLOPs + MAC": ("flops", "mac_bytes")}
 
 

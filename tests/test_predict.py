@@ -257,3 +257,55 @@ def test_a_gpu_model_finds_the_launch_cost_of_cells_too_small_to_fill_the_device
     assert list(model.contributions(small)) == ["launch", "call"]
     cpu = predict.models_for(single_op_cells(np.random.default_rng(6)))[("ort-cpu", 1)]
     assert cpu.launch_ms is None  # a CPU call runs its ops one after the other: no launch term
+
+
+def test_the_report_scores_the_design_and_held_out_networks_and_says_how_many_were_measured_to_10_percent(tmp_path):
+    """A fake device: calibration cells, ten design networks running 1.1x to 1.4x their prediction (the interval), and
+    four held-out networks, of which two run inside that interval; three design networks and one held-out network
+    are measured to +-10% (their own interval lies within +-10% of the median), the others are not."""
+    from shufflebench.report.index import write_report
+    from shufflebench.report.load import load
+
+    def totals(row: dict) -> dict:
+        flops = sum(f for _, f, _ in row["op_classes"].values())
+        return {**row, "flops": flops, "mac": 0, "mac_bytes": sum(b for _, _, b in row["op_classes"].values())}
+
+    def network(workload: str, i: int, factor: float, half_width: float) -> dict:
+        classes = {"conv1x1": [20, 120_000_000 * (i + 1), 8_000_000], "elementwise": [40, 0, 20_000_000 * (i + 1)]}
+        ms = float(true_ms(classes) * factor)
+        return totals(
+            {
+                "sweep": "paper-networks",
+                "status": "ok",
+                "backend": "ort-cpu",
+                "threads": 1,
+                "cell": f"{workload}/width={i}",
+                "workload": workload,
+                "workload_args": {"width": i},
+                "op_classes": classes,
+                "median_ms": ms,
+                "images_per_s": 1e3 / ms,
+                "ci_low_ms": ms * (1 - half_width),
+                "ci_high_ms": ms * (1 + half_width),
+            }
+        )
+
+    cells = single_op_cells(np.random.default_rng(0))
+    calibration = [totals({**r, "cell": f"op/{i}", "workload": "op_conv"}) for i, r in enumerate(cells)]
+    factors = zip(["shufflenet_v2", "mobilenet_v2"] * 5, np.linspace(1.1, 1.4, 10))
+    design = [network(w, i, f, 0.05 if i < 3 else 0.2) for i, (w, f) in enumerate(factors)]
+    held = [network("resnet50", i, f, 0.05 if i == 0 else 0.2) for i, f in enumerate((1.2, 1.3, 0.8, 2.0))]
+    folder = tmp_path / "results" / "dev"
+    write_rows(folder / "calibrate.csv", calibration)
+    write_rows(folder / "paper-networks.csv", design + held)
+    text = write_report(load([folder]), "dev", tmp_path / "report").read_text()
+    assert "| ort-cpu, 1 thread | design (10, 3 measured to ±10%) | predictor | 1.00 |" in text
+    assert "| ort-cpu, 1 thread | held-out (4, 1 measured to ±10%) | FLOPs only |" in text
+    assert "x1.10 to x1.40 the prediction; on the held-out networks it held 2 of 4 (50%)" in text
+
+
+def test_a_cell_is_measured_to_a_tolerance_only_when_its_whole_interval_lies_within_it():
+    assert predict.measured_to({"median_ms": 10.0, "ci_low_ms": 9.1, "ci_high_ms": 10.9}, 0.10)
+    assert not predict.measured_to({"median_ms": 10.0, "ci_low_ms": 9.5, "ci_high_ms": 11.2}, 0.10)  # one side out
+    assert not predict.measured_to({"median_ms": 10.0, "ci_low_ms": None, "ci_high_ms": None}, 0.10)  # no interval
+    assert not predict.measured_to({"median_ms": 10.0, "ci_low_ms": float("nan"), "ci_high_ms": 10.5}, 0.10)
