@@ -34,6 +34,7 @@ from scipy import optimize
 from shufflebench.categories import OP_CLASSES
 
 LEVEL = 0.8  # of the prediction interval
+TOLERANCE = 0.10  # the accuracy a prediction is scored at: within +-10% of the measured median
 MIN_INTERVAL_CELLS = 9  # out-of-sample cells for a finite LEVEL interval: ceil((n + 1) * 0.9) <= n
 # The networks whose prediction errors guided the op classes and the calibration shapes: scored apart from the
 # held-out networks (every other network of the zoo), which no design decision looked at.
@@ -239,7 +240,7 @@ def baseline(fitted_on: list[dict[str, Any]], rows: list[dict[str, Any]], column
     return [float(v) for v in x(rows) @ coefficients]
 
 
-def _key(row: dict[str, Any]) -> tuple[str, int | None]:
+def model_key(row: dict[str, Any]) -> tuple[str, int | None]:
     threads = row.get("threads")  # none on a GPU backend: None from a CSV, NaN from a DataFrame
     return row["backend"], None if threads is None or threads != threads else int(threads)
 
@@ -251,7 +252,7 @@ def calibration_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None],
     for row in rows:
         if row.get("sweep") == "calibrate" and row.get("status") == "ok":
             cache = row.get("cache") if isinstance(row.get("cache"), str) else "warm"
-            groups.setdefault(_key(row), {}).setdefault(cache, []).append(row)
+            groups.setdefault(model_key(row), {}).setdefault(cache, []).append(row)
     return {key: by_cache.get("cold") or by_cache["warm"] for key, by_cache in groups.items()}
 
 
@@ -282,7 +283,7 @@ def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model
             model = fit(group, launches=backends.get(key[0]).on_gpu)
         except ValueError:
             continue
-        networks = [r for r in rows if _key(r) == key and is_network(r, design=True)]
+        networks = [r for r in rows if model_key(r) == key and is_network(r, design=True)]
         if len(networks) >= MIN_INTERVAL_CELLS:
             model = model.calibrated_on(networks, f"{len(networks)} design-set networks (not fitted on)")
         models[key] = model

@@ -309,3 +309,25 @@ def test_a_cell_is_measured_to_a_tolerance_only_when_its_whole_interval_lies_wit
     assert not predict.measured_to({"median_ms": 10.0, "ci_low_ms": 9.5, "ci_high_ms": 11.2}, 0.10)  # one side out
     assert not predict.measured_to({"median_ms": 10.0, "ci_low_ms": None, "ci_high_ms": None}, 0.10)  # no interval
     assert not predict.measured_to({"median_ms": 10.0, "ci_low_ms": float("nan"), "ci_high_ms": 10.5}, 0.10)
+
+
+def test_the_repeatability_sweep_measures_the_calibration_and_every_scored_network_again(tmp_path):
+    import importlib.util
+
+    from shufflebench import config
+
+    spec = importlib.util.spec_from_file_location("repeatability", ROOT / "scripts" / "repeatability.py")
+    repeatability = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(repeatability)
+    repeatability.write(str(tmp_path / "repeat.yaml"))
+
+    def ident(cell: config.Cell) -> tuple:
+        return cell.workload, config.kv(cell.args), cell.backend, cell.settings.get("cache")
+
+    again = {ident(c) for c in config.load(tmp_path / "repeat.yaml").cells}
+    networks = [
+        c for path in repeatability.NETWORK_SWEEPS for c in config.load(path).cells if c.backend.endswith("-cpu")
+    ]
+    assert len(networks) == 2 * 29  # the design networks, Xception and the held-out networks, on both CPU backends
+    assert {ident(c) for c in networks} <= again  # timed warm, as their own sweeps time them
+    assert {ident(c) for c in calibrate.sweep(["torch-cpu", "ort-cpu"]).cells} <= again  # timed cold

@@ -16,7 +16,6 @@ from shufflebench.report.load import Loaded, best_roofs, ok_rows, warning_lines
 from shufflebench.roofline import EXPLAINED
 
 PAIRS_SHOWN = 24  # pairs listed one by one in the settings section, furthest from no change first
-TOLERANCE = 0.10  # the predictor's accuracy target: a prediction within +-10% of the measured median
 
 
 def write_report(loaded: Loaded, device_id: str, out: Path) -> Path:
@@ -342,6 +341,7 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
     if not models:
         return []
     calibration = predict.calibration_rows(records)
+    tolerance = f"±{predict.TOLERANCE:.0%}"
     lines = [
         "## Predicted latency",
         "",
@@ -352,9 +352,9 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         "and the calibration shapes, so their scores are optimistic; and the **held-out** networks (every other "
         "network measured: ResNet, ResNeXt, EfficientNet, DenseNet, Xception), which no design decision looked at. The "
         "two baselines, latency linear in FLOPs and in FLOPs and MAC, are fitted on the same calibration cells and "
-        f"scored on the same cells. A set's cells *measured to ±{TOLERANCE:.0%}* are those whose own interval of the "
-        f"median lies within ±{TOLERANCE:.0%} of it: where few are, a score within ±{TOLERANCE:.0%} says as much about "
-        "this machine's noise as about the model.",
+        f"scored on the same cells. A set's cells *measured to {tolerance}* are those whose own interval of the median "
+        f"lies within {tolerance} of it: where few are, a score within {tolerance} says as much about this machine's "
+        "noise as about the model.",
         "",
         "| backend | set (cells) | model | Spearman rho | RMSPE | within 5% | within 10% | median error |",
         "|---|---|---|---:|---:|---:|---:|---:|",
@@ -377,8 +377,8 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         for name, cells in sets.items():
             if len(cells) < 3:
                 continue
-            precise = sum(predict.measured_to(r, TOLERANCE) for r in cells)
-            set_label = f"{name} ({len(cells)}, {precise} measured to ±{TOLERANCE:.0%})"
+            precise = sum(predict.measured_to(r, predict.TOLERANCE) for r in cells)
+            set_label = f"{name} ({len(cells)}, {precise} measured to {tolerance})"
             measured = [r["median_ms"] for r in cells]
             candidates = {
                 "predictor": [model.predict(r["op_classes"]) for r in cells],

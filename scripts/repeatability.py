@@ -1,0 +1,108 @@
+"""How far a device's own measurements repeat: the bound on any latency predictor's accuracy there.
+
+A prediction can be checked against a measured median only as closely as the median itself repeats. This script
+measures the calibration cells and the design and held-out networks again in one sweep, interleaved (its rounds put
+every cell's processes across the whole sweep), into a separate results folder, and compares them with the device's
+committed rows:
+
+- how often a network's (or calibration cell's) median repeats within +-10% between the two measurements;
+- the predictor fitted on each calibration and scored on each set of networks, so that a calibration measured in the
+  same rounds as the networks can be told from one measured hours apart.
+
+    python scripts/repeatability.py write repeat.yaml          # the interleaved sweep file
+    shufflebench run repeat.yaml --results /tmp/repeat          # about 13 minutes at one thread on 2 cores
+    python scripts/repeatability.py compare /tmp/repeat/<device-id> results/<device-id>
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from shufflebench import calibrate, predict
+
+ROOT = Path(__file__).resolve().parents[1]
+# The sweeps whose networks are measured again: the design networks and Xception, and the other held-out networks.
+NETWORK_SWEEPS = (ROOT / "configs" / "paper" / "networks.yaml", ROOT / "configs" / "held-out.yaml")
+WITHIN = f"within ±{predict.TOLERANCE:.0%}"
+
+
+def write(path: str) -> None:
+    data = calibrate.sweep_data(["torch-cpu", "ort-cpu"])
+    data["sweep"] = "repeatability"
+    data["description"] = "calibration cells and networks interleaved (scripts/repeatability.py)"
+    data["measure"] = {**calibrate.MEASURE, "processes": 4, "max_processes": 4, "min_time": 0.3}
+    for sweep in NETWORK_SWEEPS:  # timed warm, as those sweeps time them
+        data["workloads"] += [
+            {**e, "settings": {"cache": "warm"}} for e in yaml.safe_load(sweep.read_text())["workloads"]
+        ]
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _rows(folder: str) -> list[dict[str, Any]]:
+    """A folder's rows, its calibration cells under the sweep name the predictor looks for."""
+    from shufflebench.report.load import load
+
+    rows = load([Path(folder)]).rows.to_dict("records")
+    for row in rows:
+        if str(row["workload"]).startswith("op_"):
+            row["sweep"] = calibrate.NAME
+    return rows
+
+
+def _spread(ratios: list[float], what: str) -> str:
+    """How many ``what`` the ratios cover, the share of them within the predictor's tolerance of 1, and their range."""
+    r = np.array(ratios)
+    within = np.mean(np.abs(r - 1) <= predict.TOLERANCE)
+    return f"{len(r)} {what}, {within:.0%} {WITHIN}, ratios {r.min():.2f} to {r.max():.2f}"
+
+
+def _agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
+    """The medians of the cells measured in both, as ratios a / b."""
+    other = {(r["workload"], str(r["workload_args"]), r["backend"]): r["median_ms"] for r in b}
+    keys = [(r["workload"], str(r["workload_args"]), r["backend"]) for r in a]
+    return _spread([r["median_ms"] / other[k] for r, k in zip(a, keys) if k in other], "cells")
+
+
+def compare(again: str, committed: str) -> None:
+    rows = {"again": _rows(again), "committed": _rows(committed)}
+    calibrations = {name: predict.calibration_rows(r) for name, r in rows.items()}
+    for key in sorted(calibrations["again"], key=str):
+        print(f"{key[0]}, {key[1]} thread")
+        networks = {
+            name: [r for r in measured if predict.model_key(r) == key and any(predict.is_network(r, d) for d in (1, 0))]
+            for name, measured in rows.items()
+        }
+        print(f"  network medians, again / committed: {_agreement(networks['again'], networks['committed'])}")
+        cells = (calibrations["again"][key], calibrations["committed"][key])
+        print(f"  calibration medians, again / committed: {_agreement(*cells)}")
+        models = {name: predict.fit(calibrations[name][key]) for name in rows}
+        ratios = [
+            models["again"].predict(r["op_classes"]) / models["committed"].predict(r["op_classes"])
+            for r in networks["committed"]
+        ]
+        print(f"  predictions from the two calibrations, again / committed: {_spread(ratios, 'networks')}")
+        for fitted, model in models.items():
+            for scored in ("again", "committed"):
+                for design in (True, False):
+                    scored_cells = [r for r in networks[scored] if predict.is_network(r, design)]
+                    v = predict.validate(
+                        [model.predict(r["op_classes"]) for r in scored_cells], [r["median_ms"] for r in scored_cells]
+                    )
+                    print(
+                        f"  calibration {fitted:9s} networks {scored:9s} {'design' if design else 'held-out':8s} "
+                        f"({v.cells}): {WITHIN} {v.within_10:.0%}, median error {v.median_error:.1%}"
+                    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "write":
+        write(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "compare":
+        compare(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)
