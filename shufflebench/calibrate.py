@@ -2,12 +2,12 @@
 
 Single-op workloads (shufflebench/blocks/calibration.py) at shapes drawn, with a fixed seed, from the ranges the
 registered networks run their ops at: 16 to 1024 channels at 7 to 112 pixels, large channel counts at small sizes as in
-the networks (tensors of 8 K to 2 M elements). Every class of op the predictor tells apart is covered: 1x1, kxk,
-depthwise and grouped convolutions and the stem, element-wise ops, concatenation, the shuffle, max, average and global
-pools, linear layers. It is an ordinary sweep (``calibrate`` in the results folder: resumable, one row per cell,
-exportable as a bundle for a board). At one thread on a 2-core zen3 VM it took about 4 minutes preparing its 70
-workloads the first time (cached after that), and measuring its 280 worker runs 2.6 minutes warm and 3.4 cold (each
-call after an L2 eviction, the default: shufflebench/backends/cache.py).
+the networks (tensors of 8 K to 2 M elements). Every class of op the predictor tells apart is covered: 1x1 (also
+widening and narrowing few channels), kxk, depthwise and grouped convolutions and the stem, element-wise ops,
+concatenation, the shuffle, max, average and global pools, linear layers. It is an ordinary sweep (``calibrate`` in the
+results folder: resumable, one row per cell, exportable as a bundle for a board). At one thread on a 2-core zen3 VM it
+took about 3-4 minutes preparing its 76 workloads the first time (cached after that), and measuring its 304 worker
+runs 3.5 minutes cold (each call after an L2 eviction, the default: shufflebench/backends/cache.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ NETWORK_WIDTHS = (58, 116, 232, 464)  # ShuffleNet V2 1x's branch widths: not a 
 ELEMENTS = (2**13, 2**21)  # c * hw * hw of the shapes drawn
 BN_EXTRA = 4  # batch-norm cells beyond the one every element-wise op gets
 STEMS = 5  # 3 x 3 stems drawn from the networks' widths and resolutions, beside ResNet's 7 x 7
+POINTWISE = 6  # widening and narrowing 1x1 cells, of few channels
+POINTWISE_CHANNELS = (8, 16, 24, 32, 48, 64)
 MAX_MACS = 1.5e9  # multiply-adds per cell, so that no cell takes more than a few seconds
 MEASURE = {"processes": 2, "max_processes": 2, "min_time": 0.2, "warmup_time": 0.1, "seed": 0, "probe": True}
 NAME = "calibrate"
@@ -70,6 +72,12 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0, cache: str 
     for c, resolution in rng.sample([(c, r) for c in (16, 24, 32, 48) for r in (128, 160, 192, 224)], STEMS):
         workloads.append(_entry("op_stem", c=c, resolution=resolution))
     workloads.append(_entry("op_stem", c=64, resolution=224, k=7))  # ResNet's
+    # 1x1 convolutions that widen and narrow few channels on large images, as MobileNet v2's and EfficientNet's units
+    # do: the c -> c cells above are all wide enough to be bound by their FLOPs, so they cannot fit a 1x1's cost per
+    # op and per byte (ShuffleNet and MobileNet's profiles ran their narrow 1x1s 1.4-1.5x slower than that fit).
+    pointwise = [(c, e, hw) for c in POINTWISE_CHANNELS for e in (4, 6) for hw in SIZES if fits(c * e, hw)]
+    for c, expand, hw in rng.sample(pointwise, POINTWISE):
+        workloads.append(_entry("op_pointwise", c=c, hw=hw, expand=expand))
     return {
         "sweep": NAME,
         "description": f"latency predictor calibration, generated (seed {seed}) by shufflebench/calibrate.py",

@@ -12,7 +12,7 @@ device showed them for that class. Classes that do no arithmetic (element-wise, 
 views, allocations and others only a per-op cost.
 
 The fit is scipy's non-negative least squares on relative errors (each calibration cell weighs 1 / its latency), so
-a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 70 calibration cells per backend and
+a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 76 calibration cells per backend and
 about 35 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
 these features adds up over a network's ops by construction. The calibration times each op with the L2 evicted
 (``cache: cold``), as it runs inside a network.
@@ -169,7 +169,7 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
     ``launches`` (a GPU backend): a cell takes the longer of its summed op costs and a launch per kernel."""
     usable = [r for r in rows if r.get("op_classes") and r.get("median_ms") and known(r["op_classes"])]
     if len(usable) < 10:
-        raise ValueError(f"{len(usable)} calibration cells with op classes; run `shufflebench calibrate` (70)")
+        raise ValueError(f"{len(usable)} calibration cells with op classes; run `shufflebench calibrate` (76)")
     x = np.array([features(r["op_classes"]) for r in usable])
     y = np.array([r["median_ms"] for r in usable])
     k = np.array([kernels(r["op_classes"]) for r in usable])

@@ -27,6 +27,7 @@ EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "g3": {"structure": "4-fragment-parallel", "c": 64, "hw": 28},
     "g4": {"c": 64, "hw": 28},
     "op_conv": {"c": 16, "hw": 14, "k": 3, "groups": 4},
+    "op_pointwise": {"c": 8, "hw": 14, "expand": 4},
     "op_elementwise": {"op": "hardswish", "c": 16, "hw": 14},
     "op_concat": {"c": 16, "hw": 14},
     "op_shuffle": {"c": 16, "hw": 14},

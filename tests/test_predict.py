@@ -150,15 +150,31 @@ def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
     data = calibrate.sweep_data(["torch-cpu", "ort-cpu"])
     assert data == calibrate.sweep_data(["torch-cpu", "ort-cpu"])  # seeded: the same sweep every time
     sweep = calibrate.sweep(["torch-cpu", "ort-cpu"])
-    assert sweep.name == "calibrate" and 100 <= len(sweep.cells) <= 140 and sweep.run.processes == 2
+    assert sweep.name == "calibrate" and 140 <= len(sweep.cells) <= 160 and sweep.run.processes == 2
     convs = [c.args for c in sweep.cells if c.workload == "op_conv"]
     assert any(a["k"] == 1 and a["groups"] == 1 for a in convs) and any(a["k"] > 1 and a["groups"] == 1 for a in convs)
     assert any(a["groups"] == a["c"] for a in convs) and any(1 < a["groups"] < a["c"] for a in convs)
     workloads = {c.workload for c in sweep.cells}
-    assert workloads == {"op_conv", "op_elementwise", "op_concat", "op_shuffle", "op_pool", "op_stem", "op_linear"}
+    assert workloads == {
+        "op_conv",
+        "op_pointwise",
+        "op_elementwise",
+        "op_concat",
+        "op_shuffle",
+        "op_pool",
+        "op_stem",
+        "op_linear",
+    }
     for cell in sweep.cells:
         c, hw = cell.args.get("c"), cell.args.get("hw", 1)
-        assert 16 <= c <= 1280 and 8192 <= c * hw * hw <= 2**21 or cell.workload in ("op_linear", "op_stem")
+        widest = c * cell.args.get("expand", 1)  # a pointwise cell's widened tensor
+        assert 8192 <= widest * hw * hw <= 2**21 or cell.workload in ("op_linear", "op_stem")
+        assert 16 <= c <= 1280 or cell.workload == "op_pointwise" and c >= 8
+    pointwise = build("op_pointwise", c=8, hw=56, expand=6).module  # widens and narrows in turn, as MobileNet v2 does
+    assert [(m.in_channels, m.out_channels, m.kernel_size) for m in pointwise] == [
+        (8, 48, (1, 1)),
+        (48, 8, (1, 1)),
+    ] * 2 + [(8, 48, (1, 1))]
 
 
 def test_the_calibration_cells_cover_every_op_class_the_networks_run():

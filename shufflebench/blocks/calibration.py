@@ -1,10 +1,10 @@
 """Single-op workloads for the latency predictor's calibration sweep (shufflebench.calibrate, shufflebench.predict).
 
 Each stacks one kind of op ``repeat`` times at one shape, so that a cell's time is the op's time (times ``repeat``)
-plus the fixed cost of one call: convolutions (1x1, kxk, depthwise, grouped), element-wise ops (add, multiply, the
-activations the networks use, batch norm), a split-and-concatenate, the channel shuffle and linear layers. Shapes are
-preserved from one op to the next (stride 1, same padding), so the ops chain. Pools and a network's first
-convolution (the stem, on the RGB image) run once, as the networks run them.
+plus the fixed cost of one call: convolutions (1x1, kxk, depthwise, grouped; 1x1 also widening and narrowing in
+turn), element-wise ops (add, multiply, the activations the networks use, batch norm), a split-and-concatenate, the
+channel shuffle and linear layers. Shapes are preserved from one op to the next (stride 1, same padding), so the ops
+chain. Pools and a network's first convolution (the stem, on the RGB image) run once, as the networks run them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ def op_conv(
     """``repeat`` convolutions c -> c, k x k, ``groups`` groups (``groups = c``: depthwise), no bias."""
     require(c % groups == 0, f"groups={groups} must divide c={c}")
     convs = [nn.Conv2d(c, c, k, padding=k // 2, groups=groups, bias=False) for _ in range(repeat)]
+    return nn.Sequential(*convs), (c, hw, hw)
+
+
+@register_workload
+def op_pointwise(*, c: int, hw: int, expand: int = 6, repeat: int = 5) -> tuple[nn.Module, tuple[int, int, int]]:
+    """``repeat`` 1x1 convolutions that widen c -> c * ``expand`` and narrow back in turn, no bias: the expansion and
+    projection of MobileNet v2's and EfficientNet's units, few channels on large images."""
+    widths = [c if i % 2 == 0 else c * expand for i in range(repeat + 1)]
+    convs = [nn.Conv2d(a, b, 1, bias=False) for a, b in zip(widths, widths[1:])]
     return nn.Sequential(*convs), (c, hw, hw)
 
 
