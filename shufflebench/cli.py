@@ -353,9 +353,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
         parts = model.contributions(classes)
         top = ", ".join(f"{name} {100 * t / ms:.0f}%" for name, t in list(parts.items())[:3] if ms)
         where = backend if threads is None else f"{backend} ({threads} thread{'s' if threads > 1 else ''})"
+        note = f"interval from {model.interval_from}"
+        if not low <= ms <= high:  # the cells the interval came from all ran slower (or all faster) than predicted
+            note += f"; they ran x{model.ratio_low:.2f} to x{model.ratio_high:.2f} their prediction: read the interval"
         print(
             f"  {where:<26} {ms:9.3f} ms  {predict.LEVEL:.0%} interval {low:.3f} to {high:.3f} ms  mostly {top}\n"
-            f"  {'':<26} (interval from {model.interval_from})"
+            f"  {'':<26} ({note})"
         )
 
 

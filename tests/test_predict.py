@@ -228,6 +228,33 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
         assert "(interval from 60 calibration cells, each left out of the fit)" in out.stdout
         assert ("torch-cpu (1 thread)" in out.stdout) == (args[0] != "m.onnx")  # an .onnx file: ONNX Runtime only
         assert len(lines) >= 2
+    # design networks that all ran 1.2x to 1.5x their prediction: the interval lies above the point, and says so
+    network = {"conv1x1": [20, 120_000_000, 8_000_000], "elementwise": [40, 0, 20_000_000]}
+    slower = [
+        {
+            **rows[0],
+            "backend": "ort-cpu",
+            "sweep": "paper-networks",
+            "cell": f"net-{i}",
+            "workload": w,
+            "op_classes": network,
+            "median_ms": float(true_ms(network) * f),
+        }
+        for i, (w, f) in enumerate(zip(["shufflenet_v2", "mobilenet_v2"] * 5, np.linspace(1.2, 1.5, 10)))
+    ]
+    write_rows(folder / "paper-networks.csv", slower)
+    out = subprocess.run(
+        [sys.executable, "-m", "shufflebench.cli", "predict", "m.onnx"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (
+        "(interval from 10 design-set networks (not fitted on); they ran x1.20 to x1.50 their prediction" in out.stdout
+    )
     missing = subprocess.run(
         [sys.executable, "-m", "shufflebench.cli", "predict", "g4", "c=8", "--results", "nowhere"],
         capture_output=True,
