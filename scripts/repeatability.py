@@ -74,7 +74,11 @@ def compare(again: str, committed: str) -> None:
     for key in sorted(calibrations["again"], key=str):
         print(f"{key[0]}, {key[1]} thread")
         networks = {
-            name: [r for r in measured if predict.model_key(r) == key and any(predict.is_network(r, d) for d in (1, 0))]
+            name: [
+                r
+                for r in measured
+                if predict.model_key(r) == key and any(predict.is_network(r, d) for d in (True, False))
+            ]
             for name, measured in rows.items()
         }
         print(f"  network medians, again / committed: {_agreement(networks['again'], networks['committed'])}")

@@ -74,7 +74,7 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0, cache: str 
     workloads.append(_entry("op_stem", c=64, resolution=224, k=7))  # ResNet's
     # 1x1 convolutions that widen and narrow few channels on large images, as MobileNet v2's and EfficientNet's units
     # do: the c -> c cells above are all wide enough to be bound by their FLOPs, so they cannot fit a 1x1's cost per
-    # op and per byte (ShuffleNet and MobileNet's profiles ran their narrow 1x1s 1.4-1.5x slower than that fit).
+    # op and per byte (in ONNX Runtime's profile of MobileNet v2 0.4x its narrow 1x1s took 1.5x what that fit said).
     pointwise = [(c, e, hw) for c in POINTWISE_CHANNELS for e in (4, 6) for hw in SIZES if fits(c * e, hw)]
     for c, expand, hw in rng.sample(pointwise, POINTWISE):
         workloads.append(_entry("op_pointwise", c=c, hw=hw, expand=expand))
