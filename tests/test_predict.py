@@ -212,16 +212,19 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
     torch.onnx.export(
         torch.nn.Conv2d(3, 4, 3).eval(), (torch.randn(1, 3, 16, 16),), str(tmp_path / "m.onnx"), dynamo=False
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for args in (["mine:small", "width=16", "--input-shape", "3x32x32"], ["m.onnx"]):
-        out = subprocess.run(
+
+    def predict_cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
             [sys.executable, "-m", "shufflebench.cli", "predict", *args],
             capture_output=True,
             text=True,
             timeout=300,
             cwd=tmp_path,
-            env=env,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
+
+    for args in (["mine:small", "width=16", "--input-shape", "3x32x32"], ["m.onnx"]):
+        out = predict_cli(*args)
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
         assert "ort-cpu (1 thread)" in out.stdout and " ms  80% interval " in out.stdout
@@ -243,26 +246,12 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
         for i, (w, f) in enumerate(zip(["shufflenet_v2", "mobilenet_v2"] * 5, np.linspace(1.2, 1.5, 10)))
     ]
     write_rows(folder / "paper-networks.csv", slower)
-    out = subprocess.run(
-        [sys.executable, "-m", "shufflebench.cli", "predict", "m.onnx"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=env,
-    )
+    out = predict_cli("m.onnx")
     assert out.returncode == 0, out.stderr
     assert (
         "(interval from 10 design-set networks (not fitted on); they ran x1.20 to x1.50 their prediction" in out.stdout
     )
-    missing = subprocess.run(
-        [sys.executable, "-m", "shufflebench.cli", "predict", "g4", "c=8", "--results", "nowhere"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=env,
-    )
+    missing = predict_cli("g4", "c=8", "--results", "nowhere")
     assert missing.returncode == 2 and "run `shufflebench calibrate`" in missing.stderr
 
 
