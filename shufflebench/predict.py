@@ -169,7 +169,7 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
     ``launches`` (a GPU backend): a cell takes the longer of its summed op costs and a launch per kernel."""
     usable = [r for r in rows if r.get("op_classes") and r.get("median_ms") and known(r["op_classes"])]
     if len(usable) < 10:
-        raise ValueError(f"{len(usable)} calibration cells with op classes; run `shufflebench calibrate` (76)")
+        raise ValueError(f"{len(usable)} calibration cells with op classes; run `shufflebench calibrate`")
     x = np.array([features(r["op_classes"]) for r in usable])
     y = np.array([r["median_ms"] for r in usable])
     k = np.array([kernels(r["op_classes"]) for r in usable])
@@ -212,7 +212,7 @@ def validate(predicted: list[float], measured: list[float]) -> Validation:
         spearman=float(stats.spearmanr(p, m).statistic) if len(m) > 2 else math.nan,
         rmspe=float(np.sqrt(np.mean(relative**2))),
         within_5=float(np.mean(np.abs(relative) <= 0.05)),
-        within_10=float(np.mean(np.abs(relative) <= 0.10)),
+        within_10=float(np.mean(np.abs(relative) <= TOLERANCE)),
         median_error=float(np.median(np.abs(relative))),
     )
 
