@@ -10,8 +10,9 @@ ways and summed by op class:
   call (not timed), so that weights and input come from the L3 or from memory.
 
 It also prints the run's wall time against the sum of its nodes' profiled times (what the runtime spends between
-nodes). For torch it times the network against the sum of its leaf modules, each timed alone warm and cold on the
-input it received in the network. Run it with the heap a torch worker has (the ``malloc: steady`` setting):
+nodes). On torch every ATen op the network dispatches is timed the same three ways, inside the network by a dispatch
+mode around the kernel call, in rounds interleaved with plain runs of the network. Run it with the heap a torch worker
+has (the ``malloc: steady`` setting):
 ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296
 python scripts/network_gap.py [shufflenet_v2 width=1.0]``.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 CALLS = 100
+ROUNDS = 9  # torch: rounds of the network run plainly, with its ops timed inside, and its ops alone
 
 
 def _flush_buffers() -> dict[str, np.ndarray]:
@@ -38,10 +40,10 @@ def _flush_buffers() -> dict[str, np.ndarray]:
     return {level: np.zeros(4 * caches[level] * 1024 // 8) for level in ("l2", "l3")}
 
 
-def _median_call(call, flush: np.ndarray | None, overhead: float = 0.0) -> float:
-    """Median seconds of one call over CALLS calls less ``overhead``, the buffer written before each when given."""
+def _median_call(call, flush: np.ndarray | None, overhead: float = 0.0, calls: int = CALLS) -> float:
+    """Median seconds of one call over ``calls`` calls less ``overhead``, the buffer written before each when given."""
     times = []
-    for _ in range(CALLS if flush is None or flush.nbytes < 2**24 else CALLS // 4):
+    for _ in range(calls if flush is None or flush.nbytes < 2**24 else max(calls // 4, 1)):
         if flush is not None:
             flush += 1.0
         start = time.perf_counter()
@@ -50,7 +52,8 @@ def _median_call(call, flush: np.ndarray | None, overhead: float = 0.0) -> float
     return statistics.median(times)
 
 
-def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> None:
+def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[float, dict[str, list[float]]]:
+    """The run's microseconds and, per op class, [in network, alone warm, L2 evicted, L3 evicted, nodes]."""
     import onnx
     import onnxruntime as ort
 
@@ -93,7 +96,7 @@ def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> None:
         for i, buffer in enumerate((None, flush["l2"], flush["l3"]), 1):
             row[i] += _median_call(lambda: alone.run(None, feed), buffer, overhead) * 1e6
         row[4] += 1
-    _print(f"{name} {args} on ort-cpu, one thread", run * 1e6, totals, "sum of profiled nodes")
+    return run * 1e6, totals
 
 
 def _ort_call_overhead() -> float:
@@ -108,50 +111,71 @@ def _ort_call_overhead() -> float:
     return _median_call(lambda: session.run(None, feed), None)
 
 
-def torch_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> None:
+def torch_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[float, dict[str, list[float]]]:
+    """The ATen ops a torch network dispatches, each timed inside the network (a dispatch mode times the kernel call
+    and nothing of its own) and alone on the same arguments, in ROUNDS interleaved with plain runs of the network, so
+    that the machine's drift falls on both sides alike. Returns what ort_gap returns."""
     import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
 
+    from shufflebench import cost
     from shufflebench.blocks import registry
+
+    class Timed(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's signature)
+            kwargs = kwargs or {}
+            start = time.perf_counter()
+            out = func(*args, **kwargs)
+            self.calls.append((func, args, kwargs, out, time.perf_counter() - start - overhead))
+            return out
 
     torch.set_num_threads(1)
     built = registry.build(name, **args)
-    module = built.module
-    x = torch.randn(1, *built.sample_shape)
-    seen: list[tuple[torch.nn.Module, torch.Tensor]] = []
-    hooks = [
-        m.register_forward_pre_hook(lambda m, inputs: seen.append((m, inputs[0])))
-        for m in module.modules()
-        if not list(m.children())
-    ]
-    with torch.inference_mode():
+    module, x = built.module.eval(), torch.randn(1, *built.sample_shape)
+    runs, inside, alone = [], [], []
+    with torch.no_grad():  # as the cost counter runs it: the dispatch mode sees the kernels, not composite ops
         module(x)
-        for h in hooks:
-            h.remove()
-        run = _median_call(lambda: module(x), None)
-        identity, one = torch.nn.Identity(), torch.zeros(1)
-        overhead = _median_call(lambda: identity(one), None)
-        totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0])
-        for leaf, given in seen:
-            row = totals[type(leaf).__name__]
-            for i, buffer in enumerate((None, flush["l2"], flush["l3"]), 1):
-                row[i] += _median_call(lambda: leaf(given), buffer, overhead) * 1e6
-            row[4] += 1
-    _print(f"{name} {args} on torch-cpu, one thread (leaf modules)", run * 1e6, totals, None)
+        one = torch.zeros(1)
+        overhead = _median_call(lambda: torch.ops.aten.alias.default(one), None)  # calling an op from Python
+        for _ in range(ROUNDS):
+            runs.append(_median_call(lambda: module(x), None, calls=5))
+            timed = Timed()
+            with timed:
+                module(x)
+            inside.append([c[-1] for c in timed.calls])
+            alone.append(
+                [
+                    [
+                        _median_call(lambda: func(*a, **kw), buffer, overhead, calls=3)
+                        for buffer in (None, flush["l2"], flush["l3"])
+                    ]
+                    for func, a, kw, _, _ in timed.calls
+                ]
+            )
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0])
+    for i, (func, a, kw, out, _) in enumerate(timed.calls):
+        row = totals[cost.op_cost(func, a, kw, out, "").op_class]
+        row[0] += statistics.median(r[i] for r in inside) * 1e6
+        for level in range(3):
+            row[level + 1] += statistics.median(r[i][level] for r in alone) * 1e6
+        row[4] += 1
+    return statistics.median(runs) * 1e6, totals
 
 
-def _print(title: str, run_us: float, totals: dict, profiled: str | None) -> None:
+def _print(title: str, run_us: float, totals: dict, inside: str) -> None:
     print(f"\n{title}: the whole run {run_us:.0f} us")
     print("microseconds per run; alone: the op by itself, its call overhead subtracted, warm or after evicting a level")
     print(f"{'class':18} {'nodes':>5} {'in network':>11} {'alone warm':>11} {'L2 evicted':>11} {'L3 evicted':>11}")
     sums = np.zeros(4)
     for name, (*times, n) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
         sums += times
-        shown = f"{times[0]:11.0f}" if profiled else f"{'':>11}"
-        print(f"{name:18} {n:5.0f} {shown} " + " ".join(f"{t:11.0f}" for t in times[1:]))
-    shown = f"{sums[0]:11.0f}" if profiled else f"{'':>11}"
-    print(f"{'total':18} {'':5} {shown} " + " ".join(f"{t:11.0f}" for t in sums[1:]))
-    if profiled:
-        print(f"{profiled}: {sums[0]:.0f} us of the run's {run_us:.0f} us ({sums[0] / run_us:.0%})")
+        print(f"{name:18} {n:5.0f} " + " ".join(f"{t:11.0f}" for t in times))
+    print(f"{'total':18} {'':5} " + " ".join(f"{t:11.0f}" for t in sums))
+    print(f"{inside}: {sums[0]:.0f} us of the run's {run_us:.0f} us ({sums[0] / run_us:.0%})")
     print("sums alone as a share of the whole run: " + ", ".join(f"{t / run_us:.0%}" for t in sums[1:]))
 
 
@@ -160,5 +184,5 @@ if __name__ == "__main__":
     args = dict(a.split("=") for a in sys.argv[2:]) or {"width": "1.0"}
     args = {k: float(v) if "." in v else int(v) if v.isdigit() else v for k, v in args.items()}
     flush = _flush_buffers()
-    ort_gap(name, args, flush)
-    torch_gap(name, args, flush)
+    _print(f"{name} {args} on ort-cpu, one thread", *ort_gap(name, args, flush), "sum of profiled nodes")
+    _print(f"{name} {args} on torch-cpu, one thread", *torch_gap(name, args, flush), "sum of its ops timed inside")

@@ -343,14 +343,20 @@ def test_a_cell_is_measured_to_a_tolerance_only_when_its_whole_interval_lies_wit
     assert not predict.measured_to({"median_ms": 10.0, "ci_low_ms": float("nan"), "ci_high_ms": 10.5}, 0.10)
 
 
-def test_the_repeatability_sweep_measures_the_calibration_and_every_scored_network_again(tmp_path):
+def _script(name: str):  # noqa: ANN202 (a module)
+    """A script of scripts/ imported as a module."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_repeatability_sweep_measures_the_calibration_and_every_scored_network_again(tmp_path):
     from shufflebench import config
 
-    spec = importlib.util.spec_from_file_location("repeatability", ROOT / "scripts" / "repeatability.py")
-    repeatability = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(repeatability)
+    repeatability = _script("repeatability")
     repeatability.write(str(tmp_path / "repeat.yaml"))
 
     def ident(cell: config.Cell) -> tuple:
@@ -363,3 +369,19 @@ def test_the_repeatability_sweep_measures_the_calibration_and_every_scored_netwo
     assert len(networks) == 2 * 29  # the design networks, Xception and the held-out networks, on both CPU backends
     assert {ident(c) for c in networks} <= again  # timed warm, as their own sweeps time them
     assert {ident(c) for c in calibrate.sweep(["torch-cpu", "ort-cpu"]).cells} <= again  # timed cold
+
+
+def test_the_network_gap_times_every_torch_op_of_a_network_inside_it_and_alone(monkeypatch):
+    from shufflebench import cost
+    from shufflebench.blocks import registry
+
+    gap = _script("network_gap")
+    monkeypatch.setattr(gap, "ROUNDS", 2)
+    args = {"c": 32, "hw": 8}  # ten ResNet bottleneck units: 1x1 and 3x3 convolutions, ReLUs and adds
+    run_us, totals = gap.torch_gap("g4", args, {level: np.zeros(512) for level in ("l2", "l3")})
+
+    built = registry.build("g4", **args)
+    counted = cost.count(built.module.eval(), (1, *built.sample_shape)).by_class()
+    assert {name: row[4] for name, row in totals.items()} == {name: ops for name, (ops, _, _) in counted.items()}
+    assert {"conv1x1", "convkxk", "elementwise"} <= set(totals)  # the predictor's classes, not the op kinds
+    assert run_us > 0 and all(np.isfinite(row[:4]).all() for row in totals.values())
