@@ -85,6 +85,7 @@ class Model:
     ratio_low: float
     ratio_high: float
     interval_from: str
+    ratios: int  # out-of-sample ratios the interval's bounds came from
     fitted_classes: set[str] = field(default_factory=set)  # classes the calibration cells had
     cache: str = "warm"  # how the calibration cells were timed
     launch_ms: float | None = None  # on a GPU: the host's cost of launching one kernel
@@ -122,18 +123,26 @@ class Model:
         """This model with its interval from ``rows`` (measured cells it was not fitted on)."""
         ratios = [r["median_ms"] / self.predict(r["op_classes"]) for r in rows]
         low, high = conformal(ratios)
-        return replace(self, ratio_low=low, ratio_high=high, interval_from=source)
+        return replace(self, ratio_low=low, ratio_high=high, interval_from=source, ratios=len(ratios))
 
 
 def conformal(ratios: list[float], level: float = LEVEL) -> tuple[float, float]:
-    """Split-conformal bounds on measured / predicted from out-of-sample ratios: the ceil((n + 1) q)-th smallest for
-    each tail q = (1 - level) / 2, so that a new cell like these falls inside with probability at least ``level``
+    """Split-conformal bounds on measured / predicted from out-of-sample ratios: the k-th smallest and largest, k =
+    ceil((n + 1) (1 + level) / 2), so that a new cell like these falls inside with probability at least ``level``
     (infinite where n is too small for the level)."""
     ordered, n = np.sort(ratios), len(ratios)
     k = math.ceil((n + 1) * (1 + level) / 2)
     if k > n:
         return 0.0, math.inf
     return float(ordered[n - k]), float(ordered[k - 1])
+
+
+def coverage(n: int, level: float = LEVEL) -> float:
+    """The probability that ``conformal``'s bounds from n ratios hold a new cell exchangeable with them: (2k - n - 1)
+    / (n + 1), at least ``level`` and above it where n is small, as order statistics round up (16 ratios give 88% for
+    an 80% interval, 76 give 82%); 1 where the bounds are infinite."""
+    k = math.ceil((n + 1) * (1 + level) / 2)
+    return 1.0 if k > n else (2 * k - n - 1) / (n + 1)
 
 
 def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -180,7 +189,15 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
     def model(keep: np.ndarray) -> Model:
         coefficients, launch = _fit_launches(x[keep], y[keep], k[keep]) if launches else (_nnls(x[keep], y[keep]), None)
         return Model(
-            dict(zip(FEATURES, map(float, coefficients))), len(usable), 0.0, math.inf, source, present, caches, launch
+            dict(zip(FEATURES, map(float, coefficients))),
+            len(usable),
+            0.0,
+            math.inf,
+            source,
+            len(usable),
+            present,
+            caches,
+            launch,
         )
 
     everything = model(np.ones(len(y), bool))

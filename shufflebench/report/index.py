@@ -399,7 +399,9 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         )
         notes.append(
             f"{label}: the {predict.LEVEL:.0%} prediction interval, from {model.interval_from}, is "
-            f"x{model.ratio_low:.2f} to x{model.ratio_high:.2f} the prediction; {coverage}. Calibrated {model.cache}."
+            f"x{model.ratio_low:.2f} to x{model.ratio_high:.2f} the prediction, and holds a new cell like those "
+            f"{model.ratios} with probability {predict.coverage(model.ratios):.0%} (the order statistics of "
+            f"{model.ratios} ratios round {predict.LEVEL:.0%} up); {coverage}. Calibrated {model.cache}."
         )
         cells = mine[mine["series"].isin([*papers.GUIDELINE_WORKLOADS, "networks"]) & (mine["sweep"] != calibrate.NAME)]
         cells = cells[cells["op_classes"].map(predict.known)]
