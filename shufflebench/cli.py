@@ -353,7 +353,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
         parts = model.contributions(classes)
         top = ", ".join(f"{name} {100 * t / ms:.0f}%" for name, t in list(parts.items())[:3] if ms)
         where = backend if threads is None else f"{backend} ({threads} thread{'s' if threads > 1 else ''})"
-        note = f"interval from {model.interval_from}"
+        note = (
+            f"interval from {model.interval_from}: {predict.coverage(model.ratios):.0%} of cells like those fall in it"
+        )
         if not low <= ms <= high:  # the cells the interval came from all ran slower (or all faster) than predicted
             note += f"; they ran x{model.ratio_low:.2f} to x{model.ratio_high:.2f} their prediction: read the interval"
         print(

@@ -236,7 +236,10 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
         assert "ort-cpu (1 thread)" in out.stdout and " ms  80% interval " in out.stdout
-        assert "(interval from 60 calibration cells, each left out of the fit)" in out.stdout
+        assert (
+            "(interval from 60 calibration cells, each left out of the fit: 80% of cells like those fall in it)"
+            in out.stdout
+        )
         assert ("torch-cpu (1 thread)" in out.stdout) == (args[0] != "m.onnx")  # an .onnx file: ONNX Runtime only
         assert len(lines) >= 2
     # design networks that all ran 1.2x to 1.5x their prediction: the interval lies above the point, and says so
@@ -257,7 +260,8 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
     out = predict_cli("m.onnx")
     assert out.returncode == 0, out.stderr
     assert (
-        "(interval from 10 design-set networks (not fitted on); they ran x1.20 to x1.50 their prediction" in out.stdout
+        "(interval from 10 design-set networks (not fitted on): 82% of cells like those fall in it; "
+        "they ran x1.20 to x1.50 their prediction" in out.stdout
     )
     missing = predict_cli("g4", "c=8", "--results", "nowhere")
     assert missing.returncode == 2 and "run `shufflebench calibrate`" in missing.stderr
