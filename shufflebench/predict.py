@@ -131,7 +131,7 @@ def conformal(ratios: list[float], level: float = LEVEL) -> tuple[float, float]:
     ceil((n + 1) (1 + level) / 2), so that a new cell like these falls inside with probability at least ``level``
     (infinite where n is too small for the level)."""
     ordered, n = np.sort(ratios), len(ratios)
-    k = math.ceil((n + 1) * (1 + level) / 2)
+    k = _rank(n, level)
     if k > n:
         return 0.0, math.inf
     return float(ordered[n - k]), float(ordered[k - 1])
@@ -141,8 +141,13 @@ def coverage(n: int, level: float = LEVEL) -> float:
     """The probability that ``conformal``'s bounds from n ratios hold a new cell exchangeable with them: (2k - n - 1)
     / (n + 1), at least ``level`` and above it where n is small, as order statistics round up (16 ratios give 88% for
     an 80% interval, 76 give 82%); 1 where the bounds are infinite."""
-    k = math.ceil((n + 1) * (1 + level) / 2)
+    k = _rank(n, level)
     return 1.0 if k > n else (2 * k - n - 1) / (n + 1)
+
+
+def _rank(n: int, level: float) -> int:
+    """The order statistic, counted from either end, that bounds a split-conformal interval at ``level`` from n."""
+    return math.ceil((n + 1) * (1 + level) / 2)
 
 
 def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -190,14 +195,14 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
         coefficients, launch = _fit_launches(x[keep], y[keep], k[keep]) if launches else (_nnls(x[keep], y[keep]), None)
         return Model(
             dict(zip(FEATURES, map(float, coefficients))),
-            len(usable),
-            0.0,
-            math.inf,
-            source,
-            len(usable),
-            present,
-            caches,
-            launch,
+            cells=len(usable),
+            ratio_low=0.0,
+            ratio_high=math.inf,
+            interval_from=source,
+            ratios=len(usable),
+            fitted_classes=present,
+            cache=caches,
+            launch_ms=launch,
         )
 
     everything = model(np.ones(len(y), bool))
