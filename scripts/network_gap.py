@@ -52,8 +52,12 @@ def _median_call(call, flush: np.ndarray | None, overhead: float = 0.0, calls: i
     return statistics.median(times)
 
 
-def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[float, dict[str, list[float]]]:
-    """The run's microseconds and, per op class, [in network, alone warm, L2 evicted, L3 evicted, nodes]."""
+Gap = tuple[float, dict[str, list[float]], dict[str, list[int]]]
+
+
+def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> Gap:
+    """The run's microseconds; per op class, microseconds [in network, alone warm, L2 evicted, L3 evicted]; and the
+    graph as the predictor sees it, {class: [ops, FLOPs, bytes]}."""
     import onnx
     import onnxruntime as ort
 
@@ -61,6 +65,7 @@ def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[float,
     from shufflebench.backends.ort_backend import session_options
     from shufflebench.blocks import registry
     from shufflebench.breakdown import node_times
+    from shufflebench.categories import aggregate_classes
     from shufflebench.export import export
 
     built = registry.build(name, **args)
@@ -77,7 +82,7 @@ def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[float,
     overhead = _ort_call_overhead()
     initializers = {i.name: i for i in optimized.graph.initializer}
     by_name = {n.name: n for n in optimized.graph.node}
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0])
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     for node in nodes:
         proto = by_name[node["node"]]
         feeds = [i for i in proto.input if i and i not in initializers]
@@ -95,8 +100,7 @@ def ort_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[float,
         row[0] += node["time_us"]
         for i, buffer in enumerate((None, flush["l2"], flush["l3"]), 1):
             row[i] += _median_call(lambda: alone.run(None, feed), buffer, overhead) * 1e6
-        row[4] += 1
-    return run * 1e6, totals
+    return run * 1e6, totals, aggregate_classes((n["op_class"], n["flops"], n["mac_bytes"]) for n in nodes)
 
 
 def _ort_call_overhead() -> float:
@@ -111,7 +115,7 @@ def _ort_call_overhead() -> float:
     return _median_call(lambda: session.run(None, feed), None)
 
 
-def torch_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[float, dict[str, list[float]]]:
+def torch_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> Gap:
     """The ATen ops a torch network dispatches, each timed inside the network (a dispatch mode times the kernel call
     and nothing of its own) and alone on the same arguments, in ROUNDS interleaved with plain runs of the network, so
     that the machine's drift falls on both sides alike. Returns what ort_gap returns."""
@@ -120,6 +124,7 @@ def torch_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[floa
 
     from shufflebench import cost
     from shufflebench.blocks import registry
+    from shufflebench.categories import aggregate_classes
 
     class Timed(TorchDispatchMode):
         def __init__(self) -> None:
@@ -156,27 +161,40 @@ def torch_gap(name: str, args: dict, flush: dict[str, np.ndarray]) -> tuple[floa
                     for func, a, kw, _, _ in timed.calls
                 ]
             )
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0])
-    for i, (func, a, kw, out, _) in enumerate(timed.calls):
-        row = totals[cost.op_cost(func, a, kw, out, "").op_class]
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    costs = [cost.op_cost(func, a, kw, out, "") for func, a, kw, out, _ in timed.calls]
+    for i, op in enumerate(costs):
+        row = totals[op.op_class]
         row[0] += statistics.median(r[i] for r in inside) * 1e6
         for level in range(3):
             row[level + 1] += statistics.median(r[i][level] for r in alone) * 1e6
-        row[4] += 1
-    return statistics.median(runs) * 1e6, totals
+    return statistics.median(runs) * 1e6, totals, aggregate_classes((o.op_class, o.flops, o.mac_bytes) for o in costs)
 
 
-def _print(title: str, run_us: float, totals: dict, inside: str) -> None:
+def predicted_us(backend: str, classes: dict[str, list[int]]) -> dict[str, float]:
+    """Microseconds per class (and the call) that this device's fitted predictor sums for the graph, one thread;
+    empty where the device has no calibration of that backend in results/."""
+    from shufflebench import device, predict, results
+
+    model = predict.models_for(results.device_rows(Path("results") / device.collect()["device_id"])).get((backend, 1))
+    return {} if model is None else {k: v * 1e3 for k, v in model.contributions(classes).items()}
+
+
+def _print(title: str, gap: Gap, predicted: dict[str, float], inside: str) -> None:
+    run_us, totals, classes = gap
     print(f"\n{title}: the whole run {run_us:.0f} us")
     print("microseconds per run; alone: the op by itself, its call overhead subtracted, warm or after evicting a level")
-    print(f"{'class':18} {'nodes':>5} {'in network':>11} {'alone warm':>11} {'L2 evicted':>11} {'L3 evicted':>11}")
-    sums = np.zeros(4)
-    for name, (*times, n) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
-        sums += times
-        print(f"{name:18} {n:5.0f} " + " ".join(f"{t:11.0f}" for t in times))
+    print("predicted: the sum of ops of the predictor fitted on results/<device id>/ (before its network factor)")
+    head = ("in network", "alone warm", "L2 evicted", "L3 evicted", "predicted")
+    print(f"{'class':18} {'nodes':>5} " + " ".join(f"{h:>11}" for h in head))
+    sums = np.zeros(5)
+    for name in sorted(totals, key=lambda k: -totals[k][2]) + ["call"] * ("call" in predicted):
+        times = [*totals.get(name, [0.0] * 4), predicted.get(name, np.nan)]
+        sums += np.nan_to_num(times)
+        print(f"{name:18} {classes.get(name, [0])[0]:5} " + " ".join(f"{t:11.0f}" for t in times))
     print(f"{'total':18} {'':5} " + " ".join(f"{t:11.0f}" for t in sums))
     print(f"{inside}: {sums[0]:.0f} us of the run's {run_us:.0f} us ({sums[0] / run_us:.0%})")
-    print("sums alone as a share of the whole run: " + ", ".join(f"{t / run_us:.0%}" for t in sums[1:]))
+    print("sums alone, and predicted, as a share of the whole run: " + ", ".join(f"{t / run_us:.0%}" for t in sums[1:]))
 
 
 if __name__ == "__main__":
@@ -184,5 +202,9 @@ if __name__ == "__main__":
     args = dict(a.split("=") for a in sys.argv[2:]) or {"width": "1.0"}
     args = {k: float(v) if "." in v else int(v) if v.isdigit() else v for k, v in args.items()}
     flush = _flush_buffers()
-    _print(f"{name} {args} on ort-cpu, one thread", *ort_gap(name, args, flush), "sum of profiled nodes")
-    _print(f"{name} {args} on torch-cpu, one thread", *torch_gap(name, args, flush), "sum of its ops timed inside")
+    for backend, gap, inside in (
+        ("ort-cpu", ort_gap, "sum of profiled nodes"),
+        ("torch-cpu", torch_gap, "sum of its ops timed inside"),
+    ):
+        measured = gap(name, args, flush)
+        _print(f"{name} {args} on {backend}, one thread", measured, predicted_us(backend, measured[2]), inside)

@@ -328,9 +328,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
             f"{calibration}: no calibration of this device; run `shufflebench calibrate` (or `make calibrate`, about "
             "7 minutes) first"
         )
-    from shufflebench import backends, predict, workloads
+    from shufflebench import backends, predict, results, workloads
 
-    models = predict.models_for(_results_rows(calibration.parent))
+    models = predict.models_for(results.device_rows(calibration.parent))
     runs = (lambda b: backends.get(b).needs_onnx) if workloads.is_onnx(args.name) else (lambda b: True)
     wanted = [(b, t) for b, t in models if (not args.backend or b in args.backend) and runs(b)]
     if not wanted:
@@ -348,33 +348,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
             raise
         except Exception as e:  # noqa: BLE001 - a workload that cannot be built or exported: say which and why
             raise UserError(f"{args.name}: cannot build it for {backend}: {type(e).__name__}: {_first(e)}") from None
-        ms = model.predict(classes)
+        network = predict.whole_network(args.name)
+        ms = model.predict(classes, network)
         low, high = model.interval(ms)
         parts = model.contributions(classes)
-        top = ", ".join(f"{name} {100 * t / ms:.0f}%" for name, t in list(parts.items())[:3] if ms)
+        summed = sum(parts.values())
+        top = ", ".join(f"{name} {100 * t / summed:.0f}%" for name, t in list(parts.items())[:3] if summed)
         where = backend if threads is None else f"{backend} ({threads} thread{'s' if threads > 1 else ''})"
         note = (
             f"interval from {model.interval_from}: {predict.coverage(model.ratios):.0%} of cells like those fall in it"
         )
-        if not low <= ms <= high:  # the cells the interval came from all ran slower (or all faster) than predicted
-            note += f"; they ran x{model.ratio_low:.2f} to x{model.ratio_high:.2f} their prediction: read the interval"
+        if network and model.network_factor != 1.0:
+            note = f"the sum of its ops x{model.network_factor:.2f}, this device's network factor; {note}"
         print(
             f"  {where:<26} {ms:9.3f} ms  {predict.LEVEL:.0%} interval {low:.3f} to {high:.3f} ms  mostly {top}\n"
             f"  {'':<26} ({note})"
         )
-
-
-def _results_rows(folder: Path) -> list[dict[str, Any]]:
-    """Every results row of a device folder (the sweeps' files; side files such as breakdown.csv have no cells)."""
-    from shufflebench.results import read_rows
-
-    rows = []
-    for path in sorted(folder.glob("*.csv")):
-        try:
-            rows += read_rows(path)
-        except UserError:
-            continue
-    return rows
 
 
 def cmd_fleet_run(args: argparse.Namespace) -> int:

@@ -17,9 +17,15 @@ about 35 coefficients, each with a meaning that can be checked against the probe
 these features adds up over a network's ops by construction. The calibration times each op with the L2 evicted
 (``cache: cold``), as it runs inside a network.
 
+A whole network runs slower than the sum of its ops timed alone: each of its ops follows different ones (other
+kernels, other weights, other shapes), where a calibration cell repeats one op and a guideline block repeats one
+unit. So a whole network's prediction is the sum times a network factor, the median of measured / summed over the
+design-set networks (DESIGN) this device measured; each design network is scored with the factor of the others.
+
 A prediction's interval is split-conformal at LEVEL: from the ratios measured / predicted on cells the model was not
-fitted on, the design-set networks (DESIGN) where this device measured them, else the calibration cells left out one
-at a time. The report scores it on the held-out networks, which nothing in the predictor's design looked at.
+fitted on, the design-set networks (each against the factor of the others) where this device measured them, else the
+calibration cells left out one at a time. The report scores both on the held-out networks, which nothing in the
+predictor's design looked at.
 """
 
 from __future__ import annotations
@@ -57,6 +63,14 @@ def known(classes: dict[str, list[int]]) -> bool:
     return all(name in OP_CLASSES for name in classes)
 
 
+def whole_network(workload: str) -> bool:
+    """Whether a workload is a whole network, whose prediction carries the network factor: the zoo's networks and a
+    model of the user's (an import path or an .onnx file); guideline blocks and calibration ops are not."""
+    from shufflebench import papers, workloads
+
+    return papers.series(workload) == "networks" or workloads.is_onnx(workload) or workloads.is_import_path(workload)
+
+
 def kernels(classes: dict[str, list[int]]) -> int:
     """The ops of a graph that run a kernel (every class but views)."""
     return sum(ops for name, (ops, _, _) in classes.items() if name != "view")
@@ -77,8 +91,9 @@ def features(classes: dict[str, list[int]]) -> np.ndarray:
 
 @dataclass
 class Model:
-    """Milliseconds per unit of each feature, fitted on ``cells`` calibration cells, and the interval's bounds as
-    ratios measured / predicted (``interval_from`` says which cells gave them)."""
+    """Milliseconds per unit of each feature, fitted on ``cells`` calibration cells; the network factor a whole
+    network's sum is multiplied by; and the interval's bounds as ratios measured / predicted (``interval_from`` says
+    which cells gave them)."""
 
     coefficients: dict[str, float]
     cells: int
@@ -89,9 +104,19 @@ class Model:
     fitted_classes: set[str] = field(default_factory=set)  # classes the calibration cells had
     cache: str = "warm"  # how the calibration cells were timed
     launch_ms: float | None = None  # on a GPU: the host's cost of launching one kernel
+    network_factor: float = 1.0  # a whole network's measured / summed: the median over the design networks
+    factor_without: dict[str, float] = field(default_factory=dict)  # per design network cell: the others' factor
 
-    def predict(self, classes: dict[str, list[int]]) -> float:
-        return max(self._sum(classes), self._launches(classes))
+    def predict(self, classes: dict[str, list[int]], network: bool = False) -> float:
+        """Milliseconds for a graph; ``network``: a whole network's, with the network factor."""
+        return max(self._sum(classes), self._launches(classes)) * (self.network_factor if network else 1.0)
+
+    def predict_row(self, row: dict[str, Any]) -> float:
+        """A measured row's prediction, out of sample: a whole network's with the network factor, a design network's
+        with the factor of the other design networks, which it did not set."""
+        if not whole_network(row["workload"]):
+            return self.predict(row["op_classes"])
+        return self.factor_without.get(row["cell"], self.network_factor) * self.predict(row["op_classes"])
 
     def _sum(self, classes: dict[str, list[int]]) -> float:
         return float(features(classes) @ np.array([self.coefficients[f] for f in FEATURES]))
@@ -105,8 +130,8 @@ class Model:
         return self._launches(classes) > self._sum(classes)
 
     def contributions(self, classes: dict[str, list[int]]) -> dict[str, float]:
-        """Milliseconds by class (and the call) that make up a prediction, largest first; for a launch-bound cell,
-        the call and the launches."""
+        """Milliseconds by class (and the call) that make up the sum a prediction is (before any network factor),
+        largest first; for a launch-bound cell, the call and the launches."""
         if self.launch_bound(classes):
             return {"launch": self._launches(classes) - self.coefficients["call"], "call": self.coefficients["call"]}
         x = dict(zip(FEATURES, features(classes)))
@@ -119,11 +144,22 @@ class Model:
         """The LEVEL prediction interval around a prediction."""
         return predicted_ms * self.ratio_low, predicted_ms * self.ratio_high
 
-    def calibrated_on(self, rows: list[dict[str, Any]], source: str) -> Model:
-        """This model with its interval from ``rows`` (measured cells it was not fitted on)."""
-        ratios = [r["median_ms"] / self.predict(r["op_classes"]) for r in rows]
-        low, high = conformal(ratios)
-        return replace(self, ratio_low=low, ratio_high=high, interval_from=source, ratios=len(ratios))
+    def calibrated_on(self, networks: list[dict[str, Any]]) -> Model:
+        """This model with its network factor and interval from design networks measured on the device: the factor
+        is the median of their ratios measured / summed, the interval split-conformal on each network's ratio to the
+        factor of the others (out of sample, as the held-out networks are)."""
+        ratios = np.array([r["median_ms"] / self.predict(r["op_classes"]) for r in networks])
+        without = [float(np.median(np.delete(ratios, i))) for i in range(len(ratios))]
+        low, high = conformal(list(ratios / without))
+        return replace(
+            self,
+            network_factor=float(np.median(ratios)),
+            factor_without={r["cell"]: f for r, f in zip(networks, without)},
+            ratio_low=low,
+            ratio_high=high,
+            interval_from=f"{len(networks)} design-set networks, each against the network factor of the others",
+            ratios=len(networks),
+        )
 
 
 def conformal(ratios: list[float], level: float = LEVEL) -> tuple[float, float]:
@@ -294,9 +330,10 @@ def is_network(row: dict[str, Any], design: bool) -> bool:
 
 
 def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model]:
-    """A model per (backend, threads) from a device's rows: fitted on its calibration cells, its interval from the
-    design-set networks measured with that backend and thread count where there are at least MIN_INTERVAL_CELLS, from
-    the calibration cells otherwise. Pairs with too few calibration cells are left out."""
+    """A model per (backend, threads) from a device's rows: fitted on its calibration cells, its network factor and
+    interval from the design-set networks measured with that backend and thread count where there are at least
+    MIN_INTERVAL_CELLS (no factor, and the interval from the calibration cells, otherwise). Pairs with too few
+    calibration cells are left out."""
     from shufflebench import backends
 
     models = {}
@@ -307,7 +344,7 @@ def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model
             continue
         networks = [r for r in rows if model_key(r) == key and is_network(r, design=True)]
         if len(networks) >= MIN_INTERVAL_CELLS:
-            model = model.calibrated_on(networks, f"{len(networks)} design-set networks (not fitted on)")
+            model = model.calibrated_on(networks)
         models[key] = model
     return models
 

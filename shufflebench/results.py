@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from shufflebench import backends
+from shufflebench.errors import UserError
 from shufflebench.roofline import Roofline
 from shufflebench.stats import Summary
 
@@ -293,6 +294,17 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return read_table(path)[0]
 
 
+def device_rows(folder: Path) -> list[dict[str, Any]]:
+    """Every results row of a device folder (the sweeps' files; side files such as breakdown.csv have no cells)."""
+    rows = []
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            rows += read_rows(path)
+        except UserError:
+            continue
+    return rows
+
+
 def read_table(path: Path, required: str = "cell") -> tuple[list[dict[str, Any]], list[str]]:
     """Rows of a results CSV with numbers, booleans and JSON columns decoded, and the lines that could not be read.
 
@@ -303,7 +315,6 @@ def read_table(path: Path, required: str = "cell") -> tuple[list[dict[str, Any]]
     Raises:
         UserError: not a results file (no ``required`` column), not text, or rows of a newer schema.
     """
-    from shufflebench.errors import UserError
 
     # Line by line: bytes that are not text (a disk error, a stray write) spoil their own lines, not the file. They are
     # kept as they were (surrogate escapes) for the .corrupt file.

@@ -106,25 +106,40 @@ def test_the_conformal_interval_from_too_few_ratios_has_no_bounds():
     assert predict.coverage(16) == pytest.approx(15 / 17)  # the 16 design networks: the lowest and highest ratio
 
 
-def test_the_interval_comes_from_the_design_networks_and_the_cold_calibration_is_preferred():
+def test_the_network_factor_and_the_interval_come_from_the_design_networks_each_left_out():
     cold = single_op_cells(np.random.default_rng(0))
     warm = [{**r, "cache": "warm", "median_ms": 2 * r["median_ms"]} for r in cold]
     cold = [{**r, "cache": "cold"} for r in cold]
     assert predict.calibration_rows(warm + cold)[("ort-cpu", 1)] == cold
     network = {"conv1x1": [20, 120_000_000, 8_000_000], "elementwise": [40, 0, 20_000_000], "view": [30, 0, 0]}
-    # design networks run 1.1x to 1.4x their prediction on this fake device; ResNet is held out and never used
+    # design networks run 1.1x to 1.4x the sum of their ops on this fake device; ResNet is held out and never used
+    factors = np.linspace(1.1, 1.4, 10)
     designs = [
-        {**cold[0], "sweep": "paper-networks", "workload": w, "op_classes": network, "median_ms": true_ms(network) * f}
-        for w, f in zip(["shufflenet_v2", "mobilenet_v2"] * 5, np.linspace(1.1, 1.4, 10))
+        {**cold[0], "sweep": "paper-networks", "cell": f"{w}/{i}", "workload": w, "op_classes": network}
+        | {"median_ms": true_ms(network) * f}
+        for i, (w, f) in enumerate(zip(["shufflenet_v2", "mobilenet_v2"] * 5, factors))
     ]
-    held = {**designs[0], "workload": "resnet50", "median_ms": 100.0}
+    held = {**designs[0], "cell": "resnet50/0", "workload": "resnet50", "median_ms": 100.0}
+    block = {**designs[0], "cell": "g1/0", "workload": "g1"}
     assert predict.is_network(designs[0], design=True) and predict.is_network(held, design=False)
     model = predict.models_for(warm + cold + designs + [held])[("ort-cpu", 1)]
     assert model.cache == "cold" and model.interval_from.startswith("10 design-set networks")
-    low, high = model.interval(1.0)
-    assert low == pytest.approx(1.1, rel=1e-3) and high == pytest.approx(1.4, rel=1e-3)
+    assert model.network_factor == pytest.approx(1.25, rel=1e-3)  # the median, not fitted on the held-out network
+    summed = true_ms(network)
+    assert model.predict(network) == pytest.approx(summed, rel=1e-3)
+    assert model.predict(network, network=True) == pytest.approx(1.25 * summed, rel=1e-3)
+    assert model.predict_row(held) == pytest.approx(1.25 * summed, rel=1e-3)
+    assert model.predict_row(block) == pytest.approx(summed, rel=1e-3)  # a block is not a whole network
+    # the slowest design network is predicted with the factor of the other nine, which it did not pull up
+    slowest = np.median(factors[:-1])
+    assert model.predict_row(designs[-1]) == pytest.approx(slowest * summed, rel=1e-3)
+    low, high = model.interval(1.0)  # ten left-out ratios: the interval is their lowest and highest
+    assert low == pytest.approx(1.1 / np.median(factors[1:]), rel=1e-3)
+    assert high == pytest.approx(1.4 / slowest, rel=1e-3)
     alone = predict.models_for(cold)[("ort-cpu", 1)]
-    assert alone.interval_from.startswith("60 calibration cells")
+    assert alone.interval_from.startswith("60 calibration cells") and alone.network_factor == 1.0
+    assert predict.whole_network("model.onnx") and predict.whole_network("my.models:net")
+    assert not predict.whole_network("g3") and not predict.whole_network("op_conv")
 
 
 def test_rows_of_an_older_op_vocabulary_are_left_out_of_the_fit():
@@ -242,7 +257,7 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
         )
         assert ("torch-cpu (1 thread)" in out.stdout) == (args[0] != "m.onnx")  # an .onnx file: ONNX Runtime only
         assert len(lines) >= 2
-    # design networks that all ran 1.2x to 1.5x their prediction: the interval lies above the point, and says so
+    # design networks that all ran 1.2x to 1.5x the sum of their ops: a model of the user's is a whole network too
     network = {"conv1x1": [20, 120_000_000, 8_000_000], "elementwise": [40, 0, 20_000_000]}
     slower = [
         {
@@ -257,12 +272,14 @@ def test_predict_on_an_import_path_and_on_an_onnx_file(tmp_path):
         for i, (w, f) in enumerate(zip(["shufflenet_v2", "mobilenet_v2"] * 5, np.linspace(1.2, 1.5, 10)))
     ]
     write_rows(folder / "paper-networks.csv", slower)
+    summed = float(out.stdout.split("ort-cpu (1 thread)")[1].split()[0])  # the last run: m.onnx, no factor yet
     out = predict_cli("m.onnx")
     assert out.returncode == 0, out.stderr
     assert (
-        "(interval from 10 design-set networks (not fitted on): 82% of cells like those fall in it; "
-        "they ran x1.20 to x1.50 their prediction" in out.stdout
+        "(the sum of its ops x1.35, this device's network factor; interval from 10 design-set networks, each against "
+        "the network factor of the others: 82% of cells like those fall in it)" in out.stdout
     )
+    assert float(out.stdout.split("ort-cpu (1 thread)")[1].split()[0]) == pytest.approx(1.35 * summed, abs=2e-3)
     missing = predict_cli("g4", "c=8", "--results", "nowhere")
     assert missing.returncode == 2 and "run `shufflebench calibrate`" in missing.stderr
 
@@ -304,9 +321,10 @@ def test_a_gpu_model_finds_the_launch_cost_of_cells_too_small_to_fill_the_device
 
 
 def test_the_report_scores_the_design_and_held_out_networks_and_says_how_many_were_measured_to_10_percent(tmp_path):
-    """A fake device: calibration cells, ten design networks running 1.1x to 1.4x their prediction (the interval), and
-    four held-out networks, of which two run inside that interval; three design networks and one held-out network
-    are measured to +-10% (their own interval lies within +-10% of the median), the others are not."""
+    """A fake device: calibration cells, ten design networks running 1.1x to 1.4x the sum of their ops (a network
+    factor of 1.25), and four held-out networks, of which two run inside the interval; three design networks and one
+    held-out network are measured to +-10% (their own interval lies within +-10% of the median), the others are
+    not."""
     from shufflebench.report.index import write_report
     from shufflebench.report.load import load
 
@@ -343,10 +361,14 @@ def test_the_report_scores_the_design_and_held_out_networks_and_says_how_many_we
     write_rows(folder / "calibrate.csv", calibration)
     write_rows(folder / "paper-networks.csv", design + held)
     text = write_report(load([folder]), "dev", tmp_path / "report").read_text()
-    assert "| ort-cpu, 1 thread | design (10, 3 measured to ±10%) | predictor | 1.00 |" in text
+    # each design network against the factor of the other nine: within 10% for 7 of them; their sums for 1 (1.1x)
+    assert "| ort-cpu, 1 thread | design (10, 3 measured to ±10%) | predictor | 1.00 | 9.0% | 20% | 70% |" in text
+    assert "| ort-cpu, 1 thread | design (10, 3 measured to ±10%) | sum of ops | 1.00 | 20.5% | 0% | 10% |" in text
     assert "| ort-cpu, 1 thread | held-out (4, 1 measured to ±10%) | FLOPs only |" in text
+    assert "| blocks" not in text  # no guideline block was measured
+    assert "network factor x1.25, the median of 10 design networks' measured / summed (x1.23 to x1.27" in text
     assert (
-        "x1.10 to x1.40 the prediction, and holds a new cell like those 10 with probability 82% (the order statistics "
+        "x0.87 to x1.14 the prediction, and holds a new cell like those 10 with probability 82% (the order statistics "
         "of 10 ratios round 80% up); on the held-out networks it held 2 of 4 (50%)"
     ) in text
 
@@ -393,10 +415,9 @@ def test_the_network_gap_times_every_torch_op_of_a_network_inside_it_and_alone(m
     gap = _script("network_gap")
     monkeypatch.setattr(gap, "ROUNDS", 2)
     args = {"c": 32, "hw": 8}  # ten ResNet bottleneck units: 1x1 and 3x3 convolutions, ReLUs and adds
-    run_us, totals = gap.torch_gap("g4", args, {level: np.zeros(512) for level in ("l2", "l3")})
+    run_us, totals, classes = gap.torch_gap("g4", args, {level: np.zeros(512) for level in ("l2", "l3")})
 
     built = registry.build("g4", **args)
-    counted = cost.count(built.module.eval(), (1, *built.sample_shape)).by_class()
-    assert {name: row[4] for name, row in totals.items()} == {name: ops for name, (ops, _, _) in counted.items()}
-    assert {"conv1x1", "convkxk", "elementwise"} <= set(totals)  # the predictor's classes, not the op kinds
-    assert run_us > 0 and all(np.isfinite(row[:4]).all() for row in totals.values())
+    assert classes == cost.count(built.module.eval(), (1, *built.sample_shape)).by_class()  # what the predictor sums
+    assert set(totals) == set(classes) >= {"conv1x1", "convkxk", "elementwise"}  # the predictor's classes, not kinds
+    assert run_us > 0 and all(np.isfinite(row).all() and len(row) == 4 for row in totals.values())

@@ -347,7 +347,11 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         "",
         "A per-backend model fitted on the calibration sweep's single-op cells only (`shufflebench calibrate`; "
         "shufflebench/predict.py): a fixed cost per call plus, per class of op in the graph the backend runs, a cost "
-        "per op, per FLOP and per byte. It is scored on cells it was not fitted on, in three sets: the blocks of "
+        "per op, per FLOP and per byte. A whole network runs slower than that sum of its ops (each op follows other "
+        "kernels, weights and shapes, where a calibration cell repeats one op and a block one unit), so a network's "
+        "prediction is the sum times a *network factor*, the median of measured / summed over the design networks; "
+        "each design network is scored with the factor of the others, and the *sum of ops* rows show the networks "
+        "without it. It is scored on cells it was not fitted on, in three sets: the blocks of "
         "Tables 1-4; the **design** networks (ShuffleNet v1/v2, MobileNet v1/v2), whose errors guided the op classes "
         "and the calibration shapes, so their scores are optimistic; and the **held-out** networks (every other "
         "network measured: ResNet, ResNeXt, EfficientNet, DenseNet, Xception), which no design decision looked at. The "
@@ -381,7 +385,8 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
             set_label = f"{name} ({len(cells)}, {precise} measured to {tolerance})"
             measured = [r["median_ms"] for r in cells]
             candidates = {
-                "predictor": [model.predict(r["op_classes"]) for r in cells],
+                "predictor": [model.predict_row(r) for r in cells],
+                **({"sum of ops": [model.predict(r["op_classes"]) for r in cells]} if name != "blocks" else {}),
                 **{b: predict.baseline(calibration[backend, threads], cells, c) for b, c in predict.BASELINES.items()},
             }
             for candidate, predicted in candidates.items():
@@ -391,12 +396,18 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
                     f"{v.within_5:.0%} | {v.within_10:.0%} | {v.median_error:.1%} |"
                 )
         held = sets["held-out"]
-        inside = sum(_within(model.interval(model.predict(r["op_classes"])), r["median_ms"]) for r in held)
+        inside = sum(_within(model.interval(model.predict_row(r)), r["median_ms"]) for r in held)
         coverage = (
             f"on the held-out networks it held {inside} of {len(held)} ({inside / len(held):.0%})"
             if held
             else "no held-out network was measured to check it on"
         )
+        if model.factor_without:
+            notes.append(
+                f"{label}: network factor x{model.network_factor:.2f}, the median of {model.ratios} design networks' "
+                f"measured / summed (x{min(model.factor_without.values()):.2f} to "
+                f"x{max(model.factor_without.values()):.2f} with one of them left out)."
+            )
         notes.append(
             f"{label}: the {predict.LEVEL:.0%} prediction interval, from {model.interval_from}, is "
             f"x{model.ratio_low:.2f} to x{model.ratio_high:.2f} the prediction, and holds a new cell like those "
@@ -406,7 +417,7 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         cells = mine[mine["series"].isin([*papers.GUIDELINE_WORKLOADS, "networks"]) & (mine["sweep"] != calibrate.NAME)]
         cells = cells[cells["op_classes"].map(predict.known)]
         if len(cells) >= 3:
-            cells = cells.assign(predicted_ms=[model.predict(c) for c in cells["op_classes"]])
+            cells = cells.assign(predicted_ms=[model.predict_row(r) for r in cells.to_dict("records")])
             name = f"predicted_vs_measured_{_file(backend)}.png"
             figures.predicted_vs_measured(cells, out / name, f"{device_id}: {label}, predicted on cells not fitted on")
             images.append(f"![predicted against measured latency on {label}]({name})")
