@@ -380,6 +380,18 @@ def test_a_cell_is_measured_to_a_tolerance_only_when_its_whole_interval_lies_wit
     assert not predict.measured_to({"median_ms": 10.0, "ci_low_ms": float("nan"), "ci_high_ms": 10.5}, 0.10)
 
 
+def test_the_network_gap_prints_the_predictors_sum_per_class_from_the_devices_calibration(tmp_path, monkeypatch):
+    gap = _script("network_gap")
+    rows = [{**r, "cell": f"op/{i}"} for i, r in enumerate(single_op_cells(np.random.default_rng(0)))]
+    write_rows(tmp_path / "results" / device.collect()["device_id"] / "calibrate.csv", rows)
+    monkeypatch.chdir(tmp_path)
+    classes = {"conv1x1": [20, 120_000_000, 8_000_000], "elementwise": [40, 0, 20_000_000], "view": [30, 0, 0]}
+    parts = gap.predicted_us("ort-cpu", classes)
+    assert sum(parts.values()) == pytest.approx(1e3 * true_ms(classes), rel=1e-3)
+    assert parts["call"] == pytest.approx(1e3 * TRUE["call"], rel=1e-3) and parts["conv1x1"] > parts["view"] > 0
+    assert gap.predicted_us("torch-cpu", classes) == {}  # no torch calibration on this device: no column
+
+
 def _script(name: str):  # noqa: ANN202 (a module)
     """A script of scripts/ imported as a module."""
     import importlib.util
