@@ -350,14 +350,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
             raise UserError(f"{args.name}: cannot build it for {backend}: {type(e).__name__}: {_first(e)}") from None
         network = predict.whole_network(args.name)
         ms = model.predict(classes, network)
-        low, high = model.interval(ms)
+        interval = model.interval_for(network)
+        low, high = interval.around(ms)
         parts = model.contributions(classes)
         summed = sum(parts.values())
         top = ", ".join(f"{name} {100 * t / summed:.0f}%" for name, t in list(parts.items())[:3] if summed)
         where = backend if threads is None else f"{backend} ({threads} thread{'s' if threads > 1 else ''})"
-        note = (
-            f"interval from {model.interval_from}: {predict.coverage(model.ratios):.0%} of cells like those fall in it"
-        )
+        note = f"interval from {interval.source}: {predict.coverage(interval.n):.0%} of cells like those fall in it"
         if network and model.network_factor != 1.0:
             note = f"the sum of its ops x{model.network_factor:.2f}, this device's network factor; {note}"
         print(

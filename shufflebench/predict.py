@@ -22,10 +22,10 @@ kernels, other weights, other shapes), where a calibration cell repeats one op a
 unit. So a whole network's prediction is the sum times a network factor, the median of measured / summed over the
 design-set networks (DESIGN) this device measured; each design network is scored with the factor of the others.
 
-A prediction's interval is split-conformal at LEVEL: from the ratios measured / predicted on cells the model was not
-fitted on, the design-set networks (each against the factor of the others) where this device measured them, else the
-calibration cells left out one at a time. The report scores both on the held-out networks, which nothing in the
-predictor's design looked at.
+A prediction's interval is split-conformal at LEVEL, from the ratios measured / predicted on cells like it that the
+model was not fitted on: for a whole network the design-set networks (each against the factor of the others) where
+this device measured them, otherwise the calibration cells, each left out of the fit. The report scores the factor and
+the interval on the held-out networks, which nothing in the predictor's design looked at.
 """
 
 from __future__ import annotations
@@ -89,18 +89,34 @@ def features(classes: dict[str, list[int]]) -> np.ndarray:
     return np.array([x[f] for f in FEATURES])
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A LEVEL prediction interval as bounds on measured / predicted, split-conformal from ``n`` out-of-sample ratios
+    (``source`` says which cells gave them)."""
+
+    low: float
+    high: float
+    source: str
+    n: int
+
+    @classmethod
+    def of(cls, ratios: list[float], source: str) -> Interval:
+        return cls(*conformal(ratios), source, len(ratios))
+
+    def around(self, predicted_ms: float) -> tuple[float, float]:
+        return predicted_ms * self.low, predicted_ms * self.high
+
+
 @dataclass
 class Model:
     """Milliseconds per unit of each feature, fitted on ``cells`` calibration cells; the network factor a whole
-    network's sum is multiplied by; and the interval's bounds as ratios measured / predicted (``interval_from`` says
-    which cells gave them)."""
+    network's sum is multiplied by; and two intervals: from the calibration cells, each left out of the fit, and, where
+    the device measured enough design networks, from those (``interval_for``)."""
 
     coefficients: dict[str, float]
     cells: int
-    ratio_low: float
-    ratio_high: float
-    interval_from: str
-    ratios: int  # out-of-sample ratios the interval's bounds came from
+    cells_interval: Interval
+    networks_interval: Interval | None = None
     fitted_classes: set[str] = field(default_factory=set)  # classes the calibration cells had
     cache: str = "warm"  # how the calibration cells were timed
     launch_ms: float | None = None  # on a GPU: the host's cost of launching one kernel
@@ -140,9 +156,10 @@ class Model:
             out[name.split(":")[0]] = out.get(name.split(":")[0], 0.0) + value * self.coefficients[name]
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
-    def interval(self, predicted_ms: float) -> tuple[float, float]:
-        """The LEVEL prediction interval around a prediction."""
-        return predicted_ms * self.ratio_low, predicted_ms * self.ratio_high
+    def interval_for(self, network: bool) -> Interval:
+        """The interval from cells like the one predicted: the design networks' for a whole network where the device
+        measured them, the calibration cells' otherwise (a block or a single op, or no design networks)."""
+        return self.networks_interval if network and self.networks_interval else self.cells_interval
 
     def calibrated_on(self, networks: list[dict[str, Any]]) -> Model:
         """This model with its network factor and interval from design networks measured on the device: the factor
@@ -150,15 +167,12 @@ class Model:
         factor of the others (out of sample, as the held-out networks are)."""
         ratios = np.array([r["median_ms"] / self.predict(r["op_classes"]) for r in networks])
         without = [float(np.median(np.delete(ratios, i))) for i in range(len(ratios))]
-        low, high = conformal(list(ratios / without))
+        source = f"{len(networks)} design-set networks, each against the network factor of the others"
         return replace(
             self,
             network_factor=float(np.median(ratios)),
             factor_without={r["cell"]: f for r, f in zip(networks, without)},
-            ratio_low=low,
-            ratio_high=high,
-            interval_from=f"{len(networks)} design-set networks, each against the network factor of the others",
-            ratios=len(networks),
+            networks_interval=Interval.of(list(ratios / without), source),
         )
 
 
@@ -225,17 +239,13 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
     k = np.array([kernels(r["op_classes"]) for r in usable])
     caches = "/".join(sorted({r.get("cache") or "warm" for r in usable}))
     present = {name for r in usable for name in r["op_classes"]}
-    source = f"{len(usable)} calibration cells, each left out of the fit"
 
     def model(keep: np.ndarray) -> Model:
         coefficients, launch = _fit_launches(x[keep], y[keep], k[keep]) if launches else (_nnls(x[keep], y[keep]), None)
         return Model(
             dict(zip(FEATURES, map(float, coefficients))),
             cells=len(usable),
-            ratio_low=0.0,
-            ratio_high=math.inf,
-            interval_from=source,
-            ratios=len(usable),
+            cells_interval=Interval(0.0, math.inf, "", 0),
             fitted_classes=present,
             cache=caches,
             launch_ms=launch,
@@ -244,8 +254,8 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
     everything = model(np.ones(len(y), bool))
     with np.errstate(divide="ignore"):  # a cell alone in its class predicts 0 without it: an infinite ratio
         left_out = [y[i] / model(np.arange(len(y)) != i).predict(usable[i]["op_classes"]) for i in range(len(y))]
-    low, high = conformal(left_out)
-    return replace(everything, ratio_low=low, ratio_high=high)
+    source = f"{len(usable)} calibration cells, each left out of the fit"
+    return replace(everything, cells_interval=Interval.of(left_out, source))
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def test_the_fit_recovers_a_device_whose_op_times_are_known_and_sums_a_network_o
     assert model.predict(network) == pytest.approx(true_ms(network), rel=1e-3)
     parts = model.contributions(network)
     assert sum(parts.values()) == pytest.approx(model.predict(network)) and next(iter(parts)) == "conv1x1"
-    low, high = model.interval(1.0)
+    low, high = model.interval_for(network=False).around(1.0)
     assert low <= 1.0 <= high
 
 
@@ -82,8 +82,9 @@ def test_noisy_calibration_gives_an_honest_interval():
     for row in rows:
         row["median_ms"] *= 1 + rng.normal(0, 0.05)
     model = predict.fit(rows)
-    assert 0.85 < model.ratio_low < 1 < model.ratio_high < 1.15
-    assert "calibration cells, each left out" in model.interval_from
+    interval = model.interval_for(network=True)  # no design networks: the calibration cells' interval for all
+    assert 0.85 < interval.low < 1 < interval.high < 1.15 and interval == model.cells_interval
+    assert "calibration cells, each left out" in interval.source
 
 
 @pytest.mark.parametrize("n", [16, 20, 76])
@@ -123,7 +124,7 @@ def test_the_network_factor_and_the_interval_come_from_the_design_networks_each_
     block = {**designs[0], "cell": "g1/0", "workload": "g1"}
     assert predict.is_network(designs[0], design=True) and predict.is_network(held, design=False)
     model = predict.models_for(warm + cold + designs + [held])[("ort-cpu", 1)]
-    assert model.cache == "cold" and model.interval_from.startswith("10 design-set networks")
+    assert model.cache == "cold" and model.interval_for(network=True).source.startswith("10 design-set networks")
     assert model.network_factor == pytest.approx(1.25, rel=1e-3)  # the median, not fitted on the held-out network
     summed = true_ms(network)
     assert model.predict(network) == pytest.approx(summed, rel=1e-3)
@@ -133,11 +134,13 @@ def test_the_network_factor_and_the_interval_come_from_the_design_networks_each_
     # the slowest design network is predicted with the factor of the other nine, which it did not pull up
     slowest = np.median(factors[:-1])
     assert model.predict_row(designs[-1]) == pytest.approx(slowest * summed, rel=1e-3)
-    low, high = model.interval(1.0)  # ten left-out ratios: the interval is their lowest and highest
+    low, high = model.interval_for(network=True).around(1.0)  # ten left-out ratios: their lowest and highest
     assert low == pytest.approx(1.1 / np.median(factors[1:]), rel=1e-3)
     assert high == pytest.approx(1.4 / slowest, rel=1e-3)
     alone = predict.models_for(cold)[("ort-cpu", 1)]
-    assert alone.interval_from.startswith("60 calibration cells") and alone.network_factor == 1.0
+    assert alone.interval_for(network=True).source.startswith("60 calibration cells") and alone.network_factor == 1.0
+    # a block's interval comes from the calibration cells, like it single units of work, not from the networks
+    assert model.interval_for(network=False) == alone.cells_interval
     assert predict.whole_network("model.onnx") and predict.whole_network("my.models:net")
     assert not predict.whole_network("g3") and not predict.whole_network("op_conv")
 
@@ -320,56 +323,83 @@ def test_a_gpu_model_finds_the_launch_cost_of_cells_too_small_to_fill_the_device
     assert cpu.launch_ms is None  # a CPU call runs its ops one after the other: no launch term
 
 
+def _totals(row: dict) -> dict:
+    """A fake row with the FLOPs and bytes of its op classes, as the baselines read them."""
+    flops = sum(f for _, f, _ in row["op_classes"].values())
+    return {**row, "flops": flops, "mac": 0, "mac_bytes": sum(b for _, _, b in row["op_classes"].values())}
+
+
+def _measured(workload: str, i: int, factor: float, half_width: float) -> dict:
+    """A fake ort-cpu row of ``workload`` running ``factor`` times the fake device's sum of its ops, its own interval
+    of the median +-``half_width``."""
+    classes = {"conv1x1": [20, 120_000_000 * (i + 1), 8_000_000], "elementwise": [40, 0, 20_000_000 * (i + 1)]}
+    ms = float(true_ms(classes) * factor)
+    return _totals(
+        {
+            "sweep": "paper-networks",
+            "status": "ok",
+            "backend": "ort-cpu",
+            "threads": 1,
+            "cell": f"{workload}/width={i}",
+            "workload": workload,
+            "workload_args": {"width": i},
+            "op_classes": classes,
+            "median_ms": ms,
+            "images_per_s": 1e3 / ms,
+            "ci_low_ms": ms * (1 - half_width),
+            "ci_high_ms": ms * (1 + half_width),
+        }
+    )
+
+
+def _report(tmp_path: Path, calibration: list[dict], measured: list[dict]) -> str:
+    from shufflebench.report.index import write_report
+    from shufflebench.report.load import load
+
+    folder = tmp_path / "results" / "dev"
+    write_rows(
+        folder / "calibrate.csv",
+        [_totals({**r, "cell": f"op/{i}", "workload": "op_conv"}) for i, r in enumerate(calibration)],
+    )
+    write_rows(folder / "paper-networks.csv", measured)
+    return write_report(load([folder]), "dev", tmp_path / "report").read_text()
+
+
 def test_the_report_scores_the_design_and_held_out_networks_and_says_how_many_were_measured_to_10_percent(tmp_path):
     """A fake device: calibration cells, ten design networks running 1.1x to 1.4x the sum of their ops (a network
     factor of 1.25), and four held-out networks, of which two run inside the interval; three design networks and one
     held-out network are measured to +-10% (their own interval lies within +-10% of the median), the others are
     not."""
-    from shufflebench.report.index import write_report
-    from shufflebench.report.load import load
-
-    def totals(row: dict) -> dict:
-        flops = sum(f for _, f, _ in row["op_classes"].values())
-        return {**row, "flops": flops, "mac": 0, "mac_bytes": sum(b for _, _, b in row["op_classes"].values())}
-
-    def network(workload: str, i: int, factor: float, half_width: float) -> dict:
-        classes = {"conv1x1": [20, 120_000_000 * (i + 1), 8_000_000], "elementwise": [40, 0, 20_000_000 * (i + 1)]}
-        ms = float(true_ms(classes) * factor)
-        return totals(
-            {
-                "sweep": "paper-networks",
-                "status": "ok",
-                "backend": "ort-cpu",
-                "threads": 1,
-                "cell": f"{workload}/width={i}",
-                "workload": workload,
-                "workload_args": {"width": i},
-                "op_classes": classes,
-                "median_ms": ms,
-                "images_per_s": 1e3 / ms,
-                "ci_low_ms": ms * (1 - half_width),
-                "ci_high_ms": ms * (1 + half_width),
-            }
-        )
-
-    cells = single_op_cells(np.random.default_rng(0))
-    calibration = [totals({**r, "cell": f"op/{i}", "workload": "op_conv"}) for i, r in enumerate(cells)]
     factors = zip(["shufflenet_v2", "mobilenet_v2"] * 5, np.linspace(1.1, 1.4, 10))
-    design = [network(w, i, f, 0.05 if i < 3 else 0.2) for i, (w, f) in enumerate(factors)]
-    held = [network("resnet50", i, f, 0.05 if i == 0 else 0.2) for i, f in enumerate((1.2, 1.3, 0.8, 2.0))]
-    folder = tmp_path / "results" / "dev"
-    write_rows(folder / "calibrate.csv", calibration)
-    write_rows(folder / "paper-networks.csv", design + held)
-    text = write_report(load([folder]), "dev", tmp_path / "report").read_text()
+    design = [_measured(w, i, f, 0.05 if i < 3 else 0.2) for i, (w, f) in enumerate(factors)]
+    held = [_measured("resnet50", i, f, 0.05 if i == 0 else 0.2) for i, f in enumerate((1.2, 1.3, 0.8, 2.0))]
+    text = _report(tmp_path, single_op_cells(np.random.default_rng(0)), design + held)
     # each design network against the factor of the other nine: within 10% for 7 of them; their sums for 1 (1.1x)
     assert "| ort-cpu, 1 thread | design (10, 3 measured to ±10%) | predictor | 1.00 | 9.0% | 20% | 70% |" in text
     assert "| ort-cpu, 1 thread | design (10, 3 measured to ±10%) | sum of ops | 1.00 | 20.5% | 0% | 10% |" in text
     assert "| ort-cpu, 1 thread | held-out (4, 1 measured to ±10%) | FLOPs only |" in text
-    assert "| blocks" not in text  # no guideline block was measured
+    assert "| blocks" not in text and "a block's" not in text  # no guideline block was measured
     assert "network factor x1.25, the median of 10 design networks' measured / summed (x1.23 to x1.27" in text
     assert (
         "x0.87 to x1.14 the prediction, and holds a new cell like those 10 with probability 82% (the order statistics "
         "of 10 ratios round 80% up); on the held-out networks it held 2 of 4 (50%)"
+    ) in text
+
+
+def test_a_blocks_interval_comes_from_the_calibration_cells_not_the_networks(tmp_path):
+    """Blocks run at their sum (no network factor) and are held by the calibration cells' interval, which the report
+    checks on them: here the calibration is 5% noisy, and of three blocks the one at 1.5x its sum falls outside."""
+    rng = np.random.default_rng(1)
+    calibration = [{**r, "median_ms": r["median_ms"] * (1 + rng.normal(0, 0.05))} for r in single_op_cells(rng)]
+    design = [_measured(w, i, 1.3, 0.2) for i, w in enumerate(["shufflenet_v2", "mobilenet_v2"] * 5)]
+    blocks = [_measured("g1", i, f, 0.2) for i, f in enumerate((1.0, 1.02, 1.5))]
+    text = _report(tmp_path, calibration, design + blocks)
+    assert "network factor x1.36" in text  # the design networks', over the sums of a fit on noisy cells
+    # at their sum, two of three blocks are within 10% (with the network factor, none would be)
+    assert "| ort-cpu, 1 thread | blocks (3, 0 measured to ±10%) | predictor | 1.00 | 22.7% | 0% | 67% |" in text
+    assert (
+        "a block's 80% interval, from 60 calibration cells, each left out of the fit, is x0.93 to x1.11 (80% for "
+        "cells like those); it held 2 of 3 blocks (67%)."
     ) in text
 
 

@@ -396,7 +396,8 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
                     f"{v.within_5:.0%} | {v.within_10:.0%} | {v.median_error:.1%} |"
                 )
         held = sets["held-out"]
-        inside = sum(_within(model.interval(model.predict_row(r)), r["median_ms"]) for r in held)
+        interval = model.interval_for(network=True)
+        inside = sum(_within(interval.around(model.predict_row(r)), r["median_ms"]) for r in held)
         coverage = (
             f"on the held-out networks it held {inside} of {len(held)} ({inside / len(held):.0%})"
             if held
@@ -404,16 +405,24 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         )
         if model.factor_without:
             notes.append(
-                f"{label}: network factor x{model.network_factor:.2f}, the median of {model.ratios} design networks' "
+                f"{label}: network factor x{model.network_factor:.2f}, the median of {interval.n} design networks' "
                 f"measured / summed (x{min(model.factor_without.values()):.2f} to "
                 f"x{max(model.factor_without.values()):.2f} with one of them left out)."
             )
         notes.append(
-            f"{label}: the {predict.LEVEL:.0%} prediction interval, from {model.interval_from}, is "
-            f"x{model.ratio_low:.2f} to x{model.ratio_high:.2f} the prediction, and holds a new cell like those "
-            f"{model.ratios} with probability {predict.coverage(model.ratios):.0%} (the order statistics of "
-            f"{model.ratios} ratios round {predict.LEVEL:.0%} up); {coverage}. Calibrated {model.cache}."
+            f"{label}: the {predict.LEVEL:.0%} prediction interval of a network, from {interval.source}, is "
+            f"x{interval.low:.2f} to x{interval.high:.2f} the prediction, and holds a new cell like those "
+            f"{interval.n} with probability {predict.coverage(interval.n):.0%} (the order statistics of "
+            f"{interval.n} ratios round {predict.LEVEL:.0%} up); {coverage}. Calibrated {model.cache}."
         )
+        blocks, cell = sets["blocks"], model.interval_for(network=False)
+        if blocks and cell is not interval:
+            held_blocks = sum(_within(cell.around(model.predict_row(r)), r["median_ms"]) for r in blocks)
+            notes.append(
+                f"{label}: a block's {predict.LEVEL:.0%} interval, from {cell.source}, is x{cell.low:.2f} to "
+                f"x{cell.high:.2f} ({predict.coverage(cell.n):.0%} for cells like those); it held {held_blocks} of "
+                f"{len(blocks)} blocks ({held_blocks / len(blocks):.0%})."
+            )
         cells = mine[mine["series"].isin([*papers.GUIDELINE_WORKLOADS, "networks"]) & (mine["sweep"] != calibrate.NAME)]
         cells = cells[cells["op_classes"].map(predict.known)]
         if len(cells) >= 3:
