@@ -6,8 +6,9 @@ every cell's processes across the whole sweep), into a separate results folder, 
 committed rows:
 
 - how often a network's (or calibration cell's) median repeats within +-10% between the two measurements;
-- the predictor fitted on each calibration and scored on each set of networks, so that a calibration measured in the
-  same rounds as the networks can be told from one measured hours apart.
+- the predictor fitted on each calibration and scored on each set of networks (its network factor from that set's
+  design networks), so that a calibration measured in the same rounds as the networks can be told from one measured
+  hours apart.
 
     python scripts/repeatability.py write repeat.yaml          # the interleaved sweep file
     shufflebench run repeat.yaml --results /tmp/repeat          # about 13 minutes at one thread on 2 cores
@@ -84,22 +85,27 @@ def compare(again: str, committed: str) -> None:
         print(f"  network medians, again / committed: {_agreement(networks['again'], networks['committed'])}")
         cells = (calibrations["again"][key], calibrations["committed"][key])
         print(f"  calibration medians, again / committed: {_agreement(*cells)}")
-        models = {name: predict.fit(calibrations[name][key]) for name in rows}
+        sums = {name: predict.fit(calibrations[name][key]) for name in rows}
         ratios = [
-            models["again"].predict(r["op_classes"]) / models["committed"].predict(r["op_classes"])
+            sums["again"].predict(r["op_classes"]) / sums["committed"].predict(r["op_classes"])
             for r in networks["committed"]
         ]
-        print(f"  predictions from the two calibrations, again / committed: {_spread(ratios, 'networks')}")
-        for fitted, model in models.items():
-            for scored in ("again", "committed"):
+        print(f"  sums of ops from the two calibrations, again / committed: {_spread(ratios, 'networks')}")
+        for fitted in rows:
+            for scored in rows:
+                # the predictor as the report has it: this calibration, the network factor from these networks' design
+                # set (each design network against the factor of the others)
+                model = predict.models_for(calibrations[fitted][key] + networks[scored])[key]
                 for design in (True, False):
-                    scored_cells = [r for r in networks[scored] if predict.is_network(r, design)]
-                    v = predict.validate(
-                        [model.predict(r["op_classes"]) for r in scored_cells], [r["median_ms"] for r in scored_cells]
-                    )
+                    cells = [r for r in networks[scored] if predict.is_network(r, design)]
+                    measured = [r["median_ms"] for r in cells]
+                    with_factor = predict.validate([model.predict_row(r) for r in cells], measured)
+                    summed = predict.validate([model.predict(r["op_classes"]) for r in cells], measured)
                     print(
                         f"  calibration {fitted:9s} networks {scored:9s} {'design' if design else 'held-out':8s} "
-                        f"({v.cells}): {WITHIN} {v.within_10:.0%}, median error {v.median_error:.1%}"
+                        f"({with_factor.cells}): {WITHIN} {with_factor.within_10:.0%}, median error "
+                        f"{with_factor.median_error:.1%} (network factor x{model.network_factor:.2f}; the sums "
+                        f"{summed.within_10:.0%}, {summed.median_error:.1%})"
                     )
 
 

@@ -450,6 +450,17 @@ def test_the_repeatability_sweep_measures_the_calibration_and_every_scored_netwo
     assert {ident(c) for c in calibrate.sweep(["torch-cpu", "ort-cpu"]).cells} <= again  # timed cold
 
 
+def test_repeatability_compares_a_folder_with_itself_as_identical_and_scores_the_predictor_with_its_factor(capsys):
+    folder = str(ROOT / "results" / "x86_64-amd-epyc-zen3-172de30a")  # the committed calibration and networks
+    _script("repeatability").compare(folder, folder)
+    lines = capsys.readouterr().out.splitlines()
+    medians = [line for line in lines if "again / committed" in line]
+    assert len(medians) == 6 and all("100% within ±10%, ratios 1.00 to 1.00" in line for line in medians)
+    scores = [line.split(")", 1)[1] for line in lines if " networks " in line]
+    assert len(scores) == 16 and all("(network factor x" in line for line in scores)
+    assert len(set(scores)) == 4  # two backends x design and held-out, the same whichever side is "again"
+
+
 def test_the_network_gap_times_every_torch_op_of_a_network_inside_it_and_alone(monkeypatch):
     from shufflebench import cost
     from shufflebench.blocks import registry
