@@ -357,8 +357,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
         top = ", ".join(f"{name} {100 * t / summed:.0f}%" for name, t in list(parts.items())[:3] if summed)
         where = backend if threads is None else f"{backend} ({threads} thread{'s' if threads > 1 else ''})"
         note = f"interval from {interval.source}: {predict.coverage(interval.n):.0%} of cells like those fall in it"
-        if network and model.network_factor != 1.0:
+        if network and model.factor_without:
             note = f"the sum of its ops x{model.network_factor:.2f}, this device's network factor; {note}"
+        elif network:
+            note = (
+                f"the sum of its ops: no network factor without {predict.MIN_INTERVAL_CELLS} design networks measured "
+                f"(`shufflebench run configs/paper/networks.yaml`); {note}"
+            )
         print(
             f"  {where:<26} {ms:9.3f} ms  {predict.LEVEL:.0%} interval {low:.3f} to {high:.3f} ms  mostly {top}\n"
             f"  {'':<26} ({note})"

@@ -41,7 +41,9 @@ from shufflebench.categories import OP_CLASSES
 
 LEVEL = 0.8  # of the prediction interval
 TOLERANCE = 0.10  # the accuracy a prediction is scored at: within +-10% of the measured median
-MIN_INTERVAL_CELLS = 9  # out-of-sample cells for a finite LEVEL interval: ceil((n + 1) * 0.9) <= n
+# Design networks for a network factor and its interval: the fewest out-of-sample cells for a finite LEVEL interval,
+# ceil((n + 1) * 0.9) <= n.
+MIN_INTERVAL_CELLS = 9
 # The networks whose prediction errors guided the op classes and the calibration shapes: scored apart from the
 # held-out networks (every other network of the zoo), which no design decision looked at.
 DESIGN = frozenset({"shufflenet_v1", "shufflenet_v2", "mobilenet_v1", "mobilenet_v2"})
