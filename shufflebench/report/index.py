@@ -428,7 +428,7 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         if len(cells) >= 3:
             cells = cells.assign(predicted_ms=[model.predict_row(r) for r in cells.to_dict("records")])
             name = f"predicted_vs_measured_{_file(backend)}.png"
-            figures.predicted_vs_measured(cells, out / name, f"{device_id}: {label}, predicted on cells not fitted on")
+            figures.predicted_vs_measured(cells, out / name, f"{device_id}: {label}\npredicted on cells not fitted on")
             images.append(f"![predicted against measured latency on {label}]({name})")
     return lines + [""] + [f"- {n}" for n in notes] + ["", *images, ""]
 
