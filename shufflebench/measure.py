@@ -15,6 +15,10 @@ synchronize, ONNX Runtime's own ``run``), so nothing here knows about devices. P
 4. On an asynchronous device (a GPU: the backend's ``asynchronous`` is true), ``time(n)`` is per-call latency and
    the backend also offers ``time_pipelined(n)``, calls queued back to back with one wait at the end: its blocks are
    calibrated the same way and sampled for ``min_time / 2`` as the throughput column.
+5. With a ``reference`` (on a CPU: the noise floor's fixed 256 x 256 product, shufflebench.probe), a block of it of at
+   least REFERENCE_BLOCK seconds is timed after the sample that ends every REFERENCE_EVERY seconds of sampling, about a
+   tenth of the time: the speed the machine ran at while this process sampled. On a VM whose speed drifts with its
+   neighbours it moves with the cell (shufflebench.stats: the cell's median in reference calls).
 
 Garbage collection is off inside the timed loop (pytest-benchmark, pyperf).
 """
@@ -30,6 +34,8 @@ from typing import Callable, Protocol
 
 CALIBRATION_REPEATS = 5  # timings per candidate block size
 RECHECK_AFTER = 5  # samples after which the block size is checked against the timer's overhead again
+REFERENCE_BLOCK = 0.002  # s: the shortest block of reference calls (a few calls of a half-millisecond kernel)
+REFERENCE_EVERY = 0.02  # s of sampling between reference blocks: the reference takes about a tenth of the time
 
 
 class Timed(Protocol):
@@ -68,6 +74,7 @@ class Measurement:
     pipelined: list[float] = field(default_factory=list)  # s per call of back-to-back blocks (asynchronous only)
     pipelined_number: int = 0
     calls: int = 0  # every call made, warm-up and calibration included (for energy per call)
+    reference: list[float] = field(default_factory=list)  # s per call of the reference kernel, block by block
 
 
 class _Counted:
@@ -91,7 +98,7 @@ def timer_overhead(timed: Timed, repeats: int = 20) -> float:
     return min(timed.time(0) for _ in range(repeats))
 
 
-def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Measurement:
+def measure(timed: Timed, settings: MeasureSettings = MeasureSettings(), reference: Timed | None = None) -> Measurement:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     timed = _Counted(timed)
@@ -100,16 +107,21 @@ def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Meas
         overhead = timer_overhead(timed)
         min_block = max(1000 * overhead, settings.min_time / 1000)
         number = calibrate(timed.time, min_block)
+        reference_number = calibrate(reference.time, max(min_block, REFERENCE_BLOCK)) if reference else 0
         m = Measurement(number=number, warmup=warmup, timer_overhead=overhead)
-        start = time.perf_counter()
+        start = last_reference = time.perf_counter()
         while True:
             m.samples.append(timed.time(m.number) / m.number)
+            if reference and time.perf_counter() - last_reference >= REFERENCE_EVERY:
+                m.reference.append(reference.time(reference_number) / reference_number)
+                last_reference = time.perf_counter()
             if len(m.samples) == RECHECK_AFTER and statistics.median(m.samples) * m.number < min_block / 2:
                 # Calibration was misled (a slow first block): the blocks are too short for the timer. Size them
                 # again from the calls just timed and start sampling over.
                 m.number = calibrate(timed.time, min_block, start=m.number)
                 m.samples.clear()
-                start = time.perf_counter()
+                m.reference.clear()
+                start = last_reference = time.perf_counter()
                 continue
             elapsed = time.perf_counter() - start
             if elapsed < settings.min_time or len(m.samples) < settings.min_samples:
@@ -118,6 +130,8 @@ def measure(timed: Timed, settings: MeasureSettings = MeasureSettings()) -> Meas
                 break
             if _interval_halfwidth(m.samples) <= settings.target_ci:
                 break
+        if reference and not m.reference:  # sampling ended sooner than REFERENCE_EVERY
+            m.reference.append(reference.time(reference_number) / reference_number)
         if timed.asynchronous:
             m.pipelined_number, m.pipelined = _sample_pipelined(timed, overhead, settings)
         m.calls = timed.calls

@@ -88,6 +88,23 @@ def median_seconds(call: Callable[[], Any], sync: Callable[[], None] = lambda: N
     return statistics.median(times)
 
 
+class Reference:
+    """The noise floor's kernel as a timer (shufflebench.measure's Timed), timed between a CPU cell's samples: the
+    speed the machine ran at while the cell was measured. ``call`` runs one product."""
+
+    asynchronous = False
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+
+    def time(self, n: int) -> float:
+        call = self.call
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        return time.perf_counter() - start
+
+
 def noise(call: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
     """(noise floor, coefficient of variation) of ``call`` timed in NOISE_BLOCK-second blocks for NOISE_SECONDS: the
     p90/p10 ratio of the blocks' per-call times less one, and their standard deviation over their mean."""

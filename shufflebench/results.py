@@ -95,6 +95,11 @@ class RunColumns:
     peak_gbs: float | None = None  # its memory-bandwidth roof, likewise (each backend's own roofs are in probe)
     probe: dict[str, Any] | None = None  # key, start and end roofs and noise floors, drift between them
     noise_floor: float | None = None  # the machine's own noise: p90/p10 - 1 of a fixed kernel (shufflebench.probe)
+    # per process, that kernel timed between its samples (CPU cells): ms per call of each block (shufflebench.measure)
+    reference_ms: list[list[float]] | None = None
+    reference_median_ms: float | None = None  # median over processes of their median reference call: the speed then
+    # the cell's median in reference calls: median over processes of their median sample / their median reference call
+    relative_median: float | None = None
     energy_mj_per_image: float | None = None  # median over processes; empty, with the reason in energy_method
     energy_method: str | None = None  # how energy was read (RAPL, NVML), or why it was not
     peak_rss_mib: float | None = None  # median over processes of the peak resident memory the model added (sensors)

@@ -145,6 +145,7 @@ def measured_row(
         peak_gbs=device_roofs["bandwidth_gbs"] if device_roofs else None,
         probe={"key": key, "start": roofs} if roofs else None,
         noise_floor=roofs.get("noise_floor") if roofs else None,
+        **_reference_columns(processes),
         **_export_columns(cell, prepared),
     )
     bounds = roofline.analyse(
@@ -153,6 +154,19 @@ def measured_row(
     return make_row(
         _cell_columns(cell, context, "ok", None), {"batch": cell.batch, **cell.settings}, run, cost, summary, bounds
     )
+
+
+def _reference_columns(processes: list[ProcessResult]) -> dict[str, Any]:
+    """The reference kernel timed between each process's samples: raw, its median, and the cell's median in its calls
+    (empty where a process timed none: a GPU cell)."""
+    if not all(p.reference for p in processes):
+        return {}
+    speeds = [statistics.median(p.reference) for p in processes]
+    return {
+        "reference_ms": [[round(s * 1e3, 6) for s in p.reference] for p in processes],
+        "reference_median_ms": statistics.median(speeds) * 1e3,
+        "relative_median": statistics.median(statistics.median(p.samples) / s for p, s in zip(processes, speeds)),
+    }
 
 
 def _median_mib(values: list[int | None]) -> float | None:

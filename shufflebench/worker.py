@@ -92,6 +92,7 @@ class ProcessResult:
     energy_method: str = ""
     peak_rss_bytes: int | None = None  # high-water resident memory over the worker's own before the model was built
     peak_device_bytes: int | None = None  # torch on CUDA: the most memory its allocator held at once
+    reference: list[float] = dataclasses.field(default_factory=list)  # the reference kernel's s per call, per block
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def time_prepared(
     meter = sensors.energy(backend.on_gpu)
     nvml = sensors.nvml_or_none() if backend.on_gpu else None
     before, energy_before = sensors.health(nvml), meter.read()
-    m = measure(timed, settings)
+    m = measure(timed, settings, backend.reference(timed.info.get("threads")))
     energy_after, after = meter.read(), sensors.health(nvml)
     return ProcessResult(
         m.samples,
@@ -187,6 +188,7 @@ def time_prepared(
         energy_method=meter.method,
         peak_rss_bytes=memory.peak_rss(),
         peak_device_bytes=memory.peak_device() if backend.on_gpu else None,
+        reference=m.reference,
     )
 
 

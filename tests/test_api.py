@@ -4,6 +4,7 @@ process otherwise; names and ONNX files as `shufflebench time` takes them."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import types
@@ -17,6 +18,7 @@ from shufflebench.errors import UserError
 
 NOTEBOOK = """
 import json
+import statistics
 import torch
 from torch import nn
 from shufflebench import api
@@ -54,6 +56,9 @@ def test_a_module_of_importable_classes_is_measured_in_worker_processes():
     assert api.rebuildable(module)
     row = api.measure(module, torch.randn(1, 3, 16, 16), threads=1, processes=2, min_time=0.05)
     assert row["status"] == "ok" and row["launcher"] in ("fork", "exec") and row["flops"] == 8 * 3 * 9 * 16 * 16
+    # each process timed the reference kernel between its samples: the cell's median in its calls comes from them
+    relative = [statistics.median(s) / statistics.median(r) for s, r in zip(row["samples_ms"], row["reference_ms"])]
+    assert len(row["reference_ms"]) == 2 and row["relative_median"] == pytest.approx(statistics.median(relative))
     assert "median" in str(row)  # prints as `shufflebench time` does
 
 

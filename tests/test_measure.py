@@ -113,3 +113,44 @@ def test_blocks_that_turn_out_too_short_are_sized_again(monkeypatch):
     m = measure(timed, MeasureSettings(min_time=0.01, warmup_time=0))
     # blocks sized while slow hold a tenth of the calls they need; the re-check sizes them for the real speed
     assert m.number * 2e-6 >= 1000 * m.timer_overhead and m.number * 2e-6 >= 0.01 / 1000
+
+
+class Clock:
+    """A perf_counter that the fake timers below move on by the time they report."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class ClockedTimed(FakeTimed):
+    def __init__(self, clock: Clock, per_call: float) -> None:
+        super().__init__(per_call)
+        self.clock = clock
+
+    def time(self, n: int) -> float:
+        elapsed = super().time(n)
+        self.clock.now += elapsed
+        return elapsed
+
+
+def test_the_reference_is_timed_between_samples_every_reference_every_seconds(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(measure_module, "time", clock)
+    cell, reference = ClockedTimed(clock, 1e-3), ClockedTimed(clock, 5e-4)
+    m = measure(cell, MeasureSettings(warmup_time=0, min_time=1.0), reference)
+    # a second of 1 ms samples: a block of at least REFERENCE_BLOCK after every REFERENCE_EVERY s of them
+    block = reference.requests[-1] * 5e-4
+    assert block >= measure_module.REFERENCE_BLOCK
+    cycles = 1.0 / (measure_module.REFERENCE_EVERY + block)
+    assert len(m.reference) == pytest.approx(cycles, abs=2)
+    assert m.reference == pytest.approx([5e-4] * len(m.reference), rel=1e-3)
+    assert len(m.samples) == pytest.approx(1.0 / 1e-3 - len(m.reference) * block / 1e-3, abs=3)
+
+
+def test_sampling_shorter_than_the_reference_interval_still_times_one_reference_block():
+    m = measure(FakeTimed(per_call=1e-3), MeasureSettings(warmup_time=0, min_time=0, min_samples=3), FakeTimed(5e-4))
+    assert m.reference == [pytest.approx(5e-4, rel=1e-3)]
+    assert measure(FakeTimed(per_call=1e-3), MeasureSettings(warmup_time=0, min_time=0, min_samples=3)).reference == []

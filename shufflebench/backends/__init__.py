@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from shufflebench.errors import UserError
+from shufflebench.probe import NOISE_N, Reference
 
 if TYPE_CHECKING:
     from shufflebench.measure import Timed
@@ -134,6 +135,11 @@ class Backend:
         ``probe_precisions`` is false) and memory bandwidth, with this backend's kernels (shufflebench.probe)."""
         raise NotImplementedError
 
+    def reference(self, threads: int | None) -> Timed | None:
+        """The noise floor's kernel with this backend's kernels at ``threads``, timed between a CPU cell's samples as
+        the machine's speed at the time (shufflebench.measure); None on a GPU, whose clocks are its own."""
+        raise NotImplementedError
+
     def runtime_cost(self, onnx: Path, input_shape: tuple[int, ...], settings: dict[str, Any]) -> dict[str, Any]:
         """The cost of the graph the runtime makes of ``onnx`` with these settings (backends that run ONNX files)."""
         raise NotImplementedError
@@ -197,6 +203,11 @@ class TorchBackend(Backend):
 
         return torch_backend.probe(self.target, threads, precision)
 
+    def reference(self, threads):  # noqa: ANN001, ANN201 (see Backend)
+        from shufflebench.backends import torch_backend
+
+        return None if self.on_gpu else Reference(torch_backend.noise_kernel("cpu"))
+
     @property
     def preload(self) -> tuple[str, ...]:
         return ("torch", "shufflebench.blocks", "shufflebench.backends.torch_backend")
@@ -230,6 +241,11 @@ class OrtBackend(Backend):
         if precision != "fp32":
             raise ValueError(f"{self.name} probes fp32 only, not {precision}")
         return ort_backend.probe(self.target, threads)
+
+    def reference(self, threads):  # noqa: ANN001, ANN201 (see Backend)
+        from shufflebench.backends import ort_backend
+
+        return None if self.on_gpu else Reference(ort_backend.square(NOISE_N, self.target, threads))
 
     def runtime_cost(self, onnx, input_shape, settings):  # noqa: ANN001, ANN201 (see Backend)
         from shufflebench.backends import ort_backend

@@ -252,30 +252,33 @@ def placement_warnings(placement: Counter, provider: str) -> list[str]:
 PROBES = Path(__file__).resolve().parents[1] / "probes"
 
 
-def probe(provider: str, threads: int | None) -> Roofs:
-    """This device's roofs with ONNX Runtime's kernels on ``provider``: the MatMul and Mul graphs of shufflebench/probes
-    (shufflebench.probe), inputs and outputs bound on the provider's device, no graph optimisation."""
+def _probe_call(
+    name: str, shapes: dict[str, tuple[int, ...]], provider: str, threads: int | None
+) -> Callable[[], None]:
+    """A call of probe graph ``name`` on ``provider``, its inputs and outputs bound on the provider's device (run()
+    waits for it), no graph optimisation."""
     device = ORT_GPU_DEVICES.get(provider, "cpu")
-    sizes, nbytes = ((4096,), 2**30) if device != "cpu" else (CPU_MATMUL_SIZES, 2**28)
     options = provider_options(provider, {"tf32": False, "cudnn_benchmark": True, "cuda_graph": False})
     so = session_options(threads=threads, opt_level="disable")
+    session = ort.InferenceSession(str(PROBES / f"{name}.onnx"), so, providers=[(provider, options)])
+    binding = session.io_binding()
+    values = {k: ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, 0) for k, shape in shapes.items()}
+    for item in session.get_inputs():
+        binding.bind_ortvalue_input(item.name, values[item.name])
+    for item in session.get_outputs():
+        binding.bind_ortvalue_output(item.name, values[item.name])
+    return lambda: session.run_with_iobinding(binding)
 
-    def bound(name: str, shapes: dict[str, tuple[int, ...]]) -> Callable[[], None]:
-        """A call of probe graph ``name`` with its inputs and outputs bound on the device (run() waits for it)."""
-        session = ort.InferenceSession(str(PROBES / f"{name}.onnx"), so, providers=[(provider, options)])
-        binding = session.io_binding()
-        values = {
-            k: ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, 0) for k, shape in shapes.items()
-        }
-        for item in session.get_inputs():
-            binding.bind_ortvalue_input(item.name, values[item.name])
-        for item in session.get_outputs():
-            binding.bind_ortvalue_output(item.name, values[item.name])
-        return lambda: session.run_with_iobinding(binding)
 
-    def square(n: int) -> Callable[[], None]:
-        return bound("matmul", {"a": (n, n), "b": (n, n), "c": (n, n)})
+def square(n: int, provider: str, threads: int | None) -> Callable[[], None]:
+    """One call of an n x n fp32 matrix product (the MatMul probe graph); n = NOISE_N is the noise floor's kernel."""
+    return _probe_call("matmul", {"a": (n, n), "b": (n, n), "c": (n, n)}, provider, threads)
 
-    matmul, n = fastest_matmul(lambda n: median_seconds(square(n)), sizes)
-    copy = median_seconds(bound("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}))
-    return roofs(matmul, n, copy, nbytes, noise(square(NOISE_N)))
+
+def probe(provider: str, threads: int | None) -> Roofs:
+    """This device's roofs with ONNX Runtime's kernels on ``provider``: the MatMul and Mul graphs of shufflebench/probes
+    (shufflebench.probe)."""
+    sizes, nbytes = ((4096,), 2**30) if provider in ORT_GPU_DEVICES else (CPU_MATMUL_SIZES, 2**28)
+    matmul, n = fastest_matmul(lambda n: median_seconds(square(n, provider, threads)), sizes)
+    copy = median_seconds(_probe_call("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}, provider, threads))
+    return roofs(matmul, n, copy, nbytes, noise(square(NOISE_N, provider, threads)))

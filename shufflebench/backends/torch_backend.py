@@ -155,6 +155,13 @@ class GraphReplay:
         return self.output
 
 
+def noise_kernel(device: str) -> Callable[[], Any]:
+    """One call of the noise floor's fixed product (shufflebench.probe.NOISE_N, fp32) on ``device``."""
+    a, b = (torch.randn(NOISE_N, NOISE_N, device=device) for _ in range(2))
+    c = torch.empty(NOISE_N, NOISE_N, device=device)
+    return lambda: torch.mm(a, b, out=c)
+
+
 def probe(device: str, threads: int | None, precision: str = "fp32") -> Roofs:
     """This device's roofs with torch's kernels: a matrix product in ``precision`` (fp32 with TF32 off, tf32, float16
     or bfloat16) and a copy (shufflebench.probe)."""
@@ -174,9 +181,7 @@ def probe(device: str, threads: int | None, precision: str = "fp32") -> Roofs:
 
     with torch.inference_mode():
         matmul, n = fastest_matmul(product, sizes)
-        a, b = (torch.randn(NOISE_N, NOISE_N, device=device) for _ in range(2))
-        c = torch.empty(NOISE_N, NOISE_N, device=device)
-        floor = noise(lambda: torch.mm(a, b, out=c), sync)
+        floor = noise(noise_kernel(device), sync)
         x = torch.ones(nbytes // 4, device=device)
         y = torch.empty_like(x)
         copy = median_seconds(lambda: y.copy_(x), sync)
