@@ -240,7 +240,7 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
     y = np.array([r["median_ms"] for r in usable])
     k = np.array([kernels(r["op_classes"]) for r in usable])
     caches = "/".join(sorted({r.get("cache") or "warm" for r in usable}))
-    present = {name for r in usable for name in r["op_classes"]}
+    seen = {name for r in usable for name in r["op_classes"]}
 
     def model(keep: np.ndarray) -> Model:
         coefficients, launch = _fit_launches(x[keep], y[keep], k[keep]) if launches else (_nnls(x[keep], y[keep]), None)
@@ -248,7 +248,7 @@ def fit(rows: list[dict[str, Any]], launches: bool = False) -> Model:
             dict(zip(FEATURES, map(float, coefficients))),
             cells=len(usable),
             cells_interval=Interval(0.0, math.inf, "", 0),
-            fitted_classes=present,
+            fitted_classes=seen,
             cache=caches,
             launch_ms=launch,
         )
@@ -287,11 +287,16 @@ def validate(predicted: list[float], measured: list[float]) -> Validation:
     )
 
 
+def present(value: Any) -> bool:
+    """Whether a row's value is there: not None (from a CSV) nor NaN (via pandas)."""
+    return value is not None and value == value
+
+
 def measured_to(row: dict[str, Any], tolerance: float) -> bool:
     """Whether a cell's own interval of its median (``ci_low_ms`` to ``ci_high_ms``) lies within +-``tolerance`` of
     the median: only on such a cell can a prediction within ``tolerance`` be told from one within the noise."""
     low, high, median = row.get("ci_low_ms"), row.get("ci_high_ms"), row["median_ms"]
-    if low is None or high is None or low != low or high != high:  # no interval: None from a CSV, NaN via pandas
+    if not (present(low) and present(high)):  # no interval
         return False
     return median * (1 - tolerance) <= low and high <= median * (1 + tolerance)
 
@@ -326,6 +331,31 @@ def calibration_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None],
     return {key: by_cache.get("cold") or by_cache["warm"] for key, by_cache in groups.items()}
 
 
+def at_calibration_speed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their medians at the speed the machine ran the calibration at. A CPU cell times the noise floor's
+    kernel between its samples (shufflebench.measure); where a backend and thread count's calibration cells all did,
+    every measured row of that pair that did too gets ``median_ms`` = its median in reference calls
+    (``relative_median``) times the calibration cells' median reference call, its interval scaled alike and the scale
+    kept as ``speed_scale``. On a machine whose speed is steady that moves nothing; on a VM whose neighbours slow it by
+    tens of percent for minutes it takes out what a calibration cell and a network measured at other moments do not
+    share. Other rows, and rows already moved, are returned as they are."""
+    speeds = {
+        key: float(np.median([r["reference_median_ms"] for r in group]))
+        for key, group in calibration_rows(rows).items()
+        if all(present(r.get("relative_median")) for r in group)
+    }
+    out = []
+    for row in rows:
+        speed = speeds.get(model_key(row)) if row.get("status") == "ok" else None
+        if speed is None or not present(row.get("relative_median")) or present(row.get("speed_scale")):
+            out.append(row)
+            continue
+        scale = row["relative_median"] * speed / row["median_ms"]
+        bounds = {k: row[k] * scale for k in ("ci_low_ms", "ci_high_ms") if present(row.get(k))}
+        out.append({**row, **bounds, "median_ms": row["median_ms"] * scale, "speed_scale": scale})
+    return out
+
+
 def is_network(row: dict[str, Any], design: bool) -> bool:
     """Whether a measured row is a whole network of the design set (``design``) or of the held-out set."""
     from shufflebench import papers
@@ -345,9 +375,10 @@ def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model
     """A model per (backend, threads) from a device's rows: fitted on its calibration cells, its network factor and
     interval from the design-set networks measured with that backend and thread count where there are at least
     MIN_INTERVAL_CELLS (no factor, and the interval from the calibration cells, otherwise). Pairs with too few
-    calibration cells are left out."""
+    calibration cells are left out. Medians are taken at the calibration's speed (:func:`at_calibration_speed`)."""
     from shufflebench import backends
 
+    rows = at_calibration_speed(rows)
     models = {}
     for key, group in calibration_rows(rows).items():
         try:

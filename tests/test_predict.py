@@ -145,6 +145,48 @@ def test_the_network_factor_and_the_interval_come_from_the_design_networks_each_
     assert not predict.whole_network("g3") and not predict.whole_network("op_conv")
 
 
+def _with_reference(row: dict, speed: float) -> dict:
+    """A row whose cell timed the reference kernel beside it at ``speed`` ms per call, as a CPU cell does."""
+    return {**row, "reference_median_ms": speed, "relative_median": row["median_ms"] / speed}
+
+
+def test_medians_are_taken_at_the_calibrations_speed_where_a_reference_was_timed_beside_them():
+    """The calibration ran with the reference kernel at 0.5 ms a call; a network measured while the machine ran 1.3x
+    slower (0.65 ms a call) is taken at the calibration's speed; a row without a reference, or a device whose
+    calibration timed none, moves nothing."""
+    calibration = [_with_reference(r, 0.5) for r in single_op_cells(np.random.default_rng(0))]
+    slow = _with_reference({**calibration[0], "sweep": "paper-networks", "median_ms": 13.0, "ci_low_ms": 12.0}, 0.65)
+    slow["ci_high_ms"] = float("nan")  # no interval on one side, as pandas reads an empty one
+    old = {**slow, "relative_median": None}
+    moved = predict.at_calibration_speed([*calibration, slow, old])
+    assert moved[: len(calibration)] == [{**r, "speed_scale": pytest.approx(1.0)} for r in calibration]
+    assert moved[-2]["median_ms"] == pytest.approx(10.0) and moved[-2]["ci_low_ms"] == pytest.approx(12 / 1.3)
+    assert moved[-2]["speed_scale"] == pytest.approx(1 / 1.3) and moved[-2]["ci_high_ms"] != moved[-2]["ci_high_ms"]
+    assert moved[-1] is old
+    assert predict.at_calibration_speed(moved) == moved  # from the cell's median in reference calls, not its median_ms
+    unreferenced = [{**r, "relative_median": float("nan")} for r in calibration]
+    assert predict.at_calibration_speed([*unreferenced, slow])[-1] is slow
+
+
+def test_the_network_factor_is_taken_at_the_calibrations_speed():
+    """Ten design networks run 1.25x their sum, half of them measured while the machine ran 1.3x slower: at the
+    calibration's speed the factor is 1.25 and every network's ratio the same; on the medians as measured they
+    spread."""
+    calibration = [_with_reference({**r, "cache": "cold"}, 0.5) for r in single_op_cells(np.random.default_rng(0))]
+    network = {"conv1x1": [20, 120_000_000, 8_000_000], "elementwise": [40, 0, 20_000_000], "view": [30, 0, 0]}
+    designs = []
+    for i, slower in enumerate([1.0, 1.3] * 5):
+        row = {**calibration[0], "sweep": "paper-networks", "cell": f"n/{i}", "workload": "shufflenet_v2"}
+        ms = 1.25 * true_ms(network)
+        designs.append({**row, "op_classes": network, "median_ms": ms * slower, "relative_median": ms / 0.5})
+        designs[-1]["reference_median_ms"] = 0.5 * slower
+    model = predict.models_for(calibration + designs)[("ort-cpu", 1)]
+    assert model.network_factor == pytest.approx(1.25, rel=1e-3)
+    assert model.interval_for(network=True).around(1.0) == pytest.approx((1.0, 1.0), rel=1e-3)
+    as_measured = predict.models_for(calibration + [{**r, "relative_median": None} for r in designs])
+    assert as_measured[("ort-cpu", 1)].interval_for(network=True).around(1.0)[1] > 1.2
+
+
 def test_rows_of_an_older_op_vocabulary_are_left_out_of_the_fit():
     """A calibration row measured when pools were one class would add time the features cannot see."""
     rows = single_op_cells(np.random.default_rng(0))
@@ -384,6 +426,24 @@ def test_the_report_scores_the_design_and_held_out_networks_and_says_how_many_we
     assert (
         "x0.87 to x1.14 the prediction, and holds a new cell like those 10 with probability 82% (the order statistics "
         "of 10 ratios round 80% up); on the held-out networks it held 2 of 4 (50%)"
+    ) in text
+
+
+def test_the_report_scores_networks_at_the_calibrations_speed_and_says_the_scores_as_measured(tmp_path):
+    """Ten design networks run 1.25x their sum, half of them measured while the machine ran 1.3x slower, each with
+    the reference kernel timed beside it: at the calibration's speed all are within 10%, as measured none is."""
+    calibration = [_with_reference(r, 0.5) for r in single_op_cells(np.random.default_rng(0))]
+    design = []
+    for i, (w, slower) in enumerate(zip(["shufflenet_v2", "mobilenet_v2"] * 5, [1.0, 1.3] * 5)):
+        row = _measured(w, i, 1.25, 0.05)
+        slowed = {k: row[k] * slower for k in ("median_ms", "ci_low_ms", "ci_high_ms")}
+        design.append({**_with_reference(row, 0.5), **slowed, "reference_median_ms": 0.5 * slower})
+    text = _report(tmp_path, calibration, design)
+    assert "| ort-cpu, 1 thread | design (10, 10 measured to ±10%) | predictor | 1.00 | 0.0% | 100% | 100% |" in text
+    assert (
+        "ort-cpu, 1 thread: 10 scored cells timed the noise floor's kernel beside them; at the calibration's speed "
+        "their medians moved by x0.77 to x1.00 (median x0.88). On the medians as measured, with the factor and fit "
+        "from those too, the predictor put design networks 0% within ±10%."
     ) in text
 
 

@@ -336,10 +336,15 @@ def _guideline_labels() -> dict[tuple, str]:
 def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> list[str]:
     """The predictor, fitted on this device's calibration cells, scored on the other measured cells: the guideline
     blocks, the design-set networks and the held-out networks, each with the baselines fitted as it is."""
-    records = everything.to_dict("records")
+    raw = everything.to_dict("records")
+    records = predict.at_calibration_speed(raw)
+    everything = pd.DataFrame(records)
     models = predict.models_for(records)
     if not models:
         return []
+    # the medians as measured: the rows as if no reference kernel had been timed beside them
+    raw = [{**r, "relative_median": None} for r in raw]
+    raw_models = predict.models_for(raw)
     calibration = predict.calibration_rows(records)
     tolerance = f"±{predict.TOLERANCE:.0%}"
     lines = [
@@ -358,7 +363,10 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         "two baselines, latency linear in FLOPs and in FLOPs and MAC, are fitted on the same calibration cells and "
         f"scored on the same cells. A set's cells *measured to {tolerance}* are those whose own interval of the median "
         f"lies within {tolerance} of it: where few are, a score within {tolerance} says as much about this machine's "
-        "noise as about the model.",
+        "noise as about the model. Cells that timed the noise floor's kernel between their samples are scored *at the "
+        "calibration's speed*: their median in calls of that kernel times its median call over the calibration, which "
+        "takes out how much faster or slower the machine ran while they were measured (the notes say by how much, and "
+        "the scores on the medians as measured).",
         "",
         "| backend | set (cells) | model | Spearman rho | RMSPE | within 5% | within 10% | median error |",
         "|---|---|---|---:|---:|---:|---:|---:|",
@@ -415,6 +423,7 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
             f"{interval.n} with probability {predict.coverage(interval.n):.0%} (the order statistics of "
             f"{interval.n} ratios round {predict.LEVEL:.0%} up); {coverage}. Calibrated {model.cache}."
         )
+        notes += _speed_notes(label, rows, raw_models.get((backend, threads)), raw)
         blocks, cell = sets["blocks"], model.interval_for(network=False)
         if blocks and cell is not interval:
             held_blocks = sum(_within(cell.around(model.predict_row(r)), r["median_ms"]) for r in blocks)
@@ -431,6 +440,30 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
             figures.predicted_vs_measured(cells, out / name, f"{device_id}: {label}\npredicted on cells not fitted on")
             images.append(f"![predicted against measured latency on {label}]({name})")
     return lines + [""] + [f"- {n}" for n in notes] + ["", *images, ""]
+
+
+def _speed_notes(
+    label: str, rows: list[dict[str, Any]], raw_model: predict.Model | None, raw: list[dict[str, Any]]
+) -> list[str]:
+    """How far the scored cells of one backend were moved to the calibration's speed, and the networks' scores on
+    their medians as measured (``raw_model`` fitted on those)."""
+    scored = [r for r in rows if r.get("sweep") != calibrate.NAME]
+    scales = [r["speed_scale"] for r in scored if predict.present(r.get("speed_scale"))]
+    if not scales or raw_model is None:
+        return []
+    as_measured = {r["cell"]: r for r in raw}
+    scores = []
+    for design in (True, False):
+        cells = [as_measured[r["cell"]] for r in rows if predict.is_network(r, design)]
+        if cells:
+            v = predict.validate([raw_model.predict_row(r) for r in cells], [r["median_ms"] for r in cells])
+            scores.append(f"{'design' if design else 'held-out'} networks {v.within_10:.0%}")
+    return [
+        f"{label}: {len(scales)} scored cells timed the noise floor's kernel beside them; at the calibration's speed "
+        f"their medians moved by x{min(scales):.2f} to x{max(scales):.2f} (median x{np.median(scales):.2f}). On the "
+        f"medians as measured, with the factor and fit from those too, the predictor put {' and '.join(scores)} "
+        f"within ±{predict.TOLERANCE:.0%}."
+    ]
 
 
 def _within(interval: tuple[float, float], value: float) -> bool:
