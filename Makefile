@@ -40,12 +40,15 @@ paper: $(STAMP)
 	$(SB) breakdown
 	$(SB) report
 
-# The latency predictor's calibration sweep on this device (about 7 minutes at one thread on 2 cores) and the held-out
-# networks it is scored on (configs/held-out.yaml), then the report, whose "Predicted latency" section scores it on
-# every other measured cell: the guideline blocks, the design-set networks and the held-out ones.
+# The latency predictor on this device: its calibration sweep (single ops), the design networks its network factor
+# comes from (configs/paper/networks.yaml, Xception with them) and the held-out networks it is scored on
+# (configs/held-out.yaml), then the report, whose "Predicted latency" section scores it on every other measured cell:
+# the guideline blocks, the design-set networks and the held-out ones. Resumes if interrupted (FRESH=1 measures all
+# three again, in one session: on a VM a calibration and networks measured on different days are not comparable).
 calibrate: $(STAMP)
-	$(SB) calibrate
-	$(SB) run configs/held-out.yaml
+	$(SB) calibrate $(if $(FRESH),--fresh)
+	$(SB) run configs/paper/networks.yaml $(if $(FRESH),--fresh)
+	$(SB) run configs/held-out.yaml $(if $(FRESH),--fresh)
 	$(SB) report
 
 # The report of this device's results, or of RESULTS="folder ...".
