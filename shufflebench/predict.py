@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from shufflebench import stats
 from shufflebench.categories import OP_CLASSES
 
 LEVEL = 0.8  # of the prediction interval
@@ -335,10 +336,12 @@ def at_calibration_speed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with their medians at the speed the machine ran the calibration at. A CPU cell times the noise floor's
     kernel between its samples (shufflebench.measure); where a backend and thread count's calibration cells all did,
     every measured row of that pair that did too gets ``median_ms`` = its median in reference calls
-    (``relative_median``) times the calibration cells' median reference call, its interval scaled alike and the scale
-    kept as ``speed_scale``. On a machine whose speed is steady that moves nothing; on a VM whose neighbours slow it by
-    tens of percent for minutes it takes out what a calibration cell and a network measured at other moments do not
-    share. Other rows, and rows already moved, are returned as they are."""
+    (``relative_median``) times the calibration cells' median reference call, its interval the one of its processes'
+    medians in reference calls (shufflebench.stats) at that speed, and the scale kept as ``speed_scale``. On a machine
+    whose speed is steady that moves nothing; on a VM whose neighbours slow it by tens of percent for minutes it takes
+    out what a calibration cell and a network measured at other moments do not share, and what its processes do not.
+    Other rows, and rows already moved, are returned as they are."""
+
     speeds = {
         key: float(np.median([r["reference_median_ms"] for r in group]))
         for key, group in calibration_rows(rows).items()
@@ -350,9 +353,13 @@ def at_calibration_speed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if speed is None or not present(row.get("relative_median")) or present(row.get("speed_scale")):
             out.append(row)
             continue
-        scale = row["relative_median"] * speed / row["median_ms"]
-        bounds = {k: row[k] * scale for k in ("ci_low_ms", "ci_high_ms") if present(row.get(k))}
-        out.append({**row, **bounds, "median_ms": row["median_ms"] * scale, "speed_scale": scale})
+        low, high, _ = stats.median_interval(stats.in_reference_calls(row["samples_ms"], row["reference_ms"]))
+        moved = {
+            "median_ms": row["relative_median"] * speed,
+            "ci_low_ms": None if low is None else low * speed,
+            "ci_high_ms": None if high is None else high * speed,
+        }
+        out.append({**row, **moved, "speed_scale": moved["median_ms"] / row["median_ms"]})
     return out
 
 

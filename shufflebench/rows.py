@@ -161,11 +161,11 @@ def _reference_columns(processes: list[ProcessResult]) -> dict[str, Any]:
     (empty where a process timed none: a GPU cell)."""
     if not all(p.reference for p in processes):
         return {}
-    speeds = [statistics.median(p.reference) for p in processes]
+    relative = stats.in_reference_calls([p.samples for p in processes], [p.reference for p in processes])
     return {
         "reference_ms": [[round(s * 1e3, 6) for s in p.reference] for p in processes],
-        "reference_median_ms": statistics.median(speeds) * 1e3,
-        "relative_median": statistics.median(statistics.median(p.samples) / s for p, s in zip(processes, speeds)),
+        "reference_median_ms": statistics.median(statistics.median(p.reference) for p in processes) * 1e3,
+        "relative_median": statistics.median(relative),
     }
 
 

@@ -227,6 +227,12 @@ def summarize(
     return Summary(**summary, is_noisy=bool(flags), noise="; ".join(flags + notes))
 
 
+def in_reference_calls(samples: list[list[float]], reference: list[list[float]]) -> list[float]:
+    """Per process, its median sample over its median call of the reference kernel timed between its samples
+    (shufflebench.measure; both in one unit): the cell in reference calls, the machine's speed at the time taken out."""
+    return [float(np.median(s) / np.median(r)) for s, r in zip(samples, reference)]
+
+
 def median_interval(values: np.ndarray | list[float], level: float = CI_LEVEL) -> tuple[float | None, ...]:
     """Distribution-free interval of the median of ``values``: ``(low, high, achieved level)``.
 

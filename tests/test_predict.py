@@ -146,24 +146,27 @@ def test_the_network_factor_and_the_interval_come_from_the_design_networks_each_
 
 
 def _with_reference(row: dict, speed: float) -> dict:
-    """A row whose cell timed the reference kernel beside it at ``speed`` ms per call, as a CPU cell does."""
-    return {**row, "reference_median_ms": speed, "relative_median": row["median_ms"] / speed}
+    """A row whose three processes timed the reference kernel beside them at ``speed`` ms per call, as a CPU cell's
+    do, each with the row's median."""
+    raw = {"samples_ms": [[row["median_ms"]]] * 3, "reference_ms": [[speed]] * 3, "reference_median_ms": speed}
+    return {**row, **raw, "relative_median": row["median_ms"] / speed}
 
 
 def test_medians_are_taken_at_the_calibrations_speed_where_a_reference_was_timed_beside_them():
-    """The calibration ran with the reference kernel at 0.5 ms a call; a network measured while the machine ran 1.3x
-    slower (0.65 ms a call) is taken at the calibration's speed; a row without a reference, or a device whose
-    calibration timed none, moves nothing."""
+    """The calibration ran with the reference kernel at 0.5 ms a call. A network's three processes ran while the
+    machine was 1.2x, 1.3x and 1.4x slower (samples of 12, 13 and 14 ms, reference calls of 0.6, 0.65 and 0.7 ms): at
+    the calibration's speed it is 10 ms, its interval from the processes' medians in reference calls, which the drift
+    no longer spreads. A row without a reference, or a device whose calibration timed none, moves nothing."""
     calibration = [_with_reference(r, 0.5) for r in single_op_cells(np.random.default_rng(0))]
-    slow = _with_reference({**calibration[0], "sweep": "paper-networks", "median_ms": 13.0, "ci_low_ms": 12.0}, 0.65)
-    slow["ci_high_ms"] = float("nan")  # no interval on one side, as pandas reads an empty one
+    slow = {**calibration[0], "sweep": "paper-networks", "median_ms": 13.0, "ci_low_ms": 12.0, "ci_high_ms": 14.0}
+    slow |= {"samples_ms": [[12.0], [13.0], [14.0]], "reference_ms": [[0.6], [0.65], [0.7]], "relative_median": 20.0}
     old = {**slow, "relative_median": None}
     moved = predict.at_calibration_speed([*calibration, slow, old])
-    assert moved[: len(calibration)] == [{**r, "speed_scale": pytest.approx(1.0)} for r in calibration]
-    assert moved[-2]["median_ms"] == pytest.approx(10.0) and moved[-2]["ci_low_ms"] == pytest.approx(12 / 1.3)
-    assert moved[-2]["speed_scale"] == pytest.approx(1 / 1.3) and moved[-2]["ci_high_ms"] != moved[-2]["ci_high_ms"]
+    assert [r["median_ms"] for r in moved[:-2]] == pytest.approx([r["median_ms"] for r in calibration])
+    assert moved[-2]["median_ms"] == pytest.approx(10.0) and moved[-2]["speed_scale"] == pytest.approx(1 / 1.3)
+    assert (moved[-2]["ci_low_ms"], moved[-2]["ci_high_ms"]) == pytest.approx((10.0, 10.0))
     assert moved[-1] is old
-    assert predict.at_calibration_speed(moved) == moved  # from the cell's median in reference calls, not its median_ms
+    assert predict.at_calibration_speed(moved) == moved
     unreferenced = [{**r, "relative_median": float("nan")} for r in calibration]
     assert predict.at_calibration_speed([*unreferenced, slow])[-1] is slow
 
@@ -177,9 +180,9 @@ def test_the_network_factor_is_taken_at_the_calibrations_speed():
     designs = []
     for i, slower in enumerate([1.0, 1.3] * 5):
         row = {**calibration[0], "sweep": "paper-networks", "cell": f"n/{i}", "workload": "shufflenet_v2"}
-        ms = 1.25 * true_ms(network)
-        designs.append({**row, "op_classes": network, "median_ms": ms * slower, "relative_median": ms / 0.5})
-        designs[-1]["reference_median_ms"] = 0.5 * slower
+        designs.append(
+            _with_reference({**row, "op_classes": network, "median_ms": 1.25 * true_ms(network) * slower}, 0.5 * slower)
+        )
     model = predict.models_for(calibration + designs)[("ort-cpu", 1)]
     assert model.network_factor == pytest.approx(1.25, rel=1e-3)
     assert model.interval_for(network=True).around(1.0) == pytest.approx((1.0, 1.0), rel=1e-3)
@@ -437,7 +440,7 @@ def test_the_report_scores_networks_at_the_calibrations_speed_and_says_the_score
     for i, (w, slower) in enumerate(zip(["shufflenet_v2", "mobilenet_v2"] * 5, [1.0, 1.3] * 5)):
         row = _measured(w, i, 1.25, 0.05)
         slowed = {k: row[k] * slower for k in ("median_ms", "ci_low_ms", "ci_high_ms")}
-        design.append({**_with_reference(row, 0.5), **slowed, "reference_median_ms": 0.5 * slower})
+        design.append(_with_reference({**row, **slowed}, 0.5 * slower))
     text = _report(tmp_path, calibration, design)
     assert "| ort-cpu, 1 thread | design (10, 10 measured to ±10%) | predictor | 1.00 | 0.0% | 100% | 100% |" in text
     assert (
