@@ -5,7 +5,8 @@ measures the calibration cells and the design and held-out networks again in one
 every cell's processes across the whole sweep), into a separate results folder, and compares them with the device's
 committed rows:
 
-- how often a network's (or calibration cell's) median repeats within +-10% between the two measurements;
+- how often a network's (or calibration cell's) median repeats within +-10% between the two measurements, as measured
+  and in calls of the reference kernel timed beside it (the machine's speed taken out: shufflebench.measure);
 - the predictor fitted on each calibration and scored on each set of networks (its network factor from that set's
   design networks), so that a calibration measured in the same rounds as the networks can be told from one measured
   hours apart.
@@ -62,29 +63,46 @@ def _spread(ratios: list[float], what: str) -> str:
     return f"{len(r)} {what}, {within:.0%} {WITHIN}, ratios {r.min():.2f} to {r.max():.2f}"
 
 
-def _agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
-    """The medians of the cells measured in both, as ratios a / b."""
-    other = {(r["workload"], str(r["workload_args"]), r["backend"]): r["median_ms"] for r in b}
-    keys = [(r["workload"], str(r["workload_args"]), r["backend"]) for r in a]
-    return _spread([r["median_ms"] / other[k] for r, k in zip(a, keys) if k in other], "cells")
+def _agreement(a: list[dict[str, Any]], b: list[dict[str, Any]], column: str = "median_ms") -> str:
+    """``column`` of the cells measured in both, as ratios a / b."""
+    other = {(r["workload"], str(r["workload_args"]), r["backend"]): r.get(column) for r in b}
+    pairs = [(r.get(column), other.get((r["workload"], str(r["workload_args"]), r["backend"]))) for r in a]
+    return _spread([x / y for x, y in pairs if predict.present(x) and predict.present(y)], "cells")
+
+
+def _network(row: dict[str, Any]) -> bool:
+    return predict.is_network(row, design=True) or predict.is_network(row, design=False)
+
+
+def _speed_free(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Every folder's rows with each median in calls of the reference kernel timed beside it, where every calibration
+    cell and network of both folders has one: then a calibration and networks measured at other speeds of the machine
+    compare (the scores are the report's, whose medians are these times one speed). Otherwise the rows as measured."""
+    calibrations = [r for found in rows.values() for group in predict.calibration_rows(found).values() for r in group]
+    compared = calibrations + [r for found in rows.values() for r in found if _network(r)]
+    if not all(predict.present(r.get("relative_median")) for r in compared):
+        return rows
+    return {name: [{**r, "median_ms": r["relative_median"]} for r in found] for name, found in rows.items()}
 
 
 def compare(again: str, committed: str) -> None:
-    rows = {"again": _rows(again), "committed": _rows(committed)}
+    as_measured = {"again": _rows(again), "committed": _rows(committed)}
+    rows = _speed_free(as_measured)
+    print("scores and sums in reference calls" if rows is not as_measured else "scores and sums as measured")
     calibrations = {name: predict.calibration_rows(r) for name, r in rows.items()}
     for key in sorted(calibrations["again"], key=str):
         print(f"{key[0]}, {key[1]} thread")
-        networks = {
-            name: [
-                r
-                for r in measured
-                if predict.model_key(r) == key and any(predict.is_network(r, d) for d in (True, False))
-            ]
-            for name, measured in rows.items()
-        }
-        print(f"  network medians, again / committed: {_agreement(networks['again'], networks['committed'])}")
-        cells = (calibrations["again"][key], calibrations["committed"][key])
+
+        def networks_of(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [r for r in found if predict.model_key(r) == key and _network(r)]
+
+        networks = {name: networks_of(found) for name, found in rows.items()}
+        pair = [networks_of(as_measured[name]) for name in ("again", "committed")]
+        print(f"  network medians, again / committed: {_agreement(*pair)}")
+        print(f"  the same in reference calls (the machine's speed taken out): {_agreement(*pair, 'relative_median')}")
+        cells = [predict.calibration_rows(as_measured[name])[key] for name in ("again", "committed")]
         print(f"  calibration medians, again / committed: {_agreement(*cells)}")
+        print(f"  the same in reference calls: {_agreement(*cells, 'relative_median')}")
         sums = {name: predict.fit(calibrations[name][key]) for name in rows}
         ratios = [
             sums["again"].predict(r["op_classes"]) / sums["committed"].predict(r["op_classes"])
@@ -95,9 +113,10 @@ def compare(again: str, committed: str) -> None:
             for scored in rows:
                 # the predictor as the report has it: this calibration, the network factor from these networks' design
                 # set (each design network against the factor of the others)
-                model = predict.models_for(calibrations[fitted][key] + networks[scored])[key]
+                moved = predict.at_calibration_speed(calibrations[fitted][key] + networks[scored])
+                model = predict.models_for(moved)[key]
                 for design in (True, False):
-                    cells = [r for r in networks[scored] if predict.is_network(r, design)]
+                    cells = [r for r in moved if predict.is_network(r, design)]
                     measured = [r["median_ms"] for r in cells]
                     with_factor = predict.validate([model.predict_row(r) for r in cells], measured)
                     summed = predict.validate([model.predict(r["op_classes"]) for r in cells], measured)

@@ -325,8 +325,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     calibration = Path(args.results) / meta["device_id"] / "calibrate.csv"
     if not calibration.exists():
         raise UserError(
-            f"{calibration}: no calibration of this device; run `shufflebench calibrate` (or `make calibrate`, about "
-            "7 minutes) first"
+            f"{calibration}: no calibration of this device; run `shufflebench calibrate` first (about 7 minutes; "
+            "`make calibrate` also measures the networks that set its network factor and score it)"
         )
     from shufflebench import backends, predict, results, workloads
 

@@ -520,9 +520,20 @@ def test_repeatability_compares_a_folder_with_itself_as_identical_and_scores_the
     lines = capsys.readouterr().out.splitlines()
     medians = [line for line in lines if "again / committed" in line]
     assert len(medians) == 6 and all("100% within ±10%, ratios 1.00 to 1.00" in line for line in medians)
+    assert lines[0] == "scores and sums in reference calls"  # the committed rows timed the reference kernel
+    relative = [line for line in lines[1:] if "in reference calls" in line]
+    assert len(relative) == 4 and all("cells, 100% within ±10%, ratios 1.00 to 1.00" in line for line in relative)
     scores = [line.split(")", 1)[1] for line in lines if " networks " in line]
     assert len(scores) == 16 and all("(network factor x" in line for line in scores)
     assert len(set(scores)) == 4  # two backends x design and held-out, the same whichever side is "again"
+    # and the report's: the predictor at the calibration's speed, scored on the networks at that speed
+    from shufflebench.report.load import load
+
+    rows = predict.at_calibration_speed(load([Path(folder)]).rows.to_dict("records"))
+    design = [r for r in rows if predict.model_key(r) == ("ort-cpu", 1) and predict.is_network(r, design=True)]
+    model = predict.models_for(rows)[("ort-cpu", 1)]
+    v = predict.validate([model.predict_row(r) for r in design], [r["median_ms"] for r in design])
+    assert scores[0].startswith(f": within ±10% {v.within_10:.0%}, median error {v.median_error:.1%} ")  # ort design
 
 
 def test_the_network_gap_times_every_torch_op_of_a_network_inside_it_and_alone(monkeypatch):
