@@ -59,7 +59,7 @@ def test_a_module_of_importable_classes_is_measured_in_worker_processes():
     # each process timed the reference kernel between its samples: the cell's median in its calls comes from them (the
     # raw columns keep times to the nanosecond, so recomputed from them it agrees to 1e-4)
     relative = [statistics.median(s) / statistics.median(r) for s, r in zip(row["samples_ms"], row["reference_ms"])]
-    assert len(row["reference_ms"]) == 2
+    assert len(row["reference_ms"]) == len(row["samples_ms"]) >= 2  # more processes where they fell into modes
     assert row["relative_median"] == pytest.approx(statistics.median(relative), rel=1e-4)
     assert "median" in str(row)  # prints as `shufflebench time` does
 
