@@ -30,6 +30,12 @@ from shufflebench.categories import COST_TOTALS, NCHWC_DOMAIN, aggregate_classes
 
 FLOAT_TYPES = {1: 4, 10: 2, 11: 8, 16: 2}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16 -> itemsize
 FIRST_OUTPUT_ONLY = {"MaxPool", "Dropout", "BatchNormalization"}
+# The activations ONNX Runtime's blocked (NCHWc) convolution kernels apply to their accumulators. Any other activation
+# fused into a blocked convolution (Clip for ReLU6, HardSigmoid, Sigmoid, ...), and every activation fused into a
+# plain one (FusedConv, whose im2col and SGEMM are followed by MlasActivation), is MLAS applying it in a second pass
+# over the output the kernel wrote, so the predictor's graph of a CPU session counts it as an element-wise op on that
+# output (read and written) beside the convolution.
+BLOCKED_ACTIVATIONS = ("Relu",)
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,9 @@ def count(
 ) -> OnnxCost:
     """The cost of one run of the graph; ``shape`` fixes the first input's shape where the graph leaves it open, and
     ``known`` gives shapes that shape inference cannot (a runtime's contrib ops: see :func:`run_shapes`). ``runtime``:
-    the graph is one ONNX Runtime optimised, whose depthwise convolutions outside the NCHWc domain run its plain
-    kernel (class ``depthwise_plain``)."""
+    the graph is one ONNX Runtime optimised for the CPU, whose depthwise and grouped convolutions outside the NCHWc
+    domain run its plain kernels (classes ``depthwise_plain`` and ``grouped_plain``) and whose fused activations may
+    take a pass of their own (see BLOCKED_ACTIVATIONS)."""
     import onnx
 
     model = load(source)
@@ -125,6 +132,10 @@ def count(
         cost.flops += node_flops
         name = _class(node, kind, shapes, runtime)
         cost.nodes.append(NodeCost(node.name, node.op_type, name, node_flops, node_bytes))
+        activation = _string_attr(node, "activation")
+        if runtime and kind == "conv" and activation and (activation not in BLOCKED_ACTIVATIONS or not _blocked(node)):
+            out_bytes = out_elements * itemsizes.get(node.output[0], 4)
+            cost.nodes.append(NodeCost(f"{node.name}/{activation}", activation, "elementwise", 0, 2 * out_bytes))
     return cost
 
 
@@ -175,11 +186,19 @@ def _class(node: Any, kind: str, shapes: dict[str, list[int]], runtime: bool) ->
         return op_class(kind, op=node.op_type)
     w, x = shapes[node.input[1]], shapes.get(node.input[0]) or [0, 0]
     name = op_class("conv", math.prod(w[2:]), _attr(node, "group", 1), x[1])
-    return "depthwise_plain" if runtime and name == "depthwise" and node.domain != NCHWC_DOMAIN else name
+    return f"{name}_plain" if runtime and name in ("depthwise", "grouped") and not _blocked(node) else name
+
+
+def _blocked(node: Any) -> bool:  # a convolution ONNX Runtime runs in its blocked NCHWc layout
+    return node.domain == NCHWC_DOMAIN
 
 
 def _attr(node: Any, name: str, default: int) -> int:  # an integer attribute of a node
     return next((a.i for a in node.attribute if a.name == name), default)
+
+
+def _string_attr(node: Any, name: str) -> str:  # a string attribute of a node, "" where it has none
+    return next((a.s.decode() for a in node.attribute if a.name == name), "")
 
 
 def _shapes(model: Any) -> tuple[dict[str, list[int]], dict[str, int]]:

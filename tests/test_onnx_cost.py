@@ -88,21 +88,50 @@ def test_a_fused_relu_costs_nothing_in_the_graph_onnx_runtime_runs(tmp_path):
     )
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONNX Runtime's NCHWc layout is x86 only")
-def test_a_depthwise_convolution_onnx_runtime_cannot_block_is_its_own_class(tmp_path):
+def _cpu_runtime_classes(module: torch.nn.Module, shape: tuple[int, ...], path) -> dict[str, list[int]]:
+    """The predictor's classes of the graph ONNX Runtime's CPU provider runs for ``module`` (opt_level all)."""
     from shufflebench import backends
     from shufflebench.backends import ort_backend
 
+    export(module.eval(), shape, path)
+    settings = backends.get("ort-cpu").defaults(threads=1, opt_level="all")
+    return ort_backend.runtime_cost(path, shape, provider="CPUExecutionProvider", settings=settings)["classes"]
+
+
+NCHWC = pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"), reason="ONNX Runtime's NCHWc layout is x86 only"
+)
+
+
+@NCHWC
+def test_depthwise_and_grouped_convolutions_onnx_runtime_cannot_block_are_classes_of_their_own(tmp_path):
     classes = {}
-    for c in (58, 64):  # 58 channels are no multiple of the NCHWc block (8 or 16); 64 are
-        w = blocks.build("op_conv", c=c, hw=14, k=3, groups=c, repeat=2)
-        export(w.module, w.input_shape, tmp_path / f"dw{c}.onnx")
-        settings = backends.get("ort-cpu").defaults(threads=1, opt_level="all")
-        runtime = ort_backend.runtime_cost(
-            tmp_path / f"dw{c}.onnx", w.input_shape, provider="CPUExecutionProvider", settings=settings
-        )
-        classes[c] = runtime["classes"]
+    for c, groups in ((58, 58), (64, 64), (60, 3), (48, 3)):  # 58 and 60 / 3 channels are no multiple of the block
+        w = blocks.build("op_conv", c=c, hw=14, k=3 if groups == c else 1, groups=groups, repeat=2)
+        classes[c] = _cpu_runtime_classes(w.module, w.input_shape, tmp_path / f"conv{c}.onnx")
     assert classes[58]["depthwise_plain"][0] == 2 and "depthwise" not in classes[58]
     assert classes[64]["depthwise"][0] == 2 and "depthwise_plain" not in classes[64]
+    assert classes[60]["grouped_plain"][0] == 2 and "grouped" not in classes[60]
+    assert classes[48]["grouped"][0] == 2 and "grouped_plain" not in classes[48]
     # the model itself, as exported, has plain depthwise convolutions only as ONNX Runtime runs them
-    assert onnx_cost.count(tmp_path / "dw58.onnx").by_class()["depthwise"][0] == 2
+    assert onnx_cost.count(tmp_path / "conv58.onnx").by_class()["depthwise"][0] == 2
+
+
+@NCHWC
+@pytest.mark.parametrize(
+    ("c", "activation", "passes"),
+    [
+        (64, torch.nn.ReLU, 0),  # the blocked kernel applies ReLU to its accumulators
+        (64, torch.nn.ReLU6, 1),  # Clip: a second pass over the output
+        (64, torch.nn.Hardsigmoid, 1),
+        (58, torch.nn.ReLU, 1),  # the plain kernel's SGEMM is followed by a pass for any activation
+    ],
+)
+def test_an_activation_fused_into_a_convolution_but_applied_after_it_is_an_elementwise_op(
+    c, activation, passes, tmp_path
+):
+    layers = [torch.nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), torch.nn.BatchNorm2d(c), activation()]
+    classes = _cpu_runtime_classes(torch.nn.Sequential(*layers), (1, c, 14, 14), tmp_path / "m.onnx")
+    assert sum(ops for name, (ops, _, _) in classes.items() if name.startswith("depthwise")) == 1  # fused: one conv
+    output_bytes = c * 14 * 14 * 4
+    assert classes.get("elementwise", [0, 0, 0]) == [passes, 0, passes * 2 * output_bytes]  # read and written

@@ -185,17 +185,17 @@ def runtime_cost(
         )
         so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         ort.InferenceSession(source, so, providers=[(provider, provider_options(provider, settings))])
-        return optimized_cost(Path(so.optimized_model_filepath), input_shape)
+        return optimized_cost(Path(so.optimized_model_filepath), input_shape, cpu=provider == "CPUExecutionProvider")
 
 
-def optimized_cost(path: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
+def optimized_cost(path: Path, input_shape: tuple[int, ...], cpu: bool) -> dict[str, Any]:
     """MAC and op counts of the graph ONNX Runtime made of the model at this cell's optimisation level
-    (shufflebench.onnx_cost); ``{"error": ...}`` where it cannot be counted (no onnx package, a graph it cannot
-    read)."""
+    (shufflebench.onnx_cost), with the CPU's kernels where ``cpu``; ``{"error": ...}`` where it cannot be counted
+    (no onnx package, a graph it cannot read)."""
     try:
         from shufflebench import onnx_cost
 
-        counted = onnx_cost.count(path, input_shape, onnx_cost.run_shapes(path, input_shape), runtime=True)
+        counted = onnx_cost.count(path, input_shape, onnx_cost.run_shapes(path, input_shape), runtime=cpu)
     except Exception as e:  # noqa: BLE001 - counting is an extra: the cell is measured all the same
         return {"error": f"{type(e).__name__}: {e}"}
     return {
