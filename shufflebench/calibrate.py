@@ -6,8 +6,8 @@ the networks (tensors of 8 K to 2 M elements). Every class of op the predictor t
 widening and narrowing few channels), kxk, depthwise and grouped convolutions and the stem, element-wise ops,
 concatenation, the shuffle, max, average and global pools, linear layers. It is an ordinary sweep (``calibrate`` in the
 results folder: resumable, one row per cell, exportable as a bundle for a board). At one thread on a 2-core zen3 VM it
-took about 3-4 minutes preparing its 76 workloads the first time (cached after that), and measuring its 304 worker
-runs 3.5 minutes cold (each call after an L2 eviction, the default: shufflebench/backends/cache.py).
+took about 5 minutes preparing its 80 workloads the first time (cached after that), and measuring its 320 worker
+runs 4 minutes cold (each call after an L2 eviction, the default: shufflebench/backends/cache.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from shufflebench import config
 CHANNELS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 SIZES = (7, 14, 28, 56, 112)
 NETWORK_WIDTHS = (58, 116, 232, 464)  # ShuffleNet V2 1x's branch widths: not a multiple of 8 or 16
+GROUPED_WIDTHS = (30, 60, 90, 180)  # ShuffleNet v1 0.5x-1.5x's bottlenecks, 3 groups: 10-60 channels per group
 ELEMENTS = (2**13, 2**21)  # c * hw * hw of the shapes drawn
 BN_EXTRA = 4  # batch-norm cells beyond the one every element-wise op gets
 STEMS = 5  # 3 x 3 stems drawn from the networks' widths and resolutions, beside ResNet's 7 x 7
@@ -78,6 +79,10 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0, cache: str 
     pointwise = [(c, e, hw) for c in POINTWISE_CHANNELS for e in (4, 6) for hw in SIZES if fits(c * e, hw)]
     for c, expand, hw in rng.sample(pointwise, POINTWISE):
         workloads.append(_entry("op_pointwise", c=c, hw=hw, expand=expand))
+    # 1x1 group convolutions at ShuffleNet v1's widths (3 groups of 10 to 60 channels), which ONNX Runtime cannot
+    # block (NCHWc) either: of the five grouped cells above one has channels per group that are no multiple of 8.
+    for c in GROUPED_WIDTHS:
+        workloads.append(_entry("op_conv", c=c, hw=rng.choice([hw for hw in SIZES if fits(c, hw)]), groups=3))
     return {
         "sweep": NAME,
         "description": f"latency predictor calibration, generated (seed {seed}) by shufflebench/calibrate.py",

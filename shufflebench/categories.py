@@ -152,6 +152,8 @@ _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 # ``depthwise_plain`` is a depthwise convolution that ONNX Runtime left out of its blocked NCHWc layout (x86 only, and
 # only for channel counts that are a multiple of the block): its plain kernel ran ShuffleNet V2's 58-channel depthwise
 # convolutions at 2.3 GFLOP/s where the NCHWc ones reached 11, so the two cannot share one cost per FLOP.
+# ``grouped_plain`` likewise, a grouped convolution whose channels per group are no multiple of the block (ShuffleNet
+# v1 0.5x runs most of its 1x1 group convolutions so, 2x none): it runs an SGEMM per group on few channels.
 OP_CLASSES = (
     "stem",
     "conv1x1",
@@ -159,6 +161,7 @@ OP_CLASSES = (
     "depthwise",
     "depthwise_plain",
     "grouped",
+    "grouped_plain",
     "maxpool",
     "avgpool",
     "globalpool",
