@@ -6,7 +6,7 @@ the networks (tensors of 8 K to 2 M elements). Every class of op the predictor t
 widening and narrowing few channels), kxk, depthwise and grouped convolutions and the stem, element-wise ops,
 concatenation, the shuffle, max, average and global pools, linear layers. It is an ordinary sweep (``calibrate`` in the
 results folder: resumable, one row per cell, exportable as a bundle for a board). At one thread on a 2-core zen3 VM it
-took about 5 minutes preparing its 80 workloads the first time (cached after that), and measuring its 320 worker
+took about 5 minutes preparing its 84 workloads the first time (cached after that), and measuring its 320 worker
 runs 4 minutes cold (each call after an L2 eviction, the default: shufflebench/backends/cache.py).
 """
 
@@ -27,6 +27,8 @@ BN_EXTRA = 4  # batch-norm cells beyond the one every element-wise op gets
 STEMS = 5  # 3 x 3 stems drawn from the networks' widths and resolutions, beside ResNet's 7 x 7
 POINTWISE = 6  # widening and narrowing 1x1 cells, of few channels
 POINTWISE_CHANNELS = (8, 16, 24, 32, 48, 64)
+EXP_EXTRA = 4  # sigmoid and SiLU cells beyond the one each gets: their class (elementwise_exp) needs a cost per op and
+# one per byte
 MAX_MACS = 1.5e9  # multiply-adds per cell, so that no cell takes more than a few seconds
 MEASURE = {"processes": 2, "max_processes": 2, "min_time": 0.2, "warmup_time": 0.1, "seed": 0, "probe": True}
 NAME = "calibrate"
@@ -83,6 +85,10 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0, cache: str 
     # block (NCHWc) either: of the five grouped cells above one has channels per group that are no multiple of 8.
     for c in GROUPED_WIDTHS:
         workloads.append(_entry("op_conv", c=c, hw=rng.choice([hw for hw in SIZES if fits(c, hw)]), groups=3))
+    # Sigmoid and SiLU at more sizes: element-wise ops that evaluate an exponential per element are a class of their
+    # own (shufflebench.categories.EXP_OPS), as EfficientNet runs a SiLU after most of its convolutions.
+    for i, (c, hw) in enumerate(draw(EXP_EXTRA)):
+        workloads.append(_entry("op_elementwise", op=("sigmoid", "silu")[i % 2], c=c, hw=hw))
     return {
         "sweep": NAME,
         "description": f"latency predictor calibration, generated (seed {seed}) by shufflebench/calibrate.py",

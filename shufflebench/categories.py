@@ -166,6 +166,7 @@ OP_CLASSES = (
     "avgpool",
     "globalpool",
     *[k for k in KINDS if k not in ("conv", "pool")],
+    "elementwise_exp",
 )
 # Pools are told apart too: a windowed max and a windowed average cost per byte, differently (torch's NCHW max pool
 # took 1.5 ms per MB read and written on one zen4 core, its average pool 0.44), and a global pool is a reduction.
@@ -180,15 +181,37 @@ POOL_CLASSES = {
 # channels there is little to vectorise over. On one zen4 core torch's 3 x 3 stems ran at 23-37 GFLOP/s and ONNX
 # Runtime's at 31-43, where their other 3 x 3 convolutions fitted at 56 and 62.
 STEM_CHANNELS = 4  # at most this many input channels
+# An element-wise op that evaluates an exponential (or erf) per element is its own class too: it is bound by that
+# arithmetic, not by the bytes it moves. In the zen3 calibration of 2026-11-30, fitted with the other element-wise ops
+# and left out of the fit, a sigmoid cell took 2.3x (ONNX Runtime) and 3.3x (torch) what their cost per op and per
+# byte said, a SiLU cell 3.5x and 4.0x, where the add, multiply, ReLU and batch-norm cells scattered around 1.
+EXP_OPS = {
+    "Sigmoid",
+    "Swish",
+    "QuickGelu",
+    "Tanh",
+    "Exp",
+    "Erf",
+    "Gelu",
+    "sigmoid",
+    "silu",
+    "tanh",
+    "exp",
+    "erf",
+    "gelu",
+}
 NCHWC_DOMAIN = "com.microsoft.nchwc"
 
 
 def op_class(kind: str, kernel: int = 1, groups: int = 1, channels_in: int = 1, op: str = "") -> str:
     """The predictor's class of an op: its kind; for a convolution whether it is 1x1, kxk, depthwise or grouped
     (``kernel`` = kernel elements, ``channels_in`` = input channels); for a pool, by its ``op`` name (ONNX op type or
-    ATen name), a windowed max, a windowed average or a global pool."""
+    ATen name), a windowed max, a windowed average or a global pool; for an element-wise op, by its name, whether it
+    evaluates an exponential (EXP_OPS)."""
     if kind == "pool":
         return POOL_CLASSES.get(op.removeprefix("aten::"), "globalpool")
+    if kind == "elementwise":
+        return "elementwise_exp" if op.removeprefix("aten::").removesuffix("_") in EXP_OPS else kind
     if kind != "conv":
         return kind
     if groups > 1:

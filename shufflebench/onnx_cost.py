@@ -34,7 +34,7 @@ FIRST_OUTPUT_ONLY = {"MaxPool", "Dropout", "BatchNormalization"}
 # fused into a blocked convolution (Clip for ReLU6, HardSigmoid, Sigmoid, ...), and every activation fused into a
 # plain one (FusedConv, whose im2col and SGEMM are followed by MlasActivation), is MLAS applying it in a second pass
 # over the output the kernel wrote, so the predictor's graph of a CPU session counts it as an element-wise op on that
-# output (read and written) beside the convolution.
+# output (read and written) beside the convolution, of class elementwise_exp for a Sigmoid or a Tanh.
 BLOCKED_ACTIVATIONS = ("Relu",)
 
 
@@ -135,7 +135,8 @@ def count(
         activation = _string_attr(node, "activation")
         if runtime and kind == "conv" and activation and (activation not in BLOCKED_ACTIVATIONS or not _blocked(node)):
             out_bytes = out_elements * itemsizes.get(node.output[0], 4)
-            cost.nodes.append(NodeCost(f"{node.name}/{activation}", activation, "elementwise", 0, 2 * out_bytes))
+            pass_class = op_class("elementwise", op=activation)
+            cost.nodes.append(NodeCost(f"{node.name}/{activation}", activation, pass_class, 0, 2 * out_bytes))
     return cost
 
 

@@ -12,8 +12,8 @@ device showed them for that class. Classes that do no arithmetic (element-wise, 
 views, allocations and others only a per-op cost.
 
 The fit is scipy's non-negative least squares on relative errors (each calibration cell weighs 1 / its latency), so
-a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 80 calibration cells per backend and
-38 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
+a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 84 calibration cells per backend and
+40 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
 these features adds up over a network's ops by construction. The calibration times each op with the L2 evicted
 (``cache: cold``), as it runs inside a network.
 
@@ -50,7 +50,15 @@ MIN_INTERVAL_CELLS = 9
 DESIGN = frozenset({"shufflenet_v1", "shufflenet_v2", "mobilenet_v1", "mobilenet_v2"})
 # Classes with a FLOP term.
 COMPUTE = ("stem", "conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", "grouped_plain", "matmul")
-MOVING = (*COMPUTE, "elementwise", "data", "maxpool", "avgpool", "globalpool")  # classes with a byte term
+MOVING = (
+    *COMPUTE,
+    "elementwise",
+    "elementwise_exp",
+    "data",
+    "maxpool",
+    "avgpool",
+    "globalpool",
+)  # classes with a byte term
 # Features: the call, then per class its op count, its GFLOP (multiply-adds) and its MB moved.
 FEATURES = [
     "call",

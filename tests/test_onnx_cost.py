@@ -125,6 +125,7 @@ def test_depthwise_and_grouped_convolutions_onnx_runtime_cannot_block_are_classe
         (64, torch.nn.ReLU6, 1),  # Clip: a second pass over the output
         (64, torch.nn.Hardsigmoid, 1),
         (58, torch.nn.ReLU, 1),  # the plain kernel's SGEMM is followed by a pass for any activation
+        (64, torch.nn.Sigmoid, 1),  # a pass that evaluates an exponential per element: elementwise_exp
     ],
 )
 def test_an_activation_fused_into_a_convolution_but_applied_after_it_is_an_elementwise_op(
@@ -134,4 +135,21 @@ def test_an_activation_fused_into_a_convolution_but_applied_after_it_is_an_eleme
     classes = _cpu_runtime_classes(torch.nn.Sequential(*layers), (1, c, 14, 14), tmp_path / "m.onnx")
     assert sum(ops for name, (ops, _, _) in classes.items() if name.startswith("depthwise")) == 1  # fused: one conv
     output_bytes = c * 14 * 14 * 4
-    assert classes.get("elementwise", [0, 0, 0]) == [passes, 0, passes * 2 * output_bytes]  # read and written
+    pass_class = "elementwise_exp" if activation is torch.nn.Sigmoid else "elementwise"
+    assert classes.get(pass_class, [0, 0, 0]) == [passes, 0, passes * 2 * output_bytes]  # read and written
+    assert len([name for name in classes if name.startswith("elementwise")]) == (1 if passes else 0)
+
+
+def test_element_wise_ops_that_evaluate_an_exponential_are_a_class_of_their_own(tmp_path):
+    """SiLU (which ONNX Runtime fuses into one QuickGelu node) and sigmoid cost per element far more than an add or a
+    ReLU of the same bytes: the predictor tells them apart, in ONNX Runtime's graph and in torch's."""
+    from shufflebench import cost
+
+    module = torch.nn.Sequential(torch.nn.SiLU(), torch.nn.Sigmoid(), torch.nn.ReLU(), torch.nn.Hardswish())
+    shape = (1, 16, 8, 8)
+    tensor_bytes = 16 * 8 * 8 * 4
+    ort_classes = _cpu_runtime_classes(module, shape, tmp_path / "m.onnx")
+    assert ort_classes["elementwise_exp"] == [2, 0, 2 * 2 * tensor_bytes]  # QuickGelu and Sigmoid
+    torch_classes = cost.count(module, shape).by_class()
+    assert torch_classes["elementwise_exp"] == [2, 0, 2 * 2 * tensor_bytes]  # silu and sigmoid
+    assert torch_classes["elementwise"][0] == 2  # relu and hardswish

@@ -222,7 +222,9 @@ def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
     data = calibrate.sweep_data(["torch-cpu", "ort-cpu"])
     assert data == calibrate.sweep_data(["torch-cpu", "ort-cpu"])  # seeded: the same sweep every time
     sweep = calibrate.sweep(["torch-cpu", "ort-cpu"])
-    assert sweep.name == "calibrate" and 140 <= len(sweep.cells) <= 160 and sweep.run.processes == 2
+    assert sweep.name == "calibrate" and 160 <= len(sweep.cells) <= 180 and sweep.run.processes == 2
+    exponential = [c for c in sweep.cells if c.workload == "op_elementwise" and c.args["op"] in ("sigmoid", "silu")]
+    assert len(exponential) == 2 * 6  # per backend: a cost per op and one per byte, each with cells left out
     convs = [c.args for c in sweep.cells if c.workload == "op_conv"]
     assert any(a["k"] == 1 and a["groups"] == 1 for a in convs) and any(a["k"] > 1 and a["groups"] == 1 for a in convs)
     assert any(a["groups"] == a["c"] for a in convs) and any(1 < a["groups"] < a["c"] for a in convs)
