@@ -361,7 +361,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
             note = f"the sum of its ops x{model.network_factor:.2f}, this device's network factor; {note}"
         elif network:
             note = (
-                f"the sum of its ops: no network factor without {predict.MIN_INTERVAL_CELLS} design networks measured "
+                f"the sum of its ops: no network factor without {predict.MIN_INTERVAL_CELLS} design networks of two "
+                f"families measured "
                 f"(`shufflebench run configs/paper/networks.yaml`); {note}"
             )
         print(

@@ -20,10 +20,12 @@ these features adds up over a network's ops by construction. The calibration tim
 A whole network runs slower than the sum of its ops timed alone: each of its ops follows different ones (other
 kernels, other weights, other shapes), where a calibration cell repeats one op and a guideline block repeats one
 unit. So a whole network's prediction is the sum times a network factor, the median of measured / summed over the
-design-set networks (DESIGN) this device measured; each design network is scored with the factor of the others.
+design-set networks (DESIGN) this device measured; each design network is scored with the factor of the other
+families' networks (its own family's other widths share its errors, so leaving out the network alone would score it
+with a factor it pulled, as a new network's factor never is).
 
 A prediction's interval is split-conformal at LEVEL, from the ratios measured / predicted on cells like it that the
-model was not fitted on: for a whole network the design-set networks (each against the factor of the others) where
+model was not fitted on: for a whole network the design-set networks (each against the other families' factor) where
 this device measured them, otherwise the calibration cells, each left out of the fit. The report scores the factor and
 the interval on the held-out networks, which nothing in the predictor's design looked at.
 """
@@ -132,7 +134,7 @@ class Model:
     cache: str = "warm"  # how the calibration cells were timed
     launch_ms: float | None = None  # on a GPU: the host's cost of launching one kernel
     network_factor: float = 1.0  # a whole network's measured / summed: the median over the design networks
-    factor_without: dict[str, float] = field(default_factory=dict)  # per design network cell: the others' factor
+    factor_without: dict[str, float] = field(default_factory=dict)  # per design network cell: other families' factor
 
     def predict(self, classes: dict[str, list[int]], network: bool = False) -> float:
         """Milliseconds for a graph; ``network``: a whole network's, with the network factor."""
@@ -140,7 +142,7 @@ class Model:
 
     def predict_row(self, row: dict[str, Any]) -> float:
         """A measured row's prediction, out of sample: a whole network's with the network factor, a design network's
-        with the factor of the other design networks, which it did not set."""
+        with the factor of the other families' design networks, which it and its family did not set."""
         if not whole_network(row["workload"]):
             return self.predict(row["op_classes"])
         return self.factor_without.get(row["cell"], self.network_factor) * self.predict(row["op_classes"])
@@ -175,10 +177,12 @@ class Model:
     def calibrated_on(self, networks: list[dict[str, Any]]) -> Model:
         """This model with its network factor and interval from design networks measured on the device: the factor
         is the median of their ratios measured / summed, the interval split-conformal on each network's ratio to the
-        factor of the others (out of sample, as the held-out networks are)."""
+        factor of the other families' networks (out of sample, as a held-out network of a new family is). The networks
+        must come from at least two families (workloads)."""
         ratios = np.array([r["median_ms"] / self.predict(r["op_classes"]) for r in networks])
-        without = [float(np.median(np.delete(ratios, i))) for i in range(len(ratios))]
-        source = f"{len(networks)} design-set networks, each against the network factor of the others"
+        families = np.array([r["workload"] for r in networks])
+        without = [float(np.median(ratios[families != family])) for family in families]
+        source = f"{len(networks)} design-set networks, each against the network factor of the other families"
         return replace(
             self,
             network_factor=float(np.median(ratios)),
@@ -389,8 +393,9 @@ def is_network(row: dict[str, Any], design: bool) -> bool:
 def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model]:
     """A model per (backend, threads) from a device's rows: fitted on its calibration cells, its network factor and
     interval from the design-set networks measured with that backend and thread count where there are at least
-    MIN_INTERVAL_CELLS (no factor, and the interval from the calibration cells, otherwise). Pairs with too few
-    calibration cells are left out. Medians are taken at the calibration's speed (:func:`at_calibration_speed`)."""
+    MIN_INTERVAL_CELLS of at least two families (no factor, and the interval from the calibration cells, otherwise).
+    Pairs with too few calibration cells are left out. Medians are taken at the calibration's speed
+    (:func:`at_calibration_speed`)."""
     from shufflebench import backends
 
     rows = at_calibration_speed(rows)
@@ -401,7 +406,7 @@ def models_for(rows: list[dict[str, Any]]) -> dict[tuple[str, int | None], Model
         except ValueError:
             continue
         networks = [r for r in rows if model_key(r) == key and is_network(r, design=True)]
-        if len(networks) >= MIN_INTERVAL_CELLS:
+        if len(networks) >= MIN_INTERVAL_CELLS and len({r["workload"] for r in networks}) > 1:
             model = model.calibrated_on(networks)
         models[key] = model
     return models

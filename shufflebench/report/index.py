@@ -355,8 +355,8 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
         "per op, per FLOP and per byte. A whole network runs slower than that sum of its ops (each op follows other "
         "kernels, weights and shapes, where a calibration cell repeats one op and a block one unit), so a network's "
         "prediction is the sum times a *network factor*, the median of measured / summed over the design networks; "
-        "each design network is scored with the factor of the others, and the *sum of ops* rows show the networks "
-        "without it. It is scored on cells it was not fitted on, in three sets: the blocks of "
+        "each design network is scored with the factor of the other families' networks, and the *sum of ops* rows "
+        "show the networks without it. It is scored on cells it was not fitted on, in three sets: the blocks of "
         "Tables 1-4; the **design** networks (ShuffleNet v1/v2, MobileNet v1/v2), whose errors guided the op classes "
         "and the calibration shapes, so their scores are optimistic; and the **held-out** networks (every other "
         "network measured: ResNet, ResNeXt, EfficientNet, DenseNet, Xception), which no design decision looked at. The "
@@ -415,7 +415,7 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
             notes.append(
                 f"{label}: network factor x{model.network_factor:.2f}, the median of {interval.n} design networks' "
                 f"measured / summed (x{min(model.factor_without.values()):.2f} to "
-                f"x{max(model.factor_without.values()):.2f} with one of them left out)."
+                f"x{max(model.factor_without.values()):.2f} with one family left out)."
             )
         notes.append(
             f"{label}: the {predict.LEVEL:.0%} prediction interval of a network, from {interval.source}, is "
