@@ -12,7 +12,7 @@ device showed them for that class. Classes that do no arithmetic (element-wise, 
 views, allocations and others only a per-op cost.
 
 The fit is scipy's non-negative least squares on relative errors (each calibration cell weighs 1 / its latency), so
-a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 84 calibration cells per backend and
+a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 88 calibration cells per backend and
 40 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
 these features adds up over a network's ops by construction. The calibration times each op with the L2 evicted
 (``cache: cold``), as it runs inside a network.

@@ -233,6 +233,9 @@ def test_the_calibration_sweep_is_generated_valid_and_covers_every_op_class():
     convs = [c.args for c in sweep.cells if c.workload == "op_conv"]
     assert any(a["k"] == 1 and a["groups"] == 1 for a in convs) and any(a["k"] > 1 and a["groups"] == 1 for a in convs)
     assert any(a["groups"] == a["c"] for a in convs) and any(1 < a["groups"] < a["c"] for a in convs)
+    # group convolutions with channels per group that ONNX Runtime blocks (a multiple of 8) and that it cannot
+    per_group = [a["c"] // a["groups"] for a in convs if 1 < a["groups"] < a["c"]]
+    assert sum(g % 8 == 0 for g in per_group) >= 8 and sum(g % 8 != 0 for g in per_group) >= 4
     workloads = {c.workload for c in sweep.cells}
     assert workloads == {
         "op_conv",
