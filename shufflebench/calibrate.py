@@ -6,7 +6,7 @@ the networks (tensors of 8 K to 2 M elements). Every class of op the predictor t
 widening and narrowing few channels), kxk, depthwise and grouped convolutions and the stem, element-wise ops,
 concatenation, the shuffle, max, average and global pools, linear layers. It is an ordinary sweep (``calibrate`` in the
 results folder: resumable, one row per cell, exportable as a bundle for a board). At one thread on a 2-core zen3 VM it
-took about 5 minutes preparing its 88 workloads the first time (cached after that), and measuring its 320 worker
+took about 5 minutes preparing its 92 workloads the first time (cached after that), and measuring its 320 worker
 runs 4 minutes cold (each call after an L2 eviction, the default: shufflebench/backends/cache.py).
 """
 
@@ -23,6 +23,7 @@ SIZES = (7, 14, 28, 56, 112)
 NETWORK_WIDTHS = (58, 116, 232, 464)  # ShuffleNet V2 1x's branch widths: not a multiple of 8 or 16
 GROUPED_WIDTHS = (30, 60, 90, 180)  # ShuffleNet v1 0.5x-1.5x's bottlenecks, 3 groups: 10-60 channels per group
 BLOCKED_GROUPED_WIDTHS = (120, 240, 480, 960)  # ShuffleNet v1's stage widths, 3 groups: 40-320 channels per group
+GROUPED_KXK = 4  # 3 x 3 group convolutions beyond the two drawn with the 1x1 ones
 ELEMENTS = (2**13, 2**21)  # c * hw * hw of the shapes drawn
 BN_EXTRA = 4  # batch-norm cells beyond the one every element-wise op gets
 STEMS = 5  # 3 x 3 stems drawn from the networks' widths and resolutions, beside ResNet's 7 x 7
@@ -96,6 +97,10 @@ def sweep_data(backends: list[str], threads: int = 1, seed: int = 0, cache: str 
     for c in BLOCKED_GROUPED_WIDTHS:
         hw = rng.choice([hw for hw in SIZES if fits(c, hw) and conv_fits(1, 3)(c, hw)])
         workloads.append(_entry("op_conv", c=c, hw=hw, groups=3))
+    # 3 x 3 group convolutions, a class of their own (grouped_kxk): two of the five grouped cells above are 3 x 3.
+    for c, hw in draw(GROUPED_KXK, conv_fits(3, 2)):
+        groups = rng.choice([g for g in (2, 4, 8, 16, 32) if c % g == 0])
+        workloads.append(_entry("op_conv", c=c, hw=hw, k=3, groups=groups))
     return {
         "sweep": NAME,
         "description": f"latency predictor calibration, generated (seed {seed}) by shufflebench/calibrate.py",

@@ -152,8 +152,12 @@ _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 # ``depthwise_plain`` is a depthwise convolution that ONNX Runtime left out of its blocked NCHWc layout (x86 only, and
 # only for channel counts that are a multiple of the block): its plain kernel ran ShuffleNet V2's 58-channel depthwise
 # convolutions at 2.3 GFLOP/s where the NCHWc ones reached 11, so the two cannot share one cost per FLOP.
-# ``grouped_plain`` likewise, a grouped convolution whose channels per group are no multiple of the block (ShuffleNet
-# v1 0.5x runs most of its 1x1 group convolutions so, 2x none): it runs an SGEMM per group on few channels.
+# ``grouped`` is a 1x1 group convolution, ``grouped_plain`` likewise one whose channels per group are no multiple of the
+# block (ShuffleNet v1 0.5x runs most of its 1x1 group convolutions so, 2x none): it runs an SGEMM per group on few
+# channels. ``grouped_kxk`` is a group convolution with a larger kernel (ResNeXt's 3 x 3), blocked or not: in the
+# zen4 calibration of 2026-12-01, fitted as one class with the 1x1 ones and left out of the fit, the 3 x 3 cells took
+# 1.8-2.1x what the class's costs said, and they raised its cost per op to 34 us, which ShuffleNet v1's small 1x1 group
+# convolutions then paid.
 OP_CLASSES = (
     "stem",
     "conv1x1",
@@ -162,6 +166,7 @@ OP_CLASSES = (
     "depthwise_plain",
     "grouped",
     "grouped_plain",
+    "grouped_kxk",
     "maxpool",
     "avgpool",
     "globalpool",
@@ -204,7 +209,7 @@ NCHWC_DOMAIN = "com.microsoft.nchwc"
 
 
 def op_class(kind: str, kernel: int = 1, groups: int = 1, channels_in: int = 1, op: str = "") -> str:
-    """The predictor's class of an op: its kind; for a convolution whether it is 1x1, kxk, depthwise or grouped
+    """The predictor's class of an op: its kind; for a convolution whether it is 1x1, kxk, depthwise, grouped 1x1 or kxk
     (``kernel`` = kernel elements, ``channels_in`` = input channels); for a pool, by its ``op`` name (ONNX op type or
     ATen name), a windowed max, a windowed average or a global pool; for an element-wise op, by its name, whether it
     evaluates an exponential (EXP_OPS)."""
@@ -215,7 +220,9 @@ def op_class(kind: str, kernel: int = 1, groups: int = 1, channels_in: int = 1, 
     if kind != "conv":
         return kind
     if groups > 1:
-        return "depthwise" if groups == channels_in else "grouped"
+        if groups == channels_in:
+            return "depthwise"
+        return "grouped" if kernel == 1 else "grouped_kxk"
     if channels_in <= STEM_CHANNELS:
         return "stem"
     return "conv1x1" if kernel == 1 else "convkxk"

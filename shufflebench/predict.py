@@ -12,8 +12,8 @@ device showed them for that class. Classes that do no arithmetic (element-wise, 
 views, allocations and others only a per-op cost.
 
 The fit is scipy's non-negative least squares on relative errors (each calibration cell weighs 1 / its latency), so
-a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 88 calibration cells per backend and
-40 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
+a 10 us op counts as much as a 10 ms one. Why this and not a learned model: 92 calibration cells per backend and
+43 coefficients, each with a meaning that can be checked against the probe's roofs; and a linear model in
 these features adds up over a network's ops by construction. The calibration times each op with the L2 evicted
 (``cache: cold``), as it runs inside a network.
 
@@ -51,7 +51,17 @@ MIN_INTERVAL_CELLS = 9
 # held-out networks (every other network of the zoo), which no design decision looked at.
 DESIGN = frozenset({"shufflenet_v1", "shufflenet_v2", "mobilenet_v1", "mobilenet_v2"})
 # Classes with a FLOP term.
-COMPUTE = ("stem", "conv1x1", "convkxk", "depthwise", "depthwise_plain", "grouped", "grouped_plain", "matmul")
+COMPUTE = (
+    "stem",
+    "conv1x1",
+    "convkxk",
+    "depthwise",
+    "depthwise_plain",
+    "grouped",
+    "grouped_plain",
+    "grouped_kxk",
+    "matmul",
+)
 MOVING = (
     *COMPUTE,
     "elementwise",

@@ -113,6 +113,11 @@ def test_depthwise_and_grouped_convolutions_onnx_runtime_cannot_block_are_classe
     assert classes[64]["depthwise"][0] == 2 and "depthwise_plain" not in classes[64]
     assert classes[60]["grouped_plain"][0] == 2 and "grouped" not in classes[60]
     assert classes[48]["grouped"][0] == 2 and "grouped_plain" not in classes[48]
+    # a 3 x 3 group convolution is a class of its own, blocked (8 channels per group) or not (4)
+    for c, groups in ((32, 4), (16, 4)):
+        w = blocks.build("op_conv", c=c, hw=14, k=3, groups=groups, repeat=2)
+        kxk = _cpu_runtime_classes(w.module, w.input_shape, tmp_path / f"kxk{c}.onnx")
+        assert kxk["grouped_kxk"][0] == 2 and not {"grouped", "grouped_plain"} & set(kxk)
     # the model itself, as exported, has plain depthwise convolutions only as ONNX Runtime runs them
     assert onnx_cost.count(tmp_path / "conv58.onnx").by_class()["depthwise"][0] == 2
 
