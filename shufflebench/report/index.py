@@ -405,16 +405,21 @@ def _prediction_section(everything: pd.DataFrame, device_id: str, out: Path) -> 
                 )
         held = sets["held-out"]
         interval = model.interval_for(network=True)
-        inside = sum(_within(interval.around(model.predict_row(r)), r["median_ms"]) for r in held)
-        coverage = (
-            f"on the held-out networks it held {inside} of {len(held)} ({inside / len(held):.0%})"
-            if held
-            else "no held-out network was measured to check it on"
-        )
+        coverage = "no held-out network was measured to check it on"
+        if held:
+            inside = predict.held_out_inside(model, held)
+            low, high = predict.observed_coverage(inside, len(held))
+            stated = predict.coverage(interval.n)
+            agrees = "holds" if low <= stated <= high else "leaves out"
+            each = ", each against the interval of the other families'," if model.interval_from_held_out else ""
+            coverage = (
+                f"on the held-out networks{each} it held {inside} of {len(held)} ({inside / len(held):.0%}; 95% "
+                f"interval {low:.0%} to {high:.0%}, which {agrees} the {stated:.0%} stated)"
+            )
         if model.factor_without:
             notes.append(
-                f"{label}: network factor x{model.network_factor:.2f}, the median of {interval.n} design networks' "
-                f"measured / summed (x{min(model.factor_without.values()):.2f} to "
+                f"{label}: network factor x{model.network_factor:.2f}, the median of {len(model.factor_without)} "
+                f"design networks' measured / summed (x{min(model.factor_without.values()):.2f} to "
                 f"x{max(model.factor_without.values()):.2f} with one family left out)."
             )
         notes.append(
