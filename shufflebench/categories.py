@@ -156,8 +156,8 @@ _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 # block (ShuffleNet v1 0.5x runs most of its 1x1 group convolutions so, 2x none): it runs an SGEMM per group on few
 # channels. ``grouped_kxk`` is a group convolution with a larger kernel (ResNeXt's 3 x 3), blocked or not: in the
 # zen4 calibration of 2026-12-01, fitted as one class with the 1x1 ones and left out of the fit, the 3 x 3 cells took
-# 1.8-2.1x what the class's costs said, and they raised its cost per op to 34 us, which ShuffleNet v1's small 1x1 group
-# convolutions then paid.
+# 1.7-2.1x what the class's costs said, and they raised its cost per op to 28 us (ONNX Runtime), which ShuffleNet v1's
+# small 1x1 group convolutions then paid.
 OP_CLASSES = (
     "stem",
     "conv1x1",
