@@ -158,7 +158,7 @@ _ATEN = {op: kind for kind, ops in ATEN_KINDS.items() for op in ops}
 # zen4 calibration of 2026-12-01, fitted as one class with the 1x1 ones and left out of the fit, the 3 x 3 cells took
 # 1.7-2.1x what the class's costs said, and they raised its cost per op to 28 us (ONNX Runtime), which ShuffleNet v1's
 # small 1x1 group convolutions then paid.
-OP_CLASSES = (
+CONV_CLASSES = (
     "stem",
     "conv1x1",
     "convkxk",
@@ -167,6 +167,9 @@ OP_CLASSES = (
     "grouped",
     "grouped_plain",
     "grouped_kxk",
+)
+OP_CLASSES = (
+    *CONV_CLASSES,
     "maxpool",
     "avgpool",
     "globalpool",

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import optimize
 
 from shufflebench import stats
-from shufflebench.categories import OP_CLASSES
+from shufflebench.categories import CONV_CLASSES, OP_CLASSES
 
 LEVEL = 0.8  # of the prediction interval
 TOLERANCE = 0.10  # the accuracy a prediction is scored at: within +-10% of the measured median
@@ -59,17 +59,7 @@ FAMILIES = {  # the zoo's networks that are one design at several depths or scal
     **{f"efficientnet_b{i}": "efficientnet" for i in range(4)},
 }
 # Classes with a FLOP term.
-COMPUTE = (
-    "stem",
-    "conv1x1",
-    "convkxk",
-    "depthwise",
-    "depthwise_plain",
-    "grouped",
-    "grouped_plain",
-    "grouped_kxk",
-    "matmul",
-)
+COMPUTE = (*CONV_CLASSES, "matmul")
 MOVING = (
     *COMPUTE,
     "elementwise",
