@@ -60,15 +60,8 @@ FAMILIES = {  # the zoo's networks that are one design at several depths or scal
 }
 # Classes with a FLOP term.
 COMPUTE = (*CONV_CLASSES, "matmul")
-MOVING = (
-    *COMPUTE,
-    "elementwise",
-    "elementwise_exp",
-    "data",
-    "maxpool",
-    "avgpool",
-    "globalpool",
-)  # classes with a byte term
+# Classes with a byte term.
+MOVING = (*COMPUTE, "elementwise", "elementwise_exp", "data", "maxpool", "avgpool", "globalpool")
 # Features: the call, then per class its op count, its GFLOP (multiply-adds) and its MB moved.
 FEATURES = [
     "call",
@@ -190,7 +183,7 @@ class Model:
         must come from at least two families (workloads)."""
         ratios = np.array([r["median_ms"] / self.predict(r["op_classes"]) for r in networks])
         families = np.array([family(r["workload"]) for r in networks])
-        without = [float(np.median(ratios[families != family])) for family in families]
+        without = [float(np.median(ratios[families != own])) for own in families]
         source = f"{len(networks)} design-set networks, each against the network factor of the other families"
         return replace(
             self,
