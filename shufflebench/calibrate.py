@@ -5,9 +5,9 @@ registered networks run their ops at: 16 to 1024 channels at 7 to 112 pixels, la
 the networks (tensors of 8 K to 2 M elements). Every class of op the predictor tells apart is covered: 1x1 (also
 widening and narrowing few channels), kxk, depthwise and grouped convolutions and the stem, element-wise ops,
 concatenation, the shuffle, max, average and global pools, linear layers. It is an ordinary sweep (``calibrate`` in the
-results folder: resumable, one row per cell, exportable as a bundle for a board). At one thread on a 2-core zen3 VM it
-took about 5 minutes preparing its 92 workloads the first time (cached after that), and measuring its 320 worker
-runs 4 minutes cold (each call after an L2 eviction, the default: shufflebench/backends/cache.py).
+results folder: resumable, one row per cell, exportable as a bundle for a board). At one thread on a 2-core zen4 VM it
+measured its 368 worker runs (92 workloads on two backends) in 3.3 minutes cold (each call after an L2 eviction, the
+default: shufflebench/backends/cache.py); preparing them the first time takes a few minutes more (cached after that).
 """
 
 from __future__ import annotations
