@@ -466,7 +466,10 @@ def describe(meta: dict[str, Any]) -> str:
 
 
 def roofs_text(roofs: dict[str, Any]) -> str:
-    return f"matmul {roofs.get('matmul_gflops', 0):,.1f} GFLOP/s, memory {roofs.get('bandwidth_gbs', 0):,.1f} GB/s"
+    conv = f", 1x1 conv {roofs['conv_gflops']:,.1f} GFLOP/s" if roofs.get("conv_gflops") else ""
+    return (
+        f"matmul {roofs.get('matmul_gflops', 0):,.1f} GFLOP/s{conv}, memory {roofs.get('bandwidth_gbs', 0):,.1f} GB/s"
+    )
 
 
 def noise_text(roofs: dict[str, Any]) -> str:

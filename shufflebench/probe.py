@@ -1,12 +1,18 @@
-"""The device's measured roofs: peak fp32 matmul throughput and memory bandwidth, per backend and thread count.
+"""The device's measured roofs: peak fp32 compute throughput and memory bandwidth, per backend and thread count.
 
 A cell's speed means little without the speed the device can reach, so every sweep probes the device at its start
 and at its end, with each backend's own kernels and the thread counts the sweep uses (shufflebench.backends: torch
-matmul and copy; ONNX Runtime's MatMul and Mul on the graphs in shufflebench/probes/; on CUDA synchronised):
+matmul, conv2d and copy; ONNX Runtime's MatMul, Conv and Mul on the graphs in shufflebench/probes/; on CUDA
+synchronised). Each roof is the best the device reached: the fastest of repeated calls, as the Empirical Roofline
+Toolkit takes a peak, so a cell's median does not sit above it by the luck of a quick moment.
 
 - ``matmul_gflops``: 2 n^3 / t for an n x n fp32 matrix product (on a CPU the best of n = 256, 512 and 1024, since
-  the largest is not always the fastest; 4096 on a GPU, TF32 off), the median of repeated products; note FLOP here,
-  two per multiply-add, as vendors quote peaks;
+  the largest is not always the fastest; 4096 on a GPU, TF32 off); note FLOP here, two per multiply-add, as vendors
+  quote peaks;
+- ``conv_gflops`` (CPU only): 2 x multiply-adds / t for a chain of CONV_CHAIN 1x1 fp32 convolutions, the best of
+  CONV_SHAPES. A library's convolutions are its own kernels, not its matrix product: ONNX Runtime's blocked (NCHWc)
+  convolutions run faster than its SGEMM, and on one zen4 with AVX-512 the cells ran at 113% of the best matrix
+  product any library reached;
 - ``bandwidth_gbs``: bytes read plus bytes written per second by a copy of an array far beyond the last-level cache
   (256 MiB on a CPU, 1 GiB on a GPU).
 
@@ -21,9 +27,9 @@ The start probe goes into ``device.json`` and into every row of the run (``peak_
 the end probe is added to the run's rows when the run finishes, and a difference of more than PROBE_DRIFT flags them
 (a neighbour, or throttling). Probes run in worker processes like cells, so the runner stays torch-free.
 
-A backend's probe is its library's roof, not the device's: ONNX Runtime's NCHWc convolutions run faster than its own
-SGEMM. A cell is judged against the device's roofs (:func:`device_roofs`): the best that any backend's probe reached on
-the same processor at the same thread count.
+A backend's probe is its library's roof, not the device's. A cell is judged against the device's roofs
+(:func:`device_roofs`): the compute roof is the best matrix product or convolution chain (:func:`compute_gflops`) that
+any backend's probe reached on the same processor at the same thread count, the memory roof the best copy.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ PROBE_DRIFT = 0.10  # end of a run against its start
 PROBE_CHANGE = 0.15  # two runs, or two folders, of one device id
 MIN_TIME = 0.25  # s of timed repeats per roof
 CPU_MATMUL_SIZES = (256, 512, 1024)
+CONV_SHAPES = ((64, 56), (128, 56), (256, 28), (512, 14))  # (channels, height = width): a ShuffleNet's 1x1 convs
+CONV_CHAIN = 8  # 1x1 convolutions in a row, so a blocked layout's reorders at the ends weigh little
+ROOFS = ("matmul_gflops", "conv_gflops", "bandwidth_gbs")
 NOISE_N = 256  # the noise floor's kernel: an n x n fp32 matrix product
 NOISE_SECONDS = 2.0  # s the noise floor is timed for
 NOISE_BLOCK = 0.1  # s per block of calls: a few of a cell's samples, long enough to average single interruptions
@@ -57,6 +66,7 @@ class Roofs:
     bandwidth_mib: int
     noise_floor: float  # p90/p10 - 1 of the per-call times of NOISE_BLOCK-second blocks of a fixed small kernel
     noise_cv: float  # their coefficient of variation
+    conv_gflops: float | None = None  # the best chain of 1x1 convolutions (CONV_SHAPES), on a CPU
 
 
 def key(backend: str, threads: int | None, precision: str = "fp32") -> str:
@@ -73,8 +83,8 @@ def precision(settings: dict[str, Any]) -> str:
     return dtype if dtype != "float32" else "tf32" if settings.get("tf32") else "fp32"
 
 
-def median_seconds(call: Callable[[], Any], sync: Callable[[], None] = lambda: None, repeats: int = 5) -> float:
-    """Median seconds of one ``call``, each waited for, over at least ``repeats`` calls and MIN_TIME seconds."""
+def best_seconds(call: Callable[[], Any], sync: Callable[[], None] = lambda: None, repeats: int = 5) -> float:
+    """Seconds of the fastest ``call``, each waited for, of at least ``repeats`` calls and MIN_TIME seconds."""
     for _ in range(2):
         call()
     sync()
@@ -85,7 +95,7 @@ def median_seconds(call: Callable[[], Any], sync: Callable[[], None] = lambda: N
         call()
         sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 class Reference:
@@ -129,20 +139,42 @@ def fastest_matmul(seconds_for: Callable[[int], float], sizes: tuple[int, ...]) 
     return max(timed, key=lambda t: t[1] ** 3 / t[0])
 
 
+def fastest_conv(seconds_for: Callable[[int, int], float]) -> float:
+    """GFLOP/s of the fastest chain of CONV_CHAIN 1x1 convolutions among CONV_SHAPES; ``seconds_for(c, hw)`` times
+    one chain of c channels on an hw x hw image."""
+    return max(2 * CONV_CHAIN * c * c * hw * hw / seconds_for(c, hw) / 1e9 for c, hw in CONV_SHAPES)
+
+
+def compute_gflops(roofs: dict[str, float]) -> float:
+    """A probe's compute roof: its matrix product or its convolution chain, whichever ran faster (probes written
+    before the chain have the product only)."""
+    return max(roofs["matmul_gflops"], roofs.get("conv_gflops") or 0.0)
+
+
 def device_roofs(probes: dict[str, dict[str, float]], key: str) -> dict[str, float] | None:
-    """The device's roofs for cells judged by probe ``key``: the best matmul and bandwidth that any backend's probe in
-    ``probes`` reached on the same processor at the same thread count (CPU) or precision (GPU), whether or not this
-    backend's own probe ran (ONNX Runtime probes fp32 only); None when no probe of that kind ran."""
+    """The device's roofs for cells judged by probe ``key``: ``compute_gflops`` and ``bandwidth_gbs``, the best that
+    any backend's probe in ``probes`` reached on the same processor at the same thread count (CPU) or precision (GPU),
+    whether or not this backend's own probe ran (ONNX Runtime probes fp32 only); None when no probe of that kind ran."""
     kind = key.partition("/")[2]
     peers = [r for k, r in probes.items() if r and k.partition("/")[2] == kind]
     if not peers:
         return None
-    return {roof: max(r[roof] for r in peers) for roof in ("matmul_gflops", "bandwidth_gbs")}
+    return {"compute_gflops": max(map(compute_gflops, peers)), "bandwidth_gbs": max(r["bandwidth_gbs"] for r in peers)}
 
 
-def roofs(matmul_seconds: float, n: int, copy_seconds: float, nbytes: int, noise: tuple[float, float]) -> Roofs:
-    """Roofs from a timed n x n matrix product and a timed copy of ``nbytes``, with the noise floor (:func:`noise`)."""
-    return Roofs(2 * n**3 / matmul_seconds / 1e9, 2 * nbytes / copy_seconds / 1e9, n, nbytes // 2**20, *noise)
+def roofs(
+    matmul_seconds: float,
+    n: int,
+    copy_seconds: float,
+    nbytes: int,
+    noise: tuple[float, float],
+    conv_gflops: float | None = None,
+) -> Roofs:
+    """Roofs from a timed n x n matrix product and a timed copy of ``nbytes``, with the noise floor (:func:`noise`)
+    and, on a CPU, the convolution chain's (:func:`fastest_conv`)."""
+    return Roofs(
+        2 * n**3 / matmul_seconds / 1e9, 2 * nbytes / copy_seconds / 1e9, n, nbytes // 2**20, *noise, conv_gflops
+    )
 
 
 def drift(start: dict[str, dict[str, float]], end: dict[str, dict[str, float]]) -> float:
@@ -150,7 +182,7 @@ def drift(start: dict[str, dict[str, float]], end: dict[str, dict[str, float]]) 
     changes = [
         abs(end[k][roof] - start[k][roof]) / start[k][roof]
         for k in start.keys() & end.keys()
-        for roof in ("matmul_gflops", "bandwidth_gbs")
+        for roof in ROOFS
         if start[k].get(roof) and end[k].get(roof)
     ]
     return max(changes, default=0.0)

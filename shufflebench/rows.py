@@ -141,7 +141,7 @@ def measured_row(
         energy_method=processes[0].energy_method or None,
         peak_rss_mib=_median_mib([p.peak_rss_bytes for p in processes]),
         peak_device_mib=_median_mib([p.peak_device_bytes for p in processes]),
-        peak_gflops=device_roofs["matmul_gflops"] if device_roofs else None,
+        peak_gflops=device_roofs["compute_gflops"] if device_roofs else None,
         peak_gbs=device_roofs["bandwidth_gbs"] if device_roofs else None,
         probe={"key": key, "start": roofs} if roofs else None,
         noise_floor=roofs.get("noise_floor") if roofs else None,

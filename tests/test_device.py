@@ -145,7 +145,11 @@ def test_new_libraries_keep_the_machine_key(tmp_path):
 
 def test_device_describes_the_core_and_the_probe():
     meta = device.collect()
-    meta["probe"] = {"torch-cpu/threads=1": {"matmul_gflops": 90.0, "bandwidth_gbs": 25.0}}
+    meta["probe"] = {
+        "torch-cpu/threads=1": {"matmul_gflops": 90.0, "bandwidth_gbs": 25.0},  # probed before the convolutions
+        "ort-cpu/threads=1": {"matmul_gflops": 60.0, "conv_gflops": 95.0, "bandwidth_gbs": 26.0},
+    }
     text = device.describe(meta)
     assert f"machine     {meta['machine_key']}" in text
     assert "probe       torch-cpu/threads=1: matmul 90.0 GFLOP/s, memory 25.0 GB/s" in text
+    assert "probe       ort-cpu/threads=1: matmul 60.0 GFLOP/s, 1x1 conv 95.0 GFLOP/s, memory 26.0 GB/s" in text

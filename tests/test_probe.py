@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import onnx
 import pytest
 
 from shufflebench import backends, device, probe, runner, stats
+from shufflebench.categories import NCHWC_DOMAIN
 from shufflebench.report.load import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_committed_probe_graphs_are_what_the_script_writes(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_probe_models.py"), str(tmp_path)], check=True)
-    for name in ("matmul.onnx", "scale.onnx"):
+    for name in ("matmul.onnx", "conv1x1.onnx", "scale.onnx"):
         assert (tmp_path / name).read_bytes() == (ROOT / "shufflebench" / "probes" / name).read_bytes()
         onnx.checker.check_model(onnx.load(str(tmp_path / name)), full_check=True)
 
@@ -27,6 +29,7 @@ def test_each_cpu_backend_measures_both_roofs():
     for name in ("torch-cpu", "ort-cpu"):
         roofs = backends.get(name).probe(1)
         assert roofs.matmul_gflops > 0.5 and roofs.bandwidth_gbs > 0.5 and roofs.matmul_n in probe.CPU_MATMUL_SIZES
+        assert roofs.conv_gflops > 0.5  # its convolutions are kernels of their own
         assert roofs.bandwidth_mib == 256  # far beyond any last-level cache
         assert roofs.noise_floor >= 0 and roofs.noise_cv >= 0
 
@@ -153,7 +156,7 @@ def test_a_sweep_records_its_probes_in_rows_and_device_json(tmp_path):
     from shufflebench.results import read_rows
 
     (row,) = read_rows(folder / "p.csv")
-    assert row["peak_gflops"] == meta["probe"]["ort-cpu/threads=1"]["matmul_gflops"]
+    assert row["peak_gflops"] == probe.compute_gflops(meta["probe"]["ort-cpu/threads=1"])
     assert row["probe"]["end"]["bandwidth_gbs"] > 0 and row["probe"]["drift"] >= 0
     assert row["machine_key"] == meta["machine_key"] and row["energy_method"]
 
@@ -179,21 +182,66 @@ def test_the_roofline_classifies_cells_at_each_roof_and_below_both():
 
 def test_a_cell_is_judged_against_the_best_roof_any_backend_reached_at_its_thread_count():
     probes = {
-        "ort-cpu/threads=1": {"matmul_gflops": 50.0, "bandwidth_gbs": 30.0},
-        "torch-cpu/threads=1": {"matmul_gflops": 100.0, "bandwidth_gbs": 28.0},
-        "torch-cpu/threads=2": {"matmul_gflops": 190.0, "bandwidth_gbs": 40.0},
-        "torch-cuda": {"matmul_gflops": 50000.0, "bandwidth_gbs": 4000.0},
+        "ort-cpu/threads=1": {"matmul_gflops": 50.0, "conv_gflops": 90.0, "bandwidth_gbs": 30.0},
+        "torch-cpu/threads=1": {"matmul_gflops": 80.0, "conv_gflops": 70.0, "bandwidth_gbs": 28.0},
+        "torch-cpu/threads=2": {"matmul_gflops": 190.0, "bandwidth_gbs": 40.0},  # probed before the convolutions
+        "torch-cuda": {"matmul_gflops": 50000.0, "conv_gflops": None, "bandwidth_gbs": 4000.0},
     }
-    assert probe.device_roofs(probes, "ort-cpu/threads=1") == {"matmul_gflops": 100.0, "bandwidth_gbs": 30.0}
-    assert probe.device_roofs(probes, "torch-cpu/threads=2") == {"matmul_gflops": 190.0, "bandwidth_gbs": 40.0}
-    assert probe.device_roofs(probes, "torch-cuda")["matmul_gflops"] == 50000.0
-    assert probe.device_roofs(probes, "ort-cuda") == probes["torch-cuda"]  # its own probe did not run: the device's
+    # ONNX Runtime's convolutions beat every matrix product: the compute roof is theirs, for torch's cells too
+    assert probe.device_roofs(probes, "torch-cpu/threads=1") == {"compute_gflops": 90.0, "bandwidth_gbs": 30.0}
+    assert probe.device_roofs(probes, "torch-cpu/threads=2") == {"compute_gflops": 190.0, "bandwidth_gbs": 40.0}
+    assert probe.device_roofs(probes, "torch-cuda")["compute_gflops"] == 50000.0
+    # its own probe did not run: the device's
+    assert probe.device_roofs(probes, "ort-cuda") == {"compute_gflops": 50000.0, "bandwidth_gbs": 4000.0}
     assert probe.device_roofs(probes, "torch-cuda/float16") is None  # no probe of that precision: no roofs
 
 
 def test_the_fastest_of_several_product_sizes_is_the_roof():
     seconds = {256: 2 * 256**3 / 80e9, 512: 2 * 512**3 / 90e9, 1024: 2 * 1024**3 / 60e9}  # 80, 90, 60 GFLOP/s
     assert probe.fastest_matmul(seconds.__getitem__, (256, 512, 1024)) == (seconds[512], 512)
+    speeds = dict(zip(probe.CONV_SHAPES, (70e9, 95e9, 80e9, 85e9)))  # FLOP/s of each chain of 1x1 convolutions
+    chain = lambda c, hw: 2 * probe.CONV_CHAIN * c * c * hw * hw / speeds[c, hw]  # noqa: E731
+    assert probe.fastest_conv(chain) == pytest.approx(95.0)
+
+
+def test_a_roof_is_the_fastest_of_its_repeated_calls(monkeypatch):
+    """A fake clock: every fourth call is quick (2 ms), the others slow (3 ms); the roof is the best reached."""
+    clock = {"now": 0.0, "calls": 0}
+    monkeypatch.setattr(probe.time, "perf_counter", lambda: clock["now"])
+
+    def call():
+        clock["calls"] += 1
+        clock["now"] += 0.002 if clock["calls"] % 4 == 0 else 0.003
+
+    assert probe.best_seconds(call) == pytest.approx(0.002)
+    assert clock["now"] >= probe.MIN_TIME
+
+
+def test_onnx_runtimes_convolution_probe_runs_its_blocked_kernels(monkeypatch, tmp_path):
+    """The chain's weight folds into a constant once the probe fixes the sizes, so ONNX Runtime's optimiser turns its
+    convolutions into blocked NCHWc ones, as in the cells: the kernels that run faster than its SGEMM."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from shufflebench.backends import ort_backend
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("ONNX Runtime's blocked convolutions are x86's (AVX2 and AVX-512)")
+    made = ort_backend.session_options
+
+    def keeping_the_optimised_graph(**kwargs):
+        options = made(**kwargs)
+        options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+        return options
+
+    monkeypatch.setattr(ort_backend, "session_options", keeping_the_optimised_graph)
+    c, hw = probe.CONV_SHAPES[0]
+    ort_backend.conv_chain(c, hw, "CPUExecutionProvider", 1)()
+    nodes = onnx.load(str(tmp_path / "optimised.onnx")).graph.node
+    assert [n.domain for n in nodes if n.op_type == "Conv"] == [NCHWC_DOMAIN] * probe.CONV_CHAIN
+    session = ort.InferenceSession(str(ROOT / "shufflebench" / "probes" / "conv1x1.onnx"))
+    (out,) = session.run(None, {"x": np.ones((1, 2, 3, 3), np.float32)})
+    assert out.shape == (1, 2, 3, 3) and np.allclose(out, (0.5 * 2) ** probe.CONV_CHAIN)  # weight 0.5, 2 channels
 
 
 def test_runs_whose_probes_disagree_are_flagged_unless_they_timed_products_of_other_sizes():
@@ -241,7 +289,7 @@ def test_gpu_cells_are_probed_in_their_own_precision_and_ort_cells_judged_by_tor
         "torch-cuda/float16": {"matmul_gflops": 700000.0, "bandwidth_gbs": 3900.0},
     }
     half = probe.key("ort-cuda", None, probe.precision(cells[-1].settings))
-    assert half == "ort-cuda/float16" and probe.device_roofs(probes, half)["matmul_gflops"] == 700000.0
+    assert half == "ort-cuda/float16" and probe.device_roofs(probes, half)["compute_gflops"] == 700000.0
     with pytest.raises(ValueError, match="fp32 only"):
         backends.get("ort-cpu").probe(1, "float16")
 

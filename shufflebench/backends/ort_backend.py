@@ -28,7 +28,16 @@ import onnxruntime as ort
 
 from shufflebench.backends import ORT_GPU_DEVICES
 from shufflebench.backends import cache
-from shufflebench.probe import CPU_MATMUL_SIZES, NOISE_N, Roofs, fastest_matmul, median_seconds, noise, roofs
+from shufflebench.probe import (
+    CPU_MATMUL_SIZES,
+    NOISE_N,
+    Roofs,
+    best_seconds,
+    fastest_conv,
+    fastest_matmul,
+    noise,
+    roofs,
+)
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -253,13 +262,20 @@ PROBES = Path(__file__).resolve().parents[1] / "probes"
 
 
 def _probe_call(
-    name: str, shapes: dict[str, tuple[int, ...]], provider: str, threads: int | None
+    name: str,
+    shapes: dict[str, tuple[int, ...]],
+    provider: str,
+    threads: int | None,
+    dims: dict[str, int] | None = None,
 ) -> Callable[[], None]:
     """A call of probe graph ``name`` on ``provider``, its inputs and outputs bound on the provider's device (run()
-    waits for it), no graph optimisation."""
+    waits for it), no graph optimisation; a graph with symbolic ``dims`` given has them fixed and is optimised as
+    cells are (the convolution chain's weight folds into a constant and its convolutions into blocked ones)."""
     device = ORT_GPU_DEVICES.get(provider, "cpu")
     options = provider_options(provider, {"tf32": False, "cudnn_benchmark": True, "cuda_graph": False})
-    so = session_options(threads=threads, opt_level="disable")
+    so = session_options(threads=threads, opt_level="all" if dims else "disable")
+    for dim, size in (dims or {}).items():
+        so.add_free_dimension_override_by_name(dim, size)
     session = ort.InferenceSession(str(PROBES / f"{name}.onnx"), so, providers=[(provider, options)])
     binding = session.io_binding()
     values = {k: ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, 0) for k, shape in shapes.items()}
@@ -275,10 +291,18 @@ def square(n: int, provider: str, threads: int | None) -> Callable[[], None]:
     return _probe_call("matmul", {"a": (n, n), "b": (n, n), "c": (n, n)}, provider, threads)
 
 
+def conv_chain(c: int, hw: int, provider: str, threads: int | None) -> Callable[[], None]:
+    """One call of the chain of 1x1 convolutions (the Conv probe graph) on c channels of an hw x hw image."""
+    image = (1, c, hw, hw)
+    return _probe_call("conv1x1", {"x": image, "y": image}, provider, threads, {"c": c, "hw": hw})
+
+
 def probe(provider: str, threads: int | None) -> Roofs:
-    """This device's roofs with ONNX Runtime's kernels on ``provider``: the MatMul and Mul graphs of shufflebench/probes
-    (shufflebench.probe)."""
-    sizes, nbytes = ((4096,), 2**30) if provider in ORT_GPU_DEVICES else (CPU_MATMUL_SIZES, 2**28)
-    matmul, n = fastest_matmul(lambda n: median_seconds(square(n, provider, threads)), sizes)
-    copy = median_seconds(_probe_call("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}, provider, threads))
-    return roofs(matmul, n, copy, nbytes, noise(square(NOISE_N, provider, threads)))
+    """This device's roofs with ONNX Runtime's kernels on ``provider``: the MatMul, Conv (on a CPU) and Mul graphs of
+    shufflebench/probes (shufflebench.probe)."""
+    on_gpu = provider in ORT_GPU_DEVICES
+    sizes, nbytes = ((4096,), 2**30) if on_gpu else (CPU_MATMUL_SIZES, 2**28)
+    matmul, n = fastest_matmul(lambda n: best_seconds(square(n, provider, threads)), sizes)
+    conv = None if on_gpu else fastest_conv(lambda c, hw: best_seconds(conv_chain(c, hw, provider, threads)))
+    copy = best_seconds(_probe_call("scale", {"x": (nbytes // 4,), "y": (nbytes // 4,)}, provider, threads))
+    return roofs(matmul, n, copy, nbytes, noise(square(NOISE_N, provider, threads)), conv)

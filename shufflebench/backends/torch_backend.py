@@ -26,7 +26,17 @@ import torch
 from torch import nn
 
 from shufflebench.backends import cache
-from shufflebench.probe import CPU_MATMUL_SIZES, NOISE_N, Roofs, fastest_matmul, median_seconds, noise, roofs
+from shufflebench.probe import (
+    CONV_CHAIN,
+    CPU_MATMUL_SIZES,
+    NOISE_N,
+    Roofs,
+    best_seconds,
+    fastest_conv,
+    fastest_matmul,
+    noise,
+    roofs,
+)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -164,7 +174,7 @@ def noise_kernel(device: str) -> Callable[[], Any]:
 
 def probe(device: str, threads: int | None, precision: str = "fp32") -> Roofs:
     """This device's roofs with torch's kernels: a matrix product in ``precision`` (fp32 with TF32 off, tf32, float16
-    or bfloat16) and a copy (shufflebench.probe)."""
+    or bfloat16), on a CPU a chain of 1x1 convolutions in ``precision``, and a copy (shufflebench.probe)."""
     on_gpu = device != "cpu"
     if threads is not None:
         torch.set_num_threads(threads)
@@ -177,12 +187,24 @@ def probe(device: str, threads: int | None, precision: str = "fp32") -> Roofs:
     def product(n: int) -> float:
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         c = torch.empty(n, n, device=device, dtype=dtype)
-        return median_seconds(lambda: torch.mm(a, b, out=c), sync)
+        return best_seconds(lambda: torch.mm(a, b, out=c), sync)
+
+    def chain(c: int, hw: int) -> float:
+        x, w = torch.randn(1, c, hw, hw, dtype=dtype), torch.randn(c, c, 1, 1, dtype=dtype)
+
+        def convolve() -> torch.Tensor:
+            h = x
+            for _ in range(CONV_CHAIN):
+                h = torch.nn.functional.conv2d(h, w)
+            return h
+
+        return best_seconds(convolve)
 
     with torch.inference_mode():
         matmul, n = fastest_matmul(product, sizes)
+        conv = None if on_gpu else fastest_conv(chain)
         floor = noise(noise_kernel(device), sync)
         x = torch.ones(nbytes // 4, device=device)
         y = torch.empty_like(x)
-        copy = median_seconds(lambda: y.copy_(x), sync)
-    return roofs(matmul, n, copy, nbytes, floor)
+        copy = best_seconds(lambda: y.copy_(x), sync)
+    return roofs(matmul, n, copy, nbytes, floor, conv)

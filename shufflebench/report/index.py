@@ -270,10 +270,11 @@ def _roofline_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
         "## Roofline",
         "",
         "Each cell's attained GFLOP/s against its arithmetic intensity (FLOP per byte of MAC), under the device's "
-        "roofs at the cell's thread count: the best matrix product (compute) and copy (memory) that any backend's "
-        "probe reached on this device, since one library's kernels can beat another's own matrix product (ONNX "
-        "Runtime's blocked convolutions run faster than its SGEMM). Each backend's own probe is its library's roof, "
-        "listed below. `bound` says which roof explains the time: compute "
+        "roofs at the cell's thread count: the best matrix product or chain of 1x1 convolutions (compute) and the "
+        "best copy (memory) that any backend's probe reached on this device, each the fastest of repeated calls, "
+        "since one library's kernels can beat another's (ONNX Runtime's blocked convolutions run faster than its "
+        "SGEMM). Each backend's own probe is its library's roof, listed below. `bound` says which roof explains the "
+        "time: compute "
         f"or memory when the roofline accounts for at least {100 * EXPLAINED:.0f}% of it, overhead when "
         "neither does (dispatch, launches, what the MAC model does not see).",
         "",
@@ -311,9 +312,11 @@ def _library_roofs(measured: pd.DataFrame) -> list[str]:
     lines = []
     for key, roofs in sorted(library.items()):
         peers = measured[measured["probe"].map(lambda r: isinstance(r, dict) and r.get("key") == key)]
+        conv = f", 1x1 convolutions {roofs['conv_gflops']:.1f} GFLOP/s" if roofs["conv_gflops"] else ""
         lines.append(
             f"- {key}: device roofs {peers['peak_gflops'].max():.1f} GFLOP/s and {peers['peak_gbs'].max():.1f} GB/s; "
-            f"this library's own probe {roofs['matmul_gflops']:.1f} GFLOP/s and {roofs['bandwidth_gbs']:.1f} GB/s"
+            f"this library's own probe: matrix product {roofs['matmul_gflops']:.1f} GFLOP/s{conv}, copy "
+            f"{roofs['bandwidth_gbs']:.1f} GB/s"
         )
     return lines
 
@@ -488,7 +491,7 @@ def _node_section(nodes: pd.DataFrame, meta: dict, device_id: str, out: Path) ->
     name = "node_roofline.png"
     figures.node_roofline(
         mine[mine["network"] == network],
-        roofs["matmul_gflops"],
+        roofs["compute_gflops"],
         roofs["bandwidth_gbs"],
         out / name,
         f"{device_id}: {network} on ort-cpu, opt_level all, one point per node (size: time)",

@@ -139,13 +139,15 @@ def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_roofs(rows: pd.DataFrame, group: Callable[[str, str], Hashable]) -> dict[Hashable, dict[str, float]]:
-    """The best start-probe roofs of ``rows`` per ``group(device_id, probe key)``; rows without a probe are left out."""
+    """The best start-probe roofs of ``rows`` per ``group(device_id, probe key)`` (shufflebench.probe.ROOFS, 0 for a
+    roof no probe measured) with their ``compute_gflops``; rows without a probe are left out."""
     best: dict[Hashable, dict[str, float]] = {}
     for device_id, record in zip(rows["device_id"], rows["probe"]):
         if isinstance(record, dict) and record.get("start"):
             roofs = best.setdefault(group(device_id, record["key"]), {})
-            for roof in ("matmul_gflops", "bandwidth_gbs"):
-                roofs[roof] = max(roofs.get(roof, 0.0), record["start"][roof])
+            for roof in probe.ROOFS:
+                roofs[roof] = max(roofs.get(roof, 0.0), record["start"].get(roof) or 0.0)
+            roofs["compute_gflops"] = probe.compute_gflops(roofs)
     return best
 
 
@@ -166,14 +168,14 @@ def with_device_roofs(ok: pd.DataFrame) -> pd.DataFrame:
         )
         columns.append(
             {
-                "peak_gflops": roofs.get("matmul_gflops"),
+                "peak_gflops": roofs.get("compute_gflops"),
                 "peak_gbs": roofs.get("bandwidth_gbs"),
                 **asdict(
                     roofline.analyse(
                         _number(row.get("flops")),
                         _number(row.get("mac_bytes")),
                         _number(row.get("median_ms")),
-                        roofs.get("matmul_gflops"),
+                        roofs.get("compute_gflops"),
                         roofs.get("bandwidth_gbs"),
                         _number(row.get("mac_runtime_bytes")),
                     )
