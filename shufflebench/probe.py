@@ -151,12 +151,17 @@ def compute_gflops(roofs: dict[str, float]) -> float:
     return max(roofs["matmul_gflops"], roofs.get("conv_gflops") or 0.0)
 
 
+def roof_kind(key: str) -> str:
+    """What probe ``key`` shares with the probes whose roofs its cells may be held against: on a CPU its thread count
+    ("threads=1"), on a GPU its precision ("float16"; "" for fp32)."""
+    return key.partition("/")[2]
+
+
 def device_roofs(probes: dict[str, dict[str, float]], key: str) -> dict[str, float] | None:
     """The device's roofs for cells judged by probe ``key``: ``compute_gflops`` and ``bandwidth_gbs``, the best that
     any backend's probe in ``probes`` reached on the same processor at the same thread count (CPU) or precision (GPU),
     whether or not this backend's own probe ran (ONNX Runtime probes fp32 only); None when no probe of that kind ran."""
-    kind = key.partition("/")[2]
-    peers = [r for k, r in probes.items() if r and k.partition("/")[2] == kind]
+    peers = [r for k, r in probes.items() if r and roof_kind(k) == roof_kind(key)]
     if not peers:
         return None
     return {"compute_gflops": max(map(compute_gflops, peers)), "bandwidth_gbs": max(r["bandwidth_gbs"] for r in peers)}

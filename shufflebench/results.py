@@ -91,9 +91,9 @@ class RunColumns:
     backend_info: dict[str, Any] | None = None  # the settings as the backend applied them, and its versions
     samples_ms: list[list[float]] | None = None  # per process, every sample's time: the raw data
     warmup_ms: list[list[float]] | None = None  # per process, its first calls (shufflebench.rows.WARMUP_KEPT)
-    peak_gflops: float | None = None  # the device's compute roof at this thread count (best of any backend's probe)
+    peak_gflops: float | None = None  # the device's compute roof at this thread count (best product or conv chain)
     peak_gbs: float | None = None  # its memory-bandwidth roof, likewise (each backend's own roofs are in probe)
-    probe: dict[str, Any] | None = None  # key, start and end roofs and noise floors, drift between them
+    probe: dict[str, Any] | None = None  # key, start and end roofs (conv_gflops on a CPU) and noise floors, drift
     noise_floor: float | None = None  # the machine's own noise: p90/p10 - 1 of a fixed kernel (shufflebench.probe)
     # per process, that kernel timed between its samples (CPU cells): ms per call of each block (shufflebench.measure)
     reference_ms: list[list[float]] | None = None

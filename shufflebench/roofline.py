@@ -24,8 +24,8 @@ class Roofline:
     arithmetic_intensity_runtime: float | None = None  # FLOP per byte, on the MAC of the graph the runtime ran
     attained_gflops: float | None = None  # FLOP (2 x multiply-adds) per second the cell reached
     attained_gbs: float | None = None  # bytes of MAC per second the cell reached
-    compute_fraction: float | None = None  # attained GFLOP/s over the probe's matmul roof
-    bandwidth_fraction: float | None = None  # attained GB/s over the probe's memory roof
+    compute_fraction: float | None = None  # attained GFLOP/s over the device's compute roof
+    bandwidth_fraction: float | None = None  # attained GB/s over the device's memory roof
     roof_efficiency: float | None = None  # the larger of the two fractions: how close the cell came to a roof
     bound: str | None = None  # compute, memory or overhead
 

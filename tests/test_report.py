@@ -115,6 +115,28 @@ def test_report_has_every_section_and_its_figures(tmp_path):
         assert f"]({image})" in text and (tmp_path / "report" / image).stat().st_size > 10_000
 
 
+def test_the_roofline_holds_cells_under_the_best_product_or_convolution_chain_and_names_older_probes(tmp_path):
+    """The quickest G1 cell attains 247 GFLOP/s (2 x 62 M multiply-adds in 0.50 ms), the next 148. Under a probe whose
+    matrix product reached 200 and that ran before the 1x1 convolution chain, one cell per backend sits above the
+    roof, counted apart; under a probe whose convolutions reached 250, none does."""
+
+    def report(roofs: dict) -> str:
+        folder = make_device(tmp_path / str(len(roofs)), "dev-a")
+        rows = read_rows(folder / "default.csv")
+        for row in rows:
+            row["probe"] = {"key": f"{row['backend']}/threads=1", "start": {**roofs, "bandwidth_gbs": 20.0}}
+        write_rows(folder / "default.csv", rows)
+        return write_report(load([folder]), "dev-a", tmp_path / f"report{len(roofs)}").read_text()
+
+    older = report({"matmul_gflops": 200.0})
+    assert "| ort-cpu | 4 |" in older and "| 1 (1 under a roof probed before the 1x1 convolutions) |" in older
+    assert "- ort-cpu/threads=1: device roofs 200.0 GFLOP/s and 20.0 GB/s; this library's own probe: matrix " in older
+    convolved = report({"matmul_gflops": 200.0, "conv_gflops": 250.0})
+    table = convolved[convolved.index("## Roofline") :]
+    assert "| ort-cpu | 4 |" in table and "| 0 |" in table and "probed before" not in table
+    assert "this library's own probe: matrix product 200.0 GFLOP/s, 1x1 convolutions 250.0 GFLOP/s, copy" in table
+
+
 def test_an_empty_folder_says_what_to_do(tmp_path):
     (tmp_path / "results").mkdir()
     with pytest.raises(UserError, match=r"no results in .*: run `make bench`"):

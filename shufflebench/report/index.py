@@ -273,7 +273,8 @@ def _roofline_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
         "roofs at the cell's thread count: the best matrix product or chain of 1x1 convolutions (compute) and the "
         "best copy (memory) that any backend's probe reached on this device, each the fastest of repeated calls, "
         "since one library's kernels can beat another's (ONNX Runtime's blocked convolutions run faster than its "
-        "SGEMM). Each backend's own probe is its library's roof, listed below. `bound` says which roof explains the "
+        "SGEMM). Each backend's own probe is its library's roof, listed below; cells above a roof whose probes all "
+        "ran before the convolution chain joined them are counted apart. `bound` says which roof explains the "
         "time: compute "
         f"or memory when the roofline accounts for at least {100 * EXPLAINED:.0f}% of it, overhead when "
         "neither does (dispatch, launches, what the MAC model does not see).",
@@ -284,12 +285,16 @@ def _roofline_section(ok: pd.DataFrame, device_id: str, out: Path) -> list[str]:
     ]
     images = []
     labels = _guideline_labels()
+    by_roof = best_roofs(measured, lambda device_id, key: (device_id, probe.roof_kind(key)))
+    without_conv = {device_kind for device_kind, roofs in by_roof.items() if not roofs["conv_gflops"]}
     for variant, group in measured.groupby("variant"):
         bounds = group["bound"].value_counts()
+        above = group[group["compute_fraction"] > 1]
+        before = sum((d, probe.roof_kind(r["key"])) in without_conv for d, r in zip(above["device_id"], above["probe"]))
         lines.append(
             f"| {variant} | {len(group)} | {bounds.get('compute', 0)} | {bounds.get('memory', 0)} | "
-            f"{bounds.get('overhead', 0)} | {group['compute_fraction'].median():.1%} | "
-            f"{int((group['compute_fraction'] > 1).sum())} |"
+            f"{bounds.get('overhead', 0)} | {group['compute_fraction'].median():.1%} | {len(above)}"
+            f"{f' ({before} under a roof probed before the 1x1 convolutions)' if before else ''} |"
         )
         name = f"roofline_{_file(variant)}.png"
         figures.roofline(

@@ -157,12 +157,12 @@ def with_device_roofs(ok: pd.DataFrame) -> pd.DataFrame:
     the roofs were the device's were judged against their own backend's probe)."""
     if "probe" not in ok or ok.empty:
         return ok
-    best = best_roofs(ok, lambda device_id, key: (device_id, key.partition("/")[2]))
+    best = best_roofs(ok, lambda device_id, key: (device_id, probe.roof_kind(key)))
     columns = []
     for _, row in ok.iterrows():
         record = row["probe"]
         roofs = (
-            best[row["device_id"], record["key"].partition("/")[2]]
+            best[row["device_id"], probe.roof_kind(record["key"])]
             if isinstance(record, dict) and (record.get("start"))
             else {}
         )
